@@ -1,0 +1,31 @@
+"""``lowbit``: the one command-line entry point.
+
+Each group of commands lives in its own module; this file only assembles them. Exit codes: 0 success,
+1 a property failed (or a regression was found), 2 bad usage or an unusable input.
+"""
+
+from __future__ import annotations
+
+import click
+
+from harness import __version__
+from harness.cli_fuzz import fuzz_commands
+from harness.cli_store import store_commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lowbit")
+def cli() -> None:
+    """Prove low-bit attention kernels correct and fast, commit after commit."""
+
+
+for _command in (*fuzz_commands(), *store_commands()):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="lowbit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Commands `lowbit run`, `lowbit db`, `lowbit ingest`, `lowbit export` (to be written)."""
+
+import click
+
+
+def store_commands() -> list[click.Command]:
+    return []
