@@ -10,6 +10,7 @@ import click
 
 from harness import __version__
 from harness.cli_fuzz import fuzz_commands
+from harness.cli_run import run_commands
 from harness.cli_store import store_commands
 
 
@@ -19,7 +20,7 @@ def cli() -> None:
     """Prove low-bit attention kernels correct and fast, commit after commit."""
 
 
-for _command in (*fuzz_commands(), *store_commands()):
+for _command in (*fuzz_commands(), *run_commands(), *store_commands()):
     cli.add_command(_command)
 
 
