@@ -1,7 +1,207 @@
-"""Command `lowbit run` (to be written)."""
+"""Command ``lowbit run``: measure the kernels on one commit and record every case in the store."""
+
+from __future__ import annotations
+
+import math
+import sys
 
 import click
 
+SUITE_CHOICES = ("quick", "ci", "nightly")
+
+
+def _format_worst(summary) -> str:
+    """rel_l2 of the case that used most of its budget, its rel_l2 budget, and the share used."""
+    if summary.worst_rel_l2 is None:
+        return "-"
+    return f"{summary.worst_rel_l2:.2e} / {summary.worst_budget:.1e} ({summary.worst_ratio:.0%} used)"
+
+
+def _format_latency(summary) -> str:
+    median = summary.median_latency_ms
+    if median is None:
+        return "-"
+    kind = " (interp)" if summary.latency_kind == "cpu-interpreter" else ""
+    return f"{median:.3g} ms{kind}"
+
+
+def _console(*, stderr: bool):
+    """A rich console; logs (CI, files) get a wide fixed width instead of rich's 80 columns."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=160)
+    return console
+
+
+class RichProgress:
+    """Per-kernel progress lines on stderr: phase, cases done of planned, failures so far."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[kernel]:<12}"),
+            TextColumn("{task.fields[phase]:<7}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failures]} failing"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, int] = {}
+        self.failures: dict[str, int] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def kernel_started(self, name: str, total: int) -> None:
+        self.failures[name] = 0
+        self.tasks[name] = self.progress.add_task(name, total=total, kernel=name, phase="start", failures=0)
+
+    def phase(self, name: str, phase: str) -> None:
+        self.progress.update(self.tasks[name], phase=phase)
+
+    def case_done(self, name: str, row: dict) -> None:
+        task = self.tasks[name]
+        if row["status"] in ("fail", "error", "crash"):
+            self.failures[name] += 1
+        # Fuzzing may check more examples than planned (shrinking): grow the bar rather than overflow it.
+        current = self.progress.tasks[self.progress.task_ids.index(task)]
+        if current.total is not None and current.completed + 1 > current.total:
+            self.progress.update(task, total=current.completed + 1)
+        self.progress.update(task, advance=1, failures=self.failures[name])
+
+    def kernel_finished(self, summary) -> None:
+        task = self.tasks[summary.name]
+        current = self.progress.tasks[self.progress.task_ids.index(task)]
+        self.progress.update(task, total=current.completed, phase="done")
+        for note in summary.notes:
+            self.console.print(f"[yellow]{summary.name}[/]: {note}", markup=True, highlight=False)
+
+
+def summary_table(outcome):
+    from rich.table import Table
+
+    table = Table(title=f"lowbit run {outcome.run_id}: {outcome.status}")
+    for column in ("kernel", "cases", "pass", "fail", "unsupported", "crash", "worst rel_l2 / budget"):
+        table.add_column(column, justify="left" if column == "kernel" else "right")
+    table.add_column("median latency", justify="right")
+    for s in outcome.summaries:
+        over = s.worst_ratio is not None and (math.isinf(s.worst_ratio) or s.worst_ratio > 1)
+        ratio = _format_worst(s)
+        table.add_row(
+            s.name,
+            str(s.cases),
+            str(s.passed),
+            str(s.failed + s.errors),
+            str(s.unsupported),
+            str(s.crashed),
+            f"[red]{ratio}[/]" if over else ratio,
+            _format_latency(s),
+        )
+    return table
+
 
 def run_commands() -> list[click.Command]:
-    return []
+    @click.command("run")
+    @click.option(
+        "--db", "db", metavar="URL", help="SQLAlchemy URL (default: $LOWBIT_DB_URL, else ./lowbit.db)."
+    )
+    @click.option(
+        "--commit", metavar="SHA", help="Commit to record (default: HEAD of the git repository here)."
+    )
+    @click.option(
+        "--branch", metavar="NAME", help="Branch to record (default: from git or the CI's environment)."
+    )
+    @click.option(
+        "--suite",
+        type=click.Choice(SUITE_CHOICES),
+        default="quick",
+        show_default=True,
+        help="Size of the regression corpus and fuzz budget.",
+    )
+    @click.option(
+        "--kernel",
+        "kernels",
+        metavar="SPEC",
+        multiple=True,
+        help="Registry name, module:function or alias=module:function; repeatable (default: the registry).",
+    )
+    @click.option("--shard", metavar="I/N", help="Run shard I of N (1-based) of every kernel's cases.")
+    @click.option(
+        "--device",
+        type=click.Choice(("cpu", "cuda")),
+        default=None,
+        help="Where kernels run (default: cuda if torch sees a GPU, else the CPU interpreter).",
+    )
+    @click.option(
+        "--fuzz-examples",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Fuzz examples per kernel (default by suite and device; 0 disables fuzzing).",
+    )
+    @click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="S",
+        help="Fuzz seed (default: from the commit).",
+    )
+    def run(db, commit, branch, suite, kernels, shard, device, fuzz_examples, seed) -> None:
+        """Measure kernels on one commit: replay counterexamples, run the corpus, fuzz; record it all.
+
+        Exit status: 0 every property held, 1 a property failed or a kernel worker crashed, 2 bad usage
+        (unknown kernel, malformed commit or shard, unusable database).
+        """
+        from harness.runner import RunConfig, RunUsageError, execute, prepare
+
+        err = _console(stderr=True)
+        config = RunConfig(
+            db=db,
+            commit=commit,
+            branch=branch,
+            suite=suite,
+            kernels=tuple(kernels),
+            shard=shard,
+            device=device,
+            fuzz_examples=fuzz_examples,
+            seed=seed,
+        )
+        try:
+            plan = prepare(config)
+            from harness.store import redact_url
+
+            err.print(
+                f"lowbit run: commit {plan.commit.commit[:12]} ({plan.commit.branch or 'no branch'}), "
+                f"suite {suite}, device {plan.device}, {len(plan.kernels)} kernel(s), "
+                f"db {redact_url(plan.store.url)}",
+                highlight=False,
+            )
+            try:
+                with RichProgress(err) as progress:
+                    outcome = execute(plan, progress)
+            finally:
+                plan.store.close()
+        except RunUsageError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            sys.exit(2)
+        _console(stderr=False).print(summary_table(outcome))
+        sys.exit(outcome.exit_code)
+
+    return [run]

@@ -66,10 +66,187 @@ class KernelSpec:
     dequantize: DequantizeFn | None = None
     source: str = field(default="", compare=False)
 
-    def budget_for(self, family: str) -> ErrorBudget:
+    # Optional per-dtype overrides: dtype -> {family or "default": budget}. bf16 keeps 8 bits of
+    # mantissa, so a bf16 output alone is rounded by up to 2^-9 and needs a looser budget than fp16.
+    dtype_budgets: Mapping[torch.dtype, Mapping[str, ErrorBudget]] = field(default_factory=dict)
+
+    def budget_for(self, family: str, dtype: torch.dtype | None = None) -> ErrorBudget:
+        """Budget for ``family`` (and ``dtype`` when given): dtype override, then family, then default."""
+        override = self.dtype_budgets.get(dtype, {}) if dtype is not None else {}
+        if family in override:
+            return override[family]
         if family in self.budgets:
             return self.budgets[family]
+        if "default" in override:
+            return override["default"]
         return self.budgets["default"]
 
     def supports(self, head_dim: int, dtype: torch.dtype) -> bool:
         return head_dim in self.head_dims and dtype in self.dtypes
+
+
+# --------------------------------------------------------------------------------------------------
+# The methods. Budgets are measured errors (see docs/perf.md and tests/kernels) with headroom; they
+# are relative L2 and max-abs error of the output against an FP32/FP64 oracle on the original inputs.
+
+
+def _dequantize_int8(q, k, v, *, causal=False, sm_scale=None):
+    """float32 Q, K, V exactly as the ``int8`` kernel sees them (per-token Q/K, per-channel V)."""
+    from kernels import quant
+
+    q8, qs = quant.quantize_per_token(q)
+    k8, ks = quant.quantize_per_token(k)
+    v8, vs = quant.quantize_per_channel(v)
+    return (
+        quant.dequantize_per_token(q8, qs),
+        quant.dequantize_per_token(k8, ks),
+        quant.dequantize_per_channel(v8, vs).contiguous(),
+    )
+
+
+def _dequantize_int8_qk(q, k, v, *, causal=False, sm_scale=None, smooth_k=False):
+    """float32 Q, K, V as the ``int8_qk`` kernel sees them (V is used unquantized).
+
+    With ``smooth_k`` the returned K is the centered K the kernel quantizes; attention is the same
+    as with the original K because softmax ignores a per-row constant.
+    """
+    from kernels import quant
+
+    center = torch.mean(k, dim=2, dtype=torch.float32) if smooth_k and k.size(2) > 0 else None
+    q8, qs = quant.quantize_per_token(q)
+    k8, ks = quant.quantize_per_token(k, center=center)
+    return quant.dequantize_per_token(q8, qs), quant.dequantize_per_token(k8, ks), v.float()
+
+
+def _dequantize_int8_qk_smooth(q, k, v, *, causal=False, sm_scale=None):
+    return _dequantize_int8_qk(q, k, v, causal=causal, sm_scale=sm_scale, smooth_k=True)
+
+
+def _budgets(**rel_abs: tuple[float, float]) -> dict[str, ErrorBudget]:
+    return {family: ErrorBudget(rel, mabs) for family, (rel, mabs) in rel_abs.items()}
+
+
+def _build_registry() -> dict[str, KernelSpec]:
+    from kernels.flash_fp16 import HEAD_DIMS as FP16_DIMS
+    from kernels.flash_fp16 import flash_attention_fp16
+    from kernels.flash_int8 import HEAD_DIMS as INT8_DIMS
+    from kernels.flash_int8 import (
+        flash_attention_int8,
+        flash_attention_int8_qk,
+        flash_attention_int8_qk_smooth,
+    )
+
+    dtypes = (torch.float16, torch.bfloat16)
+    specs = [
+        KernelSpec(
+            name="fp16",
+            fn=flash_attention_fp16,
+            bits={"q": 16, "k": 16, "p": 16, "v": 16},
+            head_dims=FP16_DIMS,
+            dtypes=dtypes,
+            budgets=BUDGETS["fp16"][torch.float16],
+            dtype_budgets={torch.bfloat16: BUDGETS["fp16"][torch.bfloat16]},
+            description="FlashAttention-2 forward, fp32 online softmax and accumulation (baseline)",
+            source="kernels/flash_fp16.py",
+        ),
+        KernelSpec(
+            name="int8",
+            fn=flash_attention_int8,
+            bits={"q": 8, "k": 8, "p": 8, "v": 8},
+            head_dims=INT8_DIMS,
+            dtypes=dtypes,
+            budgets=BUDGETS["int8"][torch.float16],
+            dtype_budgets={torch.bfloat16: BUDGETS["int8"][torch.bfloat16]},
+            description="fully INT8: per-token Q/K, P at 1/127, per-channel V, int32 accumulation",
+            dequantize=_dequantize_int8,
+            source="kernels/flash_int8.py",
+        ),
+        KernelSpec(
+            name="int8_qk",
+            fn=flash_attention_int8_qk,
+            bits={"q": 8, "k": 8, "p": 16, "v": 16},
+            head_dims=INT8_DIMS,
+            dtypes=dtypes,
+            budgets=BUDGETS["int8_qk"][torch.float16],
+            dtype_budgets={torch.bfloat16: BUDGETS["int8_qk"][torch.bfloat16]},
+            description="INT8 Q·K^T (per-token scales), P·V in the input dtype with fp32 accumulation",
+            dequantize=_dequantize_int8_qk,
+            source="kernels/flash_int8.py",
+        ),
+        KernelSpec(
+            name="int8_qk_smooth",
+            fn=flash_attention_int8_qk_smooth,
+            bits={"q": 8, "k": 8, "p": 16, "v": 16},
+            head_dims=INT8_DIMS,
+            dtypes=dtypes,
+            budgets=BUDGETS["int8_qk_smooth"][torch.float16],
+            dtype_budgets={torch.bfloat16: BUDGETS["int8_qk_smooth"][torch.bfloat16]},
+            description="int8_qk with K smoothing: per-head mean of K removed before quantizing",
+            dequantize=_dequantize_int8_qk_smooth,
+            source="kernels/flash_int8.py",
+        ),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+def get_spec(name: str) -> KernelSpec:
+    """The spec of method ``name``; ValueError naming the known methods otherwise."""
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise ValueError(f"method: expected one of {', '.join(sorted(REGISTRY))}, got {name!r}")
+    return REGISTRY[name]
+
+
+_F16, _BF16 = torch.float16, torch.bfloat16
+# (max rel-L2, max abs) per family. Worst errors measured over the CPU interpreter tests and the GPU
+# check (docs/perf.md), with about 2x headroom. max-abs assumes the families' scales as built by
+# tests/kernels/inputs.py (unit-scale V except "small" 1e-3 and "extreme" 1.5e4).
+_FP16_F16 = _budgets(
+    default=(2e-3, 1e-2),
+    gaussian=(2e-3, 1e-2),
+    small=(2e-3, 1e-5),
+    saturating=(2e-3, 1e-2),
+    outliers=(2e-3, 1e-1),
+    degenerate=(2e-3, 1e-2),
+    extreme=(5e-4, 2e2),
+)
+# bf16: the output's own rounding (2^-9 relative) and P rounded to bf16 give ~3.5e-3.
+_FP16_BF16 = _budgets(
+    default=(8e-3, 5e-2),
+    gaussian=(8e-3, 5e-2),
+    small=(8e-3, 5e-5),
+    saturating=(1e-2, 1e-1),
+    outliers=(8e-3, 1.0),
+    degenerate=(8e-3, 5e-2),
+    extreme=(3e-3, 1e3),
+)
+# INT8 Q/K: logit error ~ |q||k|/127 per token; peaked softmax (saturating, extreme) amplifies it.
+# int8 adds P at 1/127 steps and per-channel V: ~2x the int8_qk error on gaussian inputs.
+# The P rounding error grows with the number of keys a row spreads over: gaussian 2.4e-2 at N <= 200,
+# 4.7e-2 at N = 16384 (hd 64).
+_INT8 = _budgets(
+    default=(8e-2, 2e-1),
+    gaussian=(8e-2, 2e-1),
+    small=(2e-2, 5e-5),
+    saturating=(8e-2, 1.5),
+    outliers=(2e-1, 6e1),
+    degenerate=(4e-2, 3e-1),
+    extreme=(4e-1, 1.5e5),
+)
+_INT8_QK_F16 = _budgets(
+    default=(3e-2, 1e-1),
+    gaussian=(3e-2, 1e-1),
+    small=(2e-3, 5e-6),
+    saturating=(8e-2, 1.5),
+    outliers=(2e-1, 6e1),
+    degenerate=(2e-2, 5e-2),
+    extreme=(4e-1, 1.5e5),
+)
+_INT8_QK_BF16 = {**_INT8_QK_F16, **_budgets(small=(8e-3, 5e-5))}
+BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
+    "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},
+    "int8": {_F16: _INT8, _BF16: _INT8},
+    "int8_qk": {_F16: _INT8_QK_F16, _BF16: _INT8_QK_BF16},
+    "int8_qk_smooth": {_F16: _INT8_QK_F16, _BF16: _INT8_QK_BF16},
+}
+
+REGISTRY: dict[str, KernelSpec] = _build_registry()

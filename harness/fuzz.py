@@ -1,0 +1,288 @@
+"""The search: Hypothesis draws cases, :func:`~harness.properties.check_case` judges them.
+
+Hypothesis draws parameters and a seed (never tensors); ``target()`` on the ratio error/budget makes the
+search climb towards the worst inputs; the first failure is shrunk to a minimal case, which the report
+carries with its repro command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from hypothesis import given
+from hypothesis import seed as hypothesis_seed
+from hypothesis import target as hypothesis_target
+
+from harness.cases import Case
+from harness.distributions import DISTRIBUTIONS
+from harness.loader import KernelTarget
+from harness.profiles import (
+    DEFAULT_EXAMPLES,
+    SizeLimits,
+    check_profile,
+    database_path,
+    hypothesis_settings,
+    size_limits,
+)
+from harness.properties import CaseResult, check_case
+from harness.strategies import cases
+
+# target() needs finite observations; a non-finite error ratio is reported as this.
+_TARGET_CAP = 1e6
+
+
+class PropertyFailed(AssertionError):
+    """Raised inside the Hypothesis test to mark an example as failing; carries the CaseResult."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(f"{result.failed_property}: {result.message}")
+        self.result = result
+
+
+@dataclass
+class FuzzReport:
+    kernel: str
+    examples: int
+    failures: list[CaseResult]
+    unsupported: int
+    coverage: dict[str, Counter]
+    elapsed_s: float
+    device: str = "cpu"
+    profile: str = "dev"
+    seed: int | None = None
+    passed: int = 0
+    shrink_steps: int = 0
+    worst: CaseResult | None = None
+    limits: SizeLimits | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.elapsed_s if self.elapsed_s > 0 else math.inf
+
+    def to_dict(self) -> dict:
+        return {
+            "kernel": self.kernel,
+            "ok": self.ok,
+            "device": self.device,
+            "profile": self.profile,
+            "seed": self.seed,
+            "examples": self.examples,
+            "passed": self.passed,
+            "unsupported": self.unsupported,
+            "shrink_steps": self.shrink_steps,
+            "elapsed_s": self.elapsed_s,
+            "examples_per_s": self.examples_per_s if self.elapsed_s > 0 else None,
+            "failures": [f.to_dict() for f in self.failures],
+            "worst": self.worst.to_dict() if self.worst is not None else None,
+            "coverage": {k: dict(sorted(v.items())) for k, v in self.coverage.items()},
+            "limits": vars(self.limits) if self.limits is not None else None,
+            "notes": list(self.notes),
+        }
+
+
+def _find_failure(exc: BaseException) -> PropertyFailed | None:
+    if isinstance(exc, PropertyFailed):
+        return exc
+    for inner in getattr(exc, "exceptions", ()) or ():
+        found = _find_failure(inner)
+        if found is not None:
+            return found
+    for inner in (exc.__cause__, exc.__context__):
+        if inner is not None and inner is not exc:
+            found = _find_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (None: leave as is), restoring the count afterwards.
+
+    The tensors of a CPU example are small; spreading each op over threads costs more than it saves,
+    and on a loaded machine spinning OpenMP workers slow a run down by an order of magnitude.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _split(examples: int, parts: int) -> list[int]:
+    base, extra = divmod(examples, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+# Beside the per-family databases: the families whose last search failed, so they are searched first.
+_FAILING_FILE = "failing_families.json"
+
+
+def _failing_families(db_root: Path) -> list[str]:
+    try:
+        data = json.loads((db_root / _FAILING_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [f for f in data if isinstance(f, str)] if isinstance(data, list) else []
+
+
+def _set_failing(db_root: Path, family: str, failing: bool) -> None:
+    current = _failing_families(db_root)
+    updated = sorted(set(current) | {family}) if failing else [f for f in current if f != family]
+    if updated != current:
+        db_root.mkdir(parents=True, exist_ok=True)
+        (db_root / _FAILING_FILE).write_text(json.dumps(updated))
+
+
+def fuzz(
+    target: KernelTarget,
+    *,
+    examples: int | None = None,
+    seed: int | None = None,
+    device: str = "cpu",
+    profile: str = "dev",
+    on_result: Callable[[CaseResult], None] | None = None,
+    database: bool = True,
+    sizes: SizeLimits | None = None,
+    keep_going: bool = False,
+) -> FuzzReport:
+    """Search for a case where ``target`` breaks a property; return what was tried and found.
+
+    The example budget is split evenly over the distribution families, one Hypothesis search per
+    family (so every family is covered however the search climbs); families with a failure saved in
+    the example database go first, so a failure found once is replayed first next time. The search
+    stops at the first (shrunk) failure unless ``keep_going``, which searches every family and reports
+    one shrunk failure per failing family.
+
+    ``examples`` defaults to the profile's count; ``seed`` fixes the random search and turns the database
+    off (otherwise the profile decides: ``ci`` derandomized, the others random); ``sizes`` overrides the
+    profile's shape limits.
+    ``on_result`` sees every checked example, shrinking steps included (``result.phase == "shrink"``).
+    """
+    check_profile(profile)
+    if examples is not None and examples < 1:
+        raise ValueError(f"examples must be >= 1, got {examples}")
+    limits = sizes or size_limits(profile, device)
+    total = examples if examples is not None else DEFAULT_EXAMPLES[profile]
+    # A seeded run is a reproducible run: it neither replays nor records database examples.
+    db_root = database_path(target.name, device) if database and seed is None else None
+
+    families = list(dict.fromkeys(family for family, _ in DISTRIBUTIONS.values()))
+    plan = [(f, n) for f, n in zip(families, _split(total, len(families)), strict=True) if n > 0]
+    if db_root is not None:
+        failing_before = _failing_families(db_root)
+        plan.sort(key=lambda item: item[0] not in failing_before)
+
+    coverage: dict[str, Counter] = {"family": Counter(), "shape_class": Counter(), "distribution": Counter()}
+    state = {"phase": "explore", "explored": 0, "passed": 0, "unsupported": 0, "shrinks": 0}
+    failures_seen: list[CaseResult] = []
+    worst: list[CaseResult] = []
+    failures: list[CaseResult] = []
+    notes: list[str] = []
+
+    def run_one(case: Case) -> None:
+        result = check_case(target, case, device)
+        result.phase = state["phase"]
+        if result.phase == "explore":
+            state["explored"] += 1
+            coverage["family"][case.family] += 1
+            coverage["shape_class"][case.shape_class] += 1
+            coverage["distribution"][case.distribution] += 1
+            if result.status == "pass":
+                state["passed"] += 1
+                if not worst or result.error_ratio > worst[0].error_ratio:
+                    worst[:] = [result]
+            elif result.status == "unsupported":
+                state["unsupported"] += 1
+        else:
+            state["shrinks"] += 1
+        if on_result is not None:
+            on_result(result)
+        if result.status == "pass":
+            hypothesis_target(min(result.error_ratio, _TARGET_CAP), label="error/budget")
+        if result.status == "fail":
+            failures_seen.append(result)
+            state["phase"] = "shrink"
+            raise PropertyFailed(result)
+
+    def _search(plan: list[tuple[str, int]]) -> None:
+        for family, n in plan:
+            names = tuple(name for name, (fam, _) in DISTRIBUTIONS.items() if fam == family)
+            strategy = cases(
+                target.head_dims,
+                target.dtypes,
+                limits,
+                probe_unclaimed=target.spec is not None,
+                distributions=names,
+            )
+            db_dir = db_root / family if db_root is not None else None
+            conf = hypothesis_settings(profile, examples=n, database=db_dir, seeded=seed is not None)
+            test = conf(given(strategy)(run_one))
+            if seed is not None:
+                test = hypothesis_seed(seed)(test)
+            if db_dir is not None:
+                db_dir.mkdir(parents=True, exist_ok=True)
+            state["phase"] = "explore"
+            seen_before = len(failures_seen)
+            try:
+                test()
+                if db_root is not None and conf.database is not None:
+                    _set_failing(db_root, family, False)
+            except Exception as exc:
+                if db_root is not None and conf.database is not None:
+                    _set_failing(db_root, family, True)
+                found = _find_failure(exc)
+                if found is not None:
+                    failures.append(found.result)
+                elif len(failures_seen) > seen_before:
+                    # Hypothesis could not replay the failure (a flaky kernel): report the last one seen.
+                    failures.append(failures_seen[-1])
+                    notes.append(f"{family}: failure did not reproduce on replay ({type(exc).__name__})")
+                else:
+                    raise
+                if not keep_going:
+                    break
+
+    start = time.perf_counter()
+    with cpu_threads(1 if torch.device(device).type == "cpu" else None):
+        _search(plan)
+    elapsed = time.perf_counter() - start
+    return FuzzReport(
+        kernel=target.name,
+        examples=state["explored"],
+        failures=failures,
+        unsupported=state["unsupported"],
+        coverage=coverage,
+        elapsed_s=elapsed,
+        device=device,
+        profile=profile,
+        seed=seed,
+        passed=state["passed"],
+        shrink_steps=state["shrinks"],
+        worst=worst[0] if worst else None,
+        limits=limits,
+        notes=notes,
+    )
+
+
+def replay(target: KernelTarget, case: Case, device: str) -> CaseResult:
+    """Check exactly one case (what a repro command runs)."""
+    with cpu_threads(1 if torch.device(device).type == "cpu" else None):
+        return check_case(target, case, device)

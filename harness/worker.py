@@ -1,0 +1,311 @@
+"""Kernel worker: runs one kernel's cases in a subprocess and reports each one to the parent as it goes.
+
+A kernel may crash the process that calls it (a segfault in a bad launch, a CUDA fault, the OOM killer),
+so the runner never calls kernels itself. It starts ``python -m harness.worker --fd N`` with the job as
+JSON on stdin and reads JSON lines from file descriptor ``N`` (not stdout: a kernel or a library may print
+there). Messages, in order:
+
+- ``{"type": "ready", "name", "source_hash"}`` once the kernel is loaded;
+- ``{"type": "start", "phase", "case_id", "params"}`` before a case runs: if the worker dies now, the
+  parent records a crash against exactly this case;
+- ``{"type": "result", "phase", "row", "budget"}`` after it ran; ``row`` holds the fields of
+  :class:`harness.store.ResultRow`, ``budget`` the error budget it was judged against;
+- ``{"type": "error", "phase", "message"}`` when the harness itself failed outside a case;
+- ``{"type": "done"}`` at the end.
+
+A Python exception raised by the kernel is a property failure that :func:`harness.properties.check_case`
+records; the worker goes on with the next case. Each line is flushed before the case runs, so the parent
+never loses what was reported before a fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import faulthandler
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import IO, Any
+
+
+class Reporter:
+    """Writes protocol messages, one JSON object per line, flushed at once."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def send(self, message: dict) -> None:
+        self.stream.write(json.dumps(message, allow_nan=True, default=_json_default) + "\n")
+        self.stream.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+class CallTimer:
+    """Wraps a kernel callable and keeps the wall time of each call (the interpreter's "latency")."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self.samples_s: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.samples_s.append(time.perf_counter() - start)
+        return out
+
+
+def result_row(result: Any, phase: str, latency: dict | None) -> dict:
+    """Fields of a ``ResultRow`` from a :class:`harness.properties.CaseResult`."""
+    case = result.case
+    return {
+        "case_id": case.case_id,
+        "case_params": case.params(),
+        "family": case.family,
+        "shape_class": case.shape_class,
+        "phase": phase,
+        "status": result.status,
+        "failed_property": result.failed_property,
+        "verdicts": dict(result.verdicts),
+        "metrics": {key: float(value) for key, value in result.metrics.items()},
+        "message": _with_repro(result),
+        "latency": latency,
+    }
+
+
+def _with_repro(result: Any) -> str:
+    repro = getattr(result, "repro_command", "")
+    if result.status in ("pass", "unsupported") or not repro:
+        return result.message
+    return f"{result.message}\nrepro: {repro}"
+
+
+def error_row(case: Any, phase: str, message: str) -> dict:
+    """A case the harness could not judge (it raised outside the kernel): status "error"."""
+    return {
+        "case_id": case.case_id,
+        "case_params": case.params(),
+        "family": case.family,
+        "shape_class": case.shape_class,
+        "phase": phase,
+        "status": "error",
+        "failed_property": None,
+        "verdicts": {},
+        "metrics": {},
+        "message": message,
+        "latency": None,
+    }
+
+
+def _budget(result: Any) -> dict | None:
+    """The budget a result was judged against, and how much of it the worse of its two errors used."""
+    budget = getattr(result, "budget", None)
+    if budget is None:
+        return None
+    ratio = getattr(result, "error_ratio", None)
+    return {
+        "max_rel_l2": float(budget.max_rel_l2),
+        "max_abs": float(budget.max_abs),
+        "error_ratio": None if ratio is None else float(ratio),
+    }
+
+
+class Worker:
+    """Runs a job: replayed and corpus cases in order, then the fuzz budget."""
+
+    def __init__(self, job: dict, reporter: Reporter) -> None:
+        from harness.loader import load_kernel
+
+        self.job = job
+        self.reporter = reporter
+        self.device = job["device"]
+        loaded = load_kernel(job["kernel_ref"])
+        self.timer = CallTimer(loaded.fn)
+        # The harness calls the timed wrapper: every kernel call of a case is also a latency sample.
+        self.target = dataclasses.replace(loaded, fn=self.timer)
+        self.raw_fn = loaded.fn
+        self.phase = "corpus"
+        self.flusher: Any = None  # harness.timing.L2Flusher, made on the first GPU timing
+        reporter.send({"type": "ready", "name": loaded.name, "source_hash": loaded.source_hash})
+
+    def announce(self, case: Any) -> None:
+        self.timer.samples_s.clear()
+        self.reporter.send(
+            {
+                "type": "start",
+                "phase": self.phase,
+                "case_id": case.case_id,
+                "params": case.params(),
+                "family": case.family,
+                "shape_class": case.shape_class,
+            }
+        )
+
+    def latency(self, result: Any) -> dict | None:
+        from harness import timing
+
+        if result.status == "unsupported":
+            return None
+        if self.device != "cuda":
+            return timing.cpu_interpreter_latency(self.timer.samples_s)
+        if result.failed_property in ("supported_or_raises", "shape_dtype_device"):
+            return None
+        case = result.case
+        q, k, v = case.make_inputs(self.device)
+        flops = timing.attention_flops(case.batch, case.hq, case.nq, case.nk, case.head_dim, case.causal)
+        if self.flusher is None:
+            self.flusher = timing.L2Flusher(self.device)
+        try:
+            return timing.time_cuda(
+                lambda: self.raw_fn(q, k, v, causal=case.causal, sm_scale=case.sm_scale),
+                flops=flops,
+                flusher=self.flusher,
+            )
+        except Exception:
+            # The kernel raised while being timed: check_case already judged (and recorded) the case.
+            return None
+
+    def report(self, result: Any, phase: str) -> None:
+        self.reporter.send(
+            {
+                "type": "result",
+                "phase": phase,
+                "row": result_row(result, phase, self.latency(result)),
+                "budget": _budget(result),
+            }
+        )
+
+    def run_cases(self, phase: str, cases_params: list[dict]) -> None:
+        from harness.cases import Case
+        from harness.properties import check_case
+
+        self.phase = phase
+        for params in cases_params:
+            case = Case.from_params(params)
+            self.announce(case)
+            try:
+                result = check_case(self.target, case, self.device)
+            except Exception as exc:
+                self.reporter.send(
+                    {
+                        "type": "result",
+                        "phase": phase,
+                        "row": error_row(case, phase, _exception_text(exc)),
+                        "budget": None,
+                    }
+                )
+                continue
+            self.report(result, phase)
+
+    def run_fuzz(self, spec: dict) -> None:
+        import harness.fuzz
+        import harness.properties
+
+        self.phase = "fuzz"
+        original = harness.properties.check_case
+
+        def announcing_check_case(target: Any, case: Any, device: str) -> Any:
+            self.announce(case)
+            return original(target, case, device)
+
+        recorded: set[str] = set()
+
+        def on_result(result: Any) -> None:
+            # Shrinking steps are not recorded: each failing one would become a stored counterexample.
+            # The minimal failures fuzz() returns are recorded below.
+            if getattr(result, "phase", "explore") == "shrink":
+                return
+            recorded.add(result.case.case_id)
+            self.report(result, "fuzz")
+
+        # fuzz() judges each example with check_case; announcing it first lets the parent attribute a
+        # crash to the example in flight.
+        harness.properties.check_case = announcing_check_case
+        if hasattr(harness.fuzz, "check_case"):
+            harness.fuzz.check_case = announcing_check_case
+        sizes = None
+        if spec.get("tiny"):
+            from harness.profiles import TINY
+
+            sizes = TINY
+        try:
+            report = harness.fuzz.fuzz(
+                self.target,
+                examples=spec["examples"],
+                seed=spec["seed"],
+                device=self.device,
+                profile=spec["profile"],
+                sizes=sizes,
+                on_result=on_result,
+                database=False,
+            )
+        except Exception as exc:
+            self.reporter.send({"type": "error", "phase": "fuzz", "message": _exception_text(exc)})
+            return
+        finally:
+            harness.properties.check_case = original
+            if hasattr(harness.fuzz, "check_case"):
+                harness.fuzz.check_case = original
+        for failure in report.failures:
+            if failure.case.case_id not in recorded:
+                recorded.add(failure.case.case_id)
+                self.timer.samples_s.clear()  # its kernel calls were not the last ones timed
+                self.report(failure, "fuzz")
+        self.reporter.send(
+            {
+                "type": "fuzz_report",
+                "examples": report.examples,
+                "failures": len(report.failures),
+                "elapsed_s": report.elapsed_s,
+            }
+        )
+
+    def run(self) -> None:
+        for phase in self.job["phases"]:
+            self.run_cases(phase["phase"], phase["cases"])
+        fuzz_spec = self.job.get("fuzz")
+        if fuzz_spec and fuzz_spec["examples"] > 0:
+            self.run_fuzz(fuzz_spec)
+        self.reporter.send({"type": "done"})
+
+
+def _exception_text(exc: BaseException) -> str:
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n{''.join(frames[-3:])}".strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True, help="file descriptor to write messages to")
+    args = parser.parse_args(argv)
+    # On a segfault or abort, Python's traceback goes to the worker's log, which the parent quotes in
+    # the crash record.
+    faulthandler.enable()
+    job = json.load(sys.stdin)
+    reporter = Reporter(os.fdopen(args.fd, "w", encoding="utf-8"))
+
+    # The Triton backend must be chosen before the kernel's module is imported.
+    from harness.device import select_device
+
+    select_device(job["device"])
+    try:
+        worker = Worker(job, reporter)
+    except Exception as exc:
+        reporter.send({"type": "error", "phase": "load", "message": _exception_text(exc)})
+        return 3
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

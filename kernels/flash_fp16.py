@@ -1,0 +1,209 @@
+"""FlashAttention-2 forward pass for fp16/bf16 inputs: the baseline every low-bit method is measured against.
+
+Numerics: Q·K^T is a tensor-core dot of the input dtype with fp32 accumulation; logits are scaled by
+``sm_scale * log2(e)`` in fp32 so that the softmax uses ``exp2``; the online softmax keeps its running
+maximum and denominator in fp32; P is rounded to the input dtype for the P·V dot (fp32 accumulation)
+and the denominator sums exactly those rounded values, so numerator and denominator agree.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._validate import check_attention_inputs, interpreting, upcast_dots
+from kernels.launch import LOG2E, block_config, grid_for, make_output
+
+HEAD_DIMS: tuple[int, ...] = (32, 64, 96, 128, 256)
+
+
+@triton.jit
+def _fp16_inner(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_base,
+    v_base,
+    k_offs,
+    v_offs,
+    stride_kn,
+    stride_vn,
+    offs_m,
+    offs_n,
+    offs_d,
+    lo,
+    hi,
+    Nq,
+    Nk,
+    D,
+    qk_scale,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    UPCAST: tl.constexpr,
+    V_DTYPE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        if MASKED:
+            kv_mask = (cols[:, None] < Nk) & (offs_d[None, :] < D)
+            k = tl.load(k_base + k_offs, mask=kv_mask, other=0.0)
+            v = tl.load(v_base + v_offs, mask=kv_mask, other=0.0)
+        elif EVEN_D:
+            k = tl.load(k_base + k_offs)
+            v = tl.load(v_base + v_offs)
+        else:
+            k = tl.load(k_base + k_offs, mask=offs_d[None, :] < D, other=0.0)
+            v = tl.load(v_base + v_offs, mask=offs_d[None, :] < D, other=0.0)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        s = tl.dot(q, tl.trans(k)) * qk_scale
+        if MASKED:
+            valid = cols[None, :] < Nk
+            if CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
+            s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_use)
+        # P is rounded to the input dtype; under UPCAST it is rounded and widened back, same values.
+        p = tl.math.exp2(s - m_use[:, None]).to(V_DTYPE)
+        if UPCAST:
+            p = p.to(tl.float32)
+        l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
+        # Rescale, then let the dot accumulate into acc in place (no second accumulator in registers).
+        acc = tl.dot(p, v, acc * alpha[:, None])
+        m_i = m_new
+        # Only the scalar 64-bit base pointers move: no index product can overflow however long the
+        # sequence, and the per-element offsets stay loop-invariant int32 (few registers).
+        k_base += BLOCK_N * stride_kn
+        v_base += BLOCK_N * stride_vn
+    return acc, l_i, m_i, k_base, v_base
+
+
+# Sizes are not specialized on value 1 / divisibility: fewer compiled variants, and it avoids a
+# ptxas (CUDA 13.0) crash seen on one such variant on the H200.
+@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+def _flash_fp16_kernel(
+    Q,
+    K,
+    V,
+    O,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    Hq,
+    GROUP,
+    Nq,
+    Nk,
+    D,
+    qk_scale,
+    NUM_M_BLOCKS,
+    CAUSAL: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # One flat grid axis (up to 2^31 - 1 programs): query blocks of one head are adjacent so they share
+    # K/V in L2; the block with the most keys under the causal mask goes first.
+    pid = tl.program_id(0)
+    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
+    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
+    b = bh // Hq
+    h = bh % Hq
+    h_kv = h // GROUP
+    start_m = m_block * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+
+    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :]
+    q = tl.load(q_ptrs, mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D), other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
+    k_base = K + b * stride_kb + h_kv * stride_kh
+    v_base = V + b * stride_vb + h_kv * stride_vh
+    k_offs = offs_n[:, None] * stride_kn + offs_d[None, :]
+    v_offs = offs_n[:, None] * stride_vn + offs_d[None, :]
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    # Bottom-right causal: query i sees key j iff j <= i + Nk - Nq. Key blocks every row of this query
+    # block sees in full need no mask; the rest (diagonal band, ragged end) are masked; beyond `hi` no
+    # row sees anything and the loop never visits them.
+    if CAUSAL:
+        hi = tl.minimum(Nk, start_m + BLOCK_M + Nk - Nq)
+        full = tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0)
+    else:
+        hi = Nk
+        full = Nk
+    full = (full // BLOCK_N) * BLOCK_N
+    acc, l_i, m_i, k_base, v_base = _fp16_inner(
+        acc, l_i, m_i, q, k_base, v_base, k_offs, v_offs, stride_kn, stride_vn, offs_m, offs_n, offs_d,
+        0, full, Nq, Nk, D, qk_scale, False, CAUSAL, EVEN_D, UPCAST, V.dtype.element_ty, BLOCK_N,
+    )  # fmt: skip
+    acc, l_i, m_i, k_base, v_base = _fp16_inner(
+        acc, l_i, m_i, q, k_base, v_base, k_offs, v_offs, stride_kn, stride_vn, offs_m, offs_n, offs_d,
+        full, hi, Nq, Nk, D, qk_scale, True, CAUSAL, EVEN_D, UPCAST, V.dtype.element_ty, BLOCK_N,
+    )  # fmt: skip
+
+    # Rows that see no key (causal, Nq > Nk) have l = 0 and acc = 0: they return zeros.
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    o_ptrs = O + bh * Nq * D + offs_m[:, None].to(tl.int64) * D + offs_d[None, :]
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D))
+
+
+def flash_attention_fp16(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """Exact attention (up to fp16/bf16 rounding) with a FlashAttention-2 style Triton kernel.
+
+    ``q`` (B, Hq, Nq, D), ``k``/``v`` (B, Hkv, Nk, D), Hq % Hkv == 0, fp16 or bf16, D in
+    :data:`HEAD_DIMS`, last dimension contiguous. Returns a contiguous (B, Hq, Nq, D) tensor in q's
+    dtype. ``causal`` is bottom-right aligned; query rows that see no key are zero.
+    """
+    shape = check_attention_inputs(
+        q, k, v, causal=causal, sm_scale=sm_scale, head_dims=HEAD_DIMS, method="fp16"
+    )
+    o, done = make_output(q, shape)
+    if done:
+        return o
+    cfg = block_config("fp16", shape.head_dim, interpreting())
+    grid, num_m = grid_for(shape, cfg.block_m)
+    _flash_fp16_kernel[grid](
+        q, k, v, o,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        shape.heads_q, shape.group, shape.n_q, shape.n_k, shape.head_dim,
+        shape.sm_scale * LOG2E, num_m,
+        CAUSAL=causal,
+        EVEN_D=cfg.block_d == shape.head_dim,
+        UPCAST=upcast_dots(q),
+        BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n,
+        BLOCK_D=cfg.block_d,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )  # fmt: skip
+    return o

@@ -1,0 +1,83 @@
+"""Launch geometry shared by the attention kernels: block sizes, grid, output allocation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from kernels._validate import AttentionShape
+
+LOG2E = math.log2(math.e)
+MAX_GRID = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    block_m: int
+    block_n: int
+    block_d: int
+    num_warps: int
+    num_stages: int
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) on the GPU per kernel and padded head dim. Chosen so the
+# compiled kernels do not spill registers (ptxas -v for sm_90a) and fit 227 KB of shared memory, then
+# the fastest of the candidates timed on an H200 (bench/gpu_check.py --sweep; docs/perf.md).
+GPU_TILES: dict[tuple[str, int], tuple[int, int, int, int]] = {
+    ("fp16", 32): (128, 64, 8, 3),
+    ("fp16", 64): (128, 64, 8, 3),
+    ("fp16", 128): (128, 128, 8, 2),
+    ("fp16", 256): (128, 32, 8, 3),
+    ("int8", 32): (64, 64, 4, 3),
+    ("int8", 64): (64, 64, 4, 3),
+    ("int8", 128): (64, 64, 4, 3),
+    ("int8", 256): (64, 32, 8, 2),
+    ("int8_qk", 32): (64, 64, 4, 3),
+    ("int8_qk", 64): (64, 64, 4, 3),
+    ("int8_qk", 128): (128, 128, 8, 3),
+    ("int8_qk", 256): (64, 32, 8, 2),
+}
+
+
+def block_config(method: str, head_dim: int, interpret: bool) -> BlockConfig:
+    """Tile sizes for ``method`` at ``head_dim``.
+
+    The head dim is padded to a power of two (96 -> 128) and masked. INT8 dots need a reduction
+    dimension of at least 32, so BLOCK_D and BLOCK_N (the P·V reduction) are never below 32. In the
+    CPU interpreter small tiles keep each numpy step cheap; on the GPU see :data:`GPU_TILES`.
+    """
+    block_d = max(32, triton.next_power_of_2(head_dim))
+    if interpret:
+        return BlockConfig(32, 32, block_d, 4, 1)
+    kernel = "int8_qk" if method.startswith("int8_qk") else method
+    bm, bn, warps, stages = GPU_TILES[(kernel, block_d)]
+    return BlockConfig(bm, bn, block_d, warps, stages)
+
+
+def grid_for(shape: AttentionShape, block_m: int) -> tuple[tuple[int], int]:
+    """Flat grid (query blocks x batch x heads on axis 0) and the number of query blocks per head."""
+    num_m = triton.cdiv(shape.n_q, block_m)
+    programs = num_m * shape.batch * shape.heads_q
+    if programs > MAX_GRID:
+        raise ValueError(
+            f"shape: expected at most {MAX_GRID} query blocks of {block_m} rows in all, got {programs} "
+            f"(B={shape.batch}, Hq={shape.heads_q}, Nq={shape.n_q})"
+        )
+    return (programs,), num_m
+
+
+def make_output(q: torch.Tensor, shape: AttentionShape) -> tuple[torch.Tensor, bool]:
+    """Allocate the (B, Hq, Nq, D) output; ``done`` is True when no launch is needed.
+
+    Empty problems need no launch: with Nq == 0 (or B == 0, Hq == 0) the output is empty, and with
+    Nk == 0 every query sees no key, so by the fully-masked-row rule its output is zero.
+    """
+    s = shape
+    if s.batch * s.heads_q * s.n_q == 0:
+        return q.new_empty((s.batch, s.heads_q, s.n_q, s.head_dim)), True
+    if s.n_k == 0:
+        return q.new_zeros((s.batch, s.heads_q, s.n_q, s.head_dim)), True
+    return q.new_empty((s.batch, s.heads_q, s.n_q, s.head_dim)), False

@@ -1,0 +1,255 @@
+"""Symmetric INT8 quantizers for attention operands, as Triton kernels with readable torch references.
+
+Two layouts are used by the INT8 attention kernels:
+
+* per token (Q and K): every row ``x[b, h, n, :]`` gets one scale ``absmax / 127`` and is rounded to
+  the nearest integer in [-127, 127]. One pass: each program loads a tile of tokens, reduces the
+  absolute maximum, scales, rounds, clamps and stores.
+* per channel (V): every column ``x[b, h, :, d]`` gets one scale ``absmax / 127`` over the tokens of
+  its head. Two passes over the head (absmax, then quantize). The INT8 values are stored transposed,
+  ``(B, H, D, N)`` in memory, and returned as a ``(B, H, N, D)`` view of that storage, because the
+  P·V product reads V with the token index as the contiguous (reduction) dimension.
+
+All-zero rows or columns (padding tokens) have ``absmax == 0``. They get scale 0 and quantized values
+0, so dequantization gives exact zeros and nothing divides by zero.
+
+Per-token quantization can optionally subtract a per-(b, h) ``center`` vector before quantizing
+(K smoothing): the caller's tensor is only read, the subtraction happens in registers.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._validate import interpreting
+
+QMAX = 127.0
+
+
+@triton.jit
+def _quantize_per_token_kernel(
+    X,
+    C,
+    Y,
+    S,
+    stride_xb,
+    stride_xh,
+    stride_xn,
+    H,
+    N,
+    D,
+    NUM_T_BLOCKS,
+    HAS_CENTER: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # Flat grid on axis 0 (up to 2^31 - 1 programs; axes 1 and 2 stop at 65535).
+    pid = tl.program_id(0)
+    pid_t = pid % NUM_T_BLOCKS
+    bh = (pid // NUM_T_BLOCKS).to(tl.int64)
+    b = bh // H
+    h = bh % H
+    offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (offs_t[:, None] < N) & (offs_d[None, :] < D)
+    x_ptrs = X + b * stride_xb + h * stride_xh + offs_t[:, None].to(tl.int64) * stride_xn + offs_d[None, :]
+    # Work in fp32: the interpreter keeps bf16 as raw bits, and the rounding below must be exact.
+    x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_CENTER:
+        c = tl.load(C + bh * D + offs_d, mask=offs_d < D, other=0.0)
+        x = tl.where(mask, x - c[None, :], 0.0)
+    amax = tl.max(tl.abs(x), axis=1)
+    # Guard: an all-zero token gets scale 0 and multiplier 0, so it quantizes to zeros (no 0/0).
+    inv = tl.where(
+        amax > 0, tl.math.div_rn(tl.full(amax.shape, 127.0, tl.float32), tl.where(amax > 0, amax, 1.0)), 0.0
+    )
+    q = x * inv[:, None]
+    # Round half away from zero, then clamp (|q| <= 127 already holds up to rounding of inv).
+    q = tl.where(q >= 0, tl.floor(q + 0.5), -tl.floor(-q + 0.5))
+    q = tl.minimum(tl.maximum(q, -127.0), 127.0)
+    y_ptrs = Y + bh * N * D + offs_t[:, None].to(tl.int64) * D + offs_d[None, :]
+    tl.store(y_ptrs, q.to(tl.int8), mask=mask)
+    tl.store(
+        S + bh * N + offs_t, tl.math.div_rn(amax, tl.full(amax.shape, 127.0, tl.float32)), mask=offs_t < N
+    )
+
+
+@triton.jit
+def _quantize_per_channel_kernel(
+    X,
+    Y,
+    S,
+    stride_xb,
+    stride_xh,
+    stride_xn,
+    H,
+    N,
+    D,
+    NUM_D_BLOCKS,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    pid_d = pid % NUM_D_BLOCKS
+    bh = (pid // NUM_D_BLOCKS).to(tl.int64)
+    b = bh // H
+    h = bh % H
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_t = tl.arange(0, BLOCK_T)
+    x_base = X + b * stride_xb + h * stride_xh
+    amax = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(0, N, BLOCK_T):
+        t = start + offs_t
+        mask = (t[:, None] < N) & (offs_d[None, :] < D)
+        x = tl.load(x_base + t[:, None].to(tl.int64) * stride_xn + offs_d[None, :], mask=mask, other=0.0)
+        amax = tl.maximum(amax, tl.max(tl.abs(x.to(tl.float32)), axis=0))
+    inv = tl.where(
+        amax > 0, tl.math.div_rn(tl.full(amax.shape, 127.0, tl.float32), tl.where(amax > 0, amax, 1.0)), 0.0
+    )
+    # Output storage is (B, H, D, N): token index contiguous.
+    y_base = Y + bh * N * D
+    for start in range(0, N, BLOCK_T):
+        t = start + offs_t
+        mask = (t[:, None] < N) & (offs_d[None, :] < D)
+        x = tl.load(x_base + t[:, None].to(tl.int64) * stride_xn + offs_d[None, :], mask=mask, other=0.0)
+        q = x.to(tl.float32) * inv[None, :]
+        q = tl.where(q >= 0, tl.floor(q + 0.5), -tl.floor(-q + 0.5))
+        q = tl.minimum(tl.maximum(q, -127.0), 127.0)
+        tl.store(y_base + offs_d[None, :].to(tl.int64) * N + t[:, None], q.to(tl.int8), mask=mask)
+    tl.store(
+        S + bh * D + offs_d, tl.math.div_rn(amax, tl.full(amax.shape, 127.0, tl.float32)), mask=offs_d < D
+    )
+
+
+def _check_operand(x: torch.Tensor, name: str) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"{name}: expected a 4-d tensor (B, H, N, D), got shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"{name}: expected dtype float16, bfloat16 or float32, got {x.dtype}")
+    if x.size(-1) > 1 and x.stride(-1) != 1:
+        raise ValueError(f"{name}: expected the last dimension to be contiguous (stride 1), got {x.stride()}")
+
+
+def quantize_per_token(
+    x: torch.Tensor, center: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize ``x`` (B, H, N, D) to INT8 with one symmetric scale per token.
+
+    ``x`` is fp16, bf16 or fp32 with a contiguous last dimension (other strides are free).
+    ``center``, if given, is a float32 (B, H, D) tensor subtracted from every token first.
+    Returns ``(x_int8, scale)``: ``x_int8`` contiguous int8 (B, H, N, D) and ``scale`` contiguous
+    float32 (B, H, N) with ``x - center ≈ x_int8 * scale[..., None]``.
+    """
+    _check_operand(x, "x")
+    B, H, N, D = x.shape
+    y = torch.empty((B, H, N, D), dtype=torch.int8, device=x.device)
+    s = torch.empty((B, H, N), dtype=torch.float32, device=x.device)
+    if center is not None:
+        if center.shape != (B, H, D) or center.dtype != torch.float32 or center.device != x.device:
+            raise ValueError(
+                f"center: expected float32 tensor of shape {(B, H, D)} on {x.device}, got "
+                f"{center.dtype} {tuple(center.shape)} on {center.device}"
+            )
+        center = center.contiguous()
+    if y.numel() == 0:
+        s.zero_()
+        return y, s
+    block_d = max(16, triton.next_power_of_2(D))
+    block_t = 16 if interpreting() else max(1, min(64, 8192 // block_d))
+    num_t = triton.cdiv(N, block_t)
+    _quantize_per_token_kernel[(num_t * B * H,)](
+        x,
+        center if center is not None else s,
+        y,
+        s,
+        x.stride(0),
+        x.stride(1),
+        x.stride(2),
+        H,
+        N,
+        D,
+        num_t,
+        HAS_CENTER=center is not None,
+        BLOCK_T=block_t,
+        BLOCK_D=block_d,
+    )
+    return y, s
+
+
+def quantize_per_channel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize ``x`` (B, H, N, D) to INT8 with one symmetric scale per (b, h, d) over the tokens.
+
+    Returns ``(x_int8, scale)``: ``x_int8`` has shape (B, H, N, D) but is a view of (B, H, D, N)
+    contiguous storage (token index contiguous, ``x_int8.stride(2) == 1``); ``scale`` is contiguous
+    float32 (B, H, D) with ``x ≈ x_int8 * scale[:, :, None, :]``.
+    """
+    _check_operand(x, "x")
+    B, H, N, D = x.shape
+    y_t = torch.empty((B, H, D, N), dtype=torch.int8, device=x.device)
+    s = torch.empty((B, H, D), dtype=torch.float32, device=x.device)
+    if N == 0:
+        s.zero_()
+    if y_t.numel() == 0:
+        return y_t.transpose(2, 3), s
+    block_d = 32 if interpreting() else 64
+    block_t = 64 if interpreting() else 128
+    num_d = triton.cdiv(D, block_d)
+    _quantize_per_channel_kernel[(num_d * B * H,)](
+        x,
+        y_t,
+        s,
+        x.stride(0),
+        x.stride(1),
+        x.stride(2),
+        H,
+        N,
+        D,
+        num_d,
+        BLOCK_T=block_t,
+        BLOCK_D=block_d,
+    )
+    return y_t.transpose(2, 3), s
+
+
+def _inverse_scale(amax: torch.Tensor) -> torch.Tensor:
+    # A true division (not ``127 / t``, which torch evaluates as ``reciprocal(t) * 127``, rounded twice).
+    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
+    return torch.where(amax > 0, torch.full_like(amax, QMAX) / safe, torch.zeros_like(amax))
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+def quantize_per_token_reference(
+    x: torch.Tensor, center: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Readable torch version of :func:`quantize_per_token` (same rounding, same zero guard)."""
+    xf = x.float()
+    if center is not None:
+        xf = xf - center[:, :, None, :]
+    amax = xf.abs().amax(dim=-1)
+    inv = _inverse_scale(amax)
+    q = _round_half_away(xf * inv[..., None]).clamp(-QMAX, QMAX)
+    return q.to(torch.int8), amax / QMAX
+
+
+def quantize_per_channel_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Readable torch version of :func:`quantize_per_channel` (returns a contiguous int8 tensor)."""
+    xf = x.float()
+    amax = xf.abs().amax(dim=2) if x.size(2) > 0 else xf.new_zeros(x.shape[:2] + x.shape[3:])
+    inv = _inverse_scale(amax)
+    q = _round_half_away(xf * inv[:, :, None, :]).clamp(-QMAX, QMAX)
+    return q.to(torch.int8), amax / QMAX
+
+
+def dequantize_per_token(x_int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """float32 values that per-token INT8 data ``x_int8`` with ``scale`` stands for."""
+    return x_int8.float() * scale[..., None]
+
+
+def dequantize_per_channel(x_int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """float32 values that per-channel INT8 data ``x_int8`` with ``scale`` stands for."""
+    return x_int8.float() * scale[:, :, None, :]

@@ -1,0 +1,73 @@
+"""Under the ci profile (derandomized, at most 200 examples) every broken kernel is caught, shrunk to a
+case that shows its bug, and the correct kernels are never flagged."""
+
+import pytest
+
+from harness.fuzz import fuzz, replay
+from harness.loader import target_from_callable, target_from_spec
+from tests.harness import broken_kernels as bk
+
+EXPECTED = {
+    # kernel: (properties that may catch it, predicate the shrunk case must satisfy)
+    "causal_top_left": ({"error_budget"}, lambda c: c.causal and c.nq != c.nk),
+    "ragged_block_dropped": ({"error_budget"}, lambda c: c.nk % bk.BLOCK_N != 0),
+    "gqa_wrong_heads": ({"error_budget"}, lambda c: c.hkv > 1 and c.hq > c.hkv),
+    "sm_scale_ignored": ({"error_budget"}, lambda c: c.sm_scale is not None),
+    "k_modified_in_place": ({"inputs_unchanged"}, lambda c: True),
+    "nondeterministic": ({"deterministic"}, lambda c: c.nk > 1),
+    "zero_scale_nan": ({"finite"}, lambda c: c.distribution == "zero_tokens"),
+    "softmax_overflow": (
+        {"finite", "error_budget"},
+        lambda c: c.family in ("saturating", "outliers", "extreme"),
+    ),
+}
+
+
+def target_for(name):
+    fn = bk.BROKEN.get(name) or bk.CORRECT[name]
+    if name in ("zero_scale_nan", "int8_honest"):
+        # Judged with the honest INT8 budgets: only the NaN, not quantization error, may catch it.
+        return target_from_spec(bk.int8_spec(fn, name), name=name)
+    return target_from_callable(fn, name=name)
+
+
+def test_every_listed_bug_has_an_expectation():
+    assert set(EXPECTED) == set(bk.BROKEN)
+
+
+@pytest.mark.parametrize("name", sorted(bk.BROKEN))
+def test_broken_kernel_is_caught_and_shrunk(name):
+    target = target_for(name)
+    report = fuzz(target, examples=200, seed=None, device="cpu", profile="ci", database=False)
+    assert not report.ok, f"{name} was not caught in {report.examples} examples"
+    assert report.examples <= 200
+    failure = report.failures[0]
+    properties, shows_bug = EXPECTED[name]
+    assert failure.failed_property in properties, failure.message
+    assert shows_bug(failure.case), str(failure.case)
+    # The reported case is exactly reproducible.
+    again = replay(target, failure.case, "cpu")
+    assert again.failed_property in properties
+
+
+@pytest.mark.parametrize("name", sorted(bk.CORRECT))
+def test_correct_kernels_are_never_flagged(name):
+    report = fuzz(target_for(name), examples=200, seed=None, device="cpu", profile="ci", database=False)
+    assert report.ok, report.failures[0].message if report.failures else ""
+    assert report.examples == 200 and report.passed == 200
+    assert set(report.coverage["family"]) == {
+        "gaussian",
+        "small",
+        "saturating",
+        "outliers",
+        "degenerate",
+        "extreme",
+    }
+    assert 0 <= report.worst.error_ratio <= 1
+
+
+def test_ci_profile_is_deterministic():
+    target = target_for("causal_top_left")
+    a = fuzz(target, examples=200, seed=None, device="cpu", profile="ci", database=False)
+    b = fuzz(target, examples=200, seed=None, device="cpu", profile="ci", database=False)
+    assert a.failures[0].case == b.failures[0].case and a.examples == b.examples

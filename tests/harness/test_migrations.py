@@ -1,0 +1,168 @@
+"""Migrations, tested from the first revision on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.store import StoreError, current, head_revision, known_revisions, migrate, open_store, upgrade
+from harness.store.engine import create_engine
+from harness.store.models import Base
+from tests.harness.postgres import postgres_url_fixture  # noqa: F401
+from tests.harness.store_rows import make_rows, start_run
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lowbit.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def _migrate_to(url: str, target: str) -> None:
+    engine = create_engine(url)
+    with engine.connect() as conn, conn.begin():
+        migrate.upgrade_in(conn, target)
+    engine.dispose()
+
+
+def _populate_first_revision(url: str) -> None:
+    """Rows as lowbit at revision 0001 wrote them (no occurrences column yet); ids come out as 1."""
+    now = datetime.now(timezone.utc)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO environments (fingerprint_hash, fingerprint, created_at) "
+                "VALUES ('h', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                'INSERT INTO runs ("commit", parents, suite, started_at, status, note, lowbit_version, '
+                "environment_id) VALUES ('aaaaaaa', '[]', 'ci', :now, 'complete', '', '0.0.1', 1)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text("INSERT INTO kernels (name, source_hash, created_at) VALUES ('int8', 's', :now)"),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cases (id, params, family, shape_class, created_at) "
+                "VALUES ('c1', '{\"seed\": 1}', 'g', 'mha', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO results (run_id, kernel_id, case_id, phase, status, failed_property, verdicts, "
+                "rel_l2, metrics, message, recorded_at) "
+                "VALUES (1, 1, 'c1', 'corpus', 'fail', 'finite', '{}', 0.5, '{}', 'old', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO counterexamples (kernel_name, case_id, property, first_seen_run_id, "
+                "last_seen_run_id, first_seen_at, last_seen_at) "
+                "VALUES ('int8', 'c1', 'finite', 1, 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+    engine.dispose()
+
+
+def test_ships_at_least_two_revisions():
+    revisions = known_revisions()
+    assert len(revisions) >= 2 and revisions[0] == "0001" and revisions[-1] == head_revision()
+
+
+def test_upgrade_from_first_revision_keeps_data(db_url):
+    _migrate_to(db_url, "0001")
+    _populate_first_revision(db_url)
+    assert current(db_url) == ("0001", head_revision())
+    with pytest.raises(StoreError, match="run `lowbit db upgrade`"):
+        open_store(db_url)
+
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert f"from revision 0001 to {head_revision()}" in " ".join(result.output.split())
+
+    with open_store(db_url) as store:
+        [old] = store.counterexample_records("int8")
+        assert old["occurrences"] == 1  # rows from before 0002 count as seen once
+        assert store.results(1)[0]["message"] == "old"
+        run = start_run(store, commit="b" * 40)
+        failing = make_rows(1, fail_every=1)
+        failing[0].case_id, failing[0].failed_property = "c1", "finite"
+        store.record_results(run, store.kernel_id("int8", "s"), failing)
+        [again] = store.counterexample_records("int8")
+        assert again["occurrences"] == 2 and again["last_seen_run_id"] == run
+        indexes = {ix["name"] for ix in sa.inspect(store.engine).get_indexes("results")}
+        assert "ix_results_kernel_id_case_id_run_id" in indexes
+
+    again = CliRunner().invoke(cli, ["db", "upgrade", "--db", db_url])
+    assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_models_match_migrated_schema(db_url):
+    """Autogenerate finds nothing to do: the models and the migrations describe the same schema."""
+    assert upgrade(db_url) == (None, head_revision())
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_downgrade_to_first_and_back(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lowbit.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    from alembic import command
+
+    with engine.connect() as conn, conn.begin():
+        cfg = migrate.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    engine.dispose()
+    assert current(url)[0] == "0001"
+    assert upgrade(url) == ("0001", head_revision())
+
+
+def test_newer_schema_is_refused(db_url):
+    upgrade(db_url)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00dfeed9999'"))
+    engine.dispose()
+    message = "revision f00dfeed9999, newer than this lowbit"
+    with pytest.raises(StoreError, match=message):
+        open_store(db_url)
+    with pytest.raises(StoreError, match=message):
+        upgrade(db_url)
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--db", db_url])
+    assert result.exit_code == 2 and "upgrade lowbit" in result.stderr
+    # Refusing changed nothing.
+    assert current(db_url)[0] == "f00dfeed9999"
+
+
+def test_db_current_reports_state(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lowbit.db'}"
+    missing = CliRunner().invoke(cli, ["db", "current", "--db", url])
+    assert missing.exit_code == 2 and "no lowbit database" in missing.stderr
+    upgrade(url)
+    result = CliRunner().invoke(cli, ["db", "current", "--db", url])
+    assert result.exit_code == 0 and "up to date" in result.output

@@ -1,0 +1,63 @@
+"""Hand-picked awkward shapes, shared by the kernel tests, and error helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Case:
+    batch: int
+    heads_q: int
+    heads_kv: int
+    n_q: int
+    n_k: int
+    head_dim: int
+    dtype: torch.dtype
+    causal: bool
+
+    @property
+    def id(self) -> str:
+        dt = "bf16" if self.dtype == torch.bfloat16 else "f16"
+        c = "causal" if self.causal else "full"
+        return (
+            f"b{self.batch}h{self.heads_q}:{self.heads_kv}-q{self.n_q}k{self.n_k}-d{self.head_dim}-{dt}-{c}"
+        )
+
+
+F16, BF16 = torch.float16, torch.bfloat16
+
+# A covering set, not the cartesian product: every Nq and Nk in {1, 17, 63, 65, 129, 200}, every head
+# dim in {32, 64, 96, 128, 256}, both dtypes, causal with Nq < Nk, Nq == Nk and Nq > Nk (rows with no
+# visible key), GQA 8:2, MQA 8:1, 2:1 and MHA, batch 2.
+AWKWARD: tuple[Case, ...] = (
+    Case(1, 8, 2, 1, 200, 64, F16, True),
+    Case(1, 8, 1, 17, 63, 32, BF16, False),
+    Case(2, 2, 2, 63, 17, 96, F16, True),
+    Case(1, 2, 1, 65, 129, 128, BF16, True),
+    Case(1, 1, 1, 129, 1, 256, F16, False),
+    Case(1, 2, 2, 200, 65, 64, BF16, True),
+    Case(1, 8, 2, 17, 17, 128, F16, False),
+    Case(1, 1, 1, 1, 1, 96, BF16, True),
+    Case(1, 4, 4, 129, 200, 32, F16, True),
+    Case(1, 1, 1, 65, 63, 256, BF16, True),
+)
+
+
+def make_case(case: Case, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shape_q = (case.batch, case.heads_q, case.n_q, case.head_dim)
+    shape_kv = (case.batch, case.heads_kv, case.n_k, case.head_dim)
+    return tuple(torch.randn(s, generator=g).to(case.dtype) for s in (shape_q, shape_kv, shape_kv))
+
+
+def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
+    diff = (out.double() - ref.double()).norm().item()
+    norm = ref.double().norm().item()
+    return diff / norm if norm > 0 else diff
+
+
+def max_abs(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return (out.double() - ref.double()).abs().max().item() if out.numel() else 0.0

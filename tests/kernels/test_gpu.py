@@ -1,0 +1,41 @@
+"""GPU-only checks (marked ``gpu``; deselected on machines without CUDA): long sequences, big grids."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import REGISTRY, attention
+from kernels.reference import attention_reference
+from tests.kernels.cases import rel_l2
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+@pytest.mark.parametrize(
+    ("n_q", "n_k", "causal"), [(4093, 4096, True), (4096, 1000, True), (2047, 3001, False)]
+)
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_long_sequences_against_fp32(method, n_q, n_k, causal, head_dim):
+    g = torch.Generator(device="cuda").manual_seed(n_q * 7 + n_k)
+    q = torch.randn(1, 4, n_q, head_dim, device="cuda", generator=g).half()
+    k = torch.randn(1, 2, n_k, head_dim, device="cuda", generator=g).half()
+    v = torch.randn(1, 2, n_k, head_dim, device="cuda", generator=g).half()
+    torch.full(q.shape, float("nan"), dtype=q.dtype, device="cuda")  # poison the allocator's block
+    out = attention(q, k, v, causal=causal, method=method)
+    ref = attention_reference(q, k, v, causal=causal, dtype=torch.float32)
+    assert not torch.isnan(out).any()
+    assert rel_l2(out, ref) <= REGISTRY[method].budget_for("gaussian", q.dtype).max_rel_l2
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_grid_beyond_65535_programs(method):
+    g = torch.Generator(device="cuda").manual_seed(3)
+    # 70000 (batch x head) pairs with one query block each: more programs than a y/z grid axis holds.
+    q = torch.randn(70000, 1, 16, 64, device="cuda", generator=g).half()
+    k = torch.randn(70000, 1, 16, 64, device="cuda", generator=g).half()
+    v = torch.randn(70000, 1, 16, 64, device="cuda", generator=g).half()
+    out = attention(q, k, v, method=method)
+    ref = attention_reference(q[-100:], k[-100:], v[-100:], dtype=torch.float32)
+    assert rel_l2(out[-100:], ref) <= REGISTRY[method].budget_for("gaussian", q.dtype).max_rel_l2

@@ -1,0 +1,109 @@
+"""Triton quantizers against their torch references: exact integers and scales, zero guards, layouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import quant
+
+
+def _x(seed, shape, dtype):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g) * torch.rand((*shape[:-1], 1), generator=g) * 5).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("d", [32, 96, 256])
+def test_per_token_matches_reference_exactly(dtype, d):
+    x = _x(d, (2, 3, 37, d), dtype)
+    x[0, 1, 5] = 0  # an all-zero (padding) token
+    q, s = quant.quantize_per_token(x)
+    q_ref, s_ref = quant.quantize_per_token_reference(x)
+    assert q.dtype == torch.int8 and q.shape == x.shape and q.is_contiguous()
+    assert s.dtype == torch.float32 and s.shape == x.shape[:-1]
+    assert torch.equal(q, q_ref)
+    assert torch.equal(s, s_ref)
+    assert s[0, 1, 5] == 0 and not q[0, 1, 5].any()
+    assert int(q.abs().amax(dim=-1).min()) in (0, 127)
+    # Rounding error of every element is at most half a step.
+    err = (quant.dequantize_per_token(q, s) - x.float()).abs()
+    assert (err <= s[..., None] * 0.5 * (1 + 1e-5) + 1e-12).all()
+
+
+def test_per_token_center_is_subtracted_without_touching_input():
+    x = _x(1, (1, 2, 20, 64), torch.float16) + 4.0
+    before = x.clone()
+    center = x.float().mean(dim=2)
+    q, s = quant.quantize_per_token(x, center=center)
+    q_ref, s_ref = quant.quantize_per_token_reference(x, center=center)
+    assert torch.equal(x, before)
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
+    plain_q, plain_s = quant.quantize_per_token(x)
+    centered = x.float() - center[:, :, None]
+    err_c = (quant.dequantize_per_token(q, s) - centered).norm()
+    err_p = (quant.dequantize_per_token(plain_q, plain_s) - x.float()).norm()
+    assert err_c < err_p  # the offset no longer eats the INT8 range
+
+
+def test_per_token_strided_input():
+    base = _x(2, (2, 50, 4, 64), torch.bfloat16)
+    x = base.transpose(1, 2)[:, :, ::3]
+    q, s = quant.quantize_per_token(x)
+    q_ref, s_ref = quant.quantize_per_token_reference(x)
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 70, 129])
+def test_per_channel_matches_reference_exactly(dtype, n):
+    x = _x(n, (2, 2, n, 96), dtype)
+    x[1, 0, :, 7] = 0  # an all-zero channel
+    q, s = quant.quantize_per_channel(x)
+    q_ref, s_ref = quant.quantize_per_channel_reference(x)
+    assert q.shape == x.shape and q.stride(2) == 1  # token index contiguous for the P·V dot
+    assert s.shape == (2, 2, 96)
+    assert torch.equal(q, q_ref)
+    assert torch.equal(s, s_ref)
+    assert s[1, 0, 7] == 0 and not q[1, 0, :, 7].any()
+    err = (quant.dequantize_per_channel(q, s) - x.float()).abs()
+    assert (err <= s[:, :, None, :] * 0.5 * (1 + 1e-5) + 1e-12).all()
+
+
+def test_per_channel_strided_input():
+    x = _x(3, (1, 3, 40, 64), torch.float16)[:, :, 1::2, :48]
+    q, s = quant.quantize_per_channel(x)
+    q_ref, s_ref = quant.quantize_per_channel_reference(x)
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
+
+
+def test_all_zero_tensor_gives_zero_scales_and_no_nan():
+    x = torch.zeros(1, 2, 9, 32, dtype=torch.float16)
+    q, s = quant.quantize_per_token(x)
+    qc, sc = quant.quantize_per_channel(x)
+    for t in (q, qc):
+        assert not t.any()
+    for t in (s, sc):
+        assert torch.equal(t, torch.zeros_like(t))
+    assert torch.equal(quant.dequantize_per_token(q, s), torch.zeros(x.shape))
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (torch.zeros(2, 3, 4), "4-d"),
+        (torch.zeros(1, 1, 4, 8, dtype=torch.int32), "dtype"),
+        (torch.zeros(1, 1, 8, 4).transpose(-1, -2), "contiguous"),
+    ],
+)
+def test_bad_input_raises(x, match):
+    with pytest.raises(ValueError, match=match):
+        quant.quantize_per_token(x)
+    with pytest.raises(ValueError, match=match):
+        quant.quantize_per_channel(x)
+
+
+def test_bad_center_raises():
+    x = torch.zeros(1, 2, 4, 32, dtype=torch.float16)
+    with pytest.raises(ValueError, match="center"):
+        quant.quantize_per_token(x, center=torch.zeros(1, 2, 16))

@@ -1,0 +1,74 @@
+"""The registry the harness consumes: names, lookups, spec fields, budgets, dequantize functions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kernels
+from kernels.reference import attention_reference
+from kernels.registry import DISTRIBUTION_FAMILIES, REGISTRY, ErrorBudget, KernelSpec, get_spec
+from tests.kernels.cases import rel_l2
+
+EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth"}
+
+
+def test_registry_names_and_lookup():
+    assert set(REGISTRY) == EXPECTED
+    assert kernels.REGISTRY is REGISTRY
+    for name, spec in REGISTRY.items():
+        assert get_spec(name) is spec and spec.name == name
+
+
+@pytest.mark.parametrize("bad", ["INT8", "", "fp8", None, 3])
+def test_get_spec_unknown_names_the_methods(bad):
+    with pytest.raises(ValueError) as info:
+        get_spec(bad)
+    for name in EXPECTED:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_spec_fields(name):
+    spec = REGISTRY[name]
+    assert isinstance(spec, KernelSpec) and callable(spec.fn)
+    assert set(spec.bits) == {"q", "k", "p", "v"}
+    assert spec.head_dims == (32, 64, 96, 128, 256)
+    assert spec.dtypes == (torch.float16, torch.bfloat16)
+    assert spec.supports(96, torch.bfloat16) and not spec.supports(80, torch.float16)
+    assert not spec.supports(64, torch.float32)
+    assert spec.description and spec.source.startswith("kernels/")
+    for dtype in spec.dtypes:
+        for family in (*DISTRIBUTION_FAMILIES, "default", "unknown-family"):
+            budget = spec.budget_for(family, dtype)
+            assert isinstance(budget, ErrorBudget)
+            assert 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
+    assert (spec.dequantize is None) == (name == "fp16")
+    low = {"fp16": 16, "int8": 8, "int8_qk": 8, "int8_qk_smooth": 8}[name]
+    assert spec.bits["q"] == spec.bits["k"] == low
+
+
+def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():
+    spec = REGISTRY["fp16"]
+    assert spec.budget_for("gaussian", torch.float16).max_rel_l2 == 2e-3
+    assert spec.budget_for("gaussian").max_rel_l2 == 2e-3
+    assert spec.budget_for("gaussian", torch.bfloat16).max_rel_l2 > 2e-3
+
+
+@pytest.mark.parametrize("name", ["int8", "int8_qk", "int8_qk_smooth"])
+def test_dequantize_separates_quantization_from_arithmetic(name):
+    spec = REGISTRY[name]
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(1, 4, 45, 64, generator=g).half()
+    k = (torch.randn(1, 2, 70, 64, generator=g) + 1.5).half()
+    v = torch.randn(1, 2, 70, 64, generator=g).half()
+    dq, dk, dv = spec.dequantize(q, k, v, causal=True)
+    for t, orig in zip((dq, dk, dv), (q, k, v), strict=True):
+        assert t.dtype == torch.float32 and t.shape == orig.shape
+    out = spec.fn(q, k, v, causal=True)
+    full_error = rel_l2(out, attention_reference(q, k, v, causal=True))
+    arithmetic_error = rel_l2(out, attention_reference(dq, dk, dv, causal=True))
+    # Quantizing Q and K is the main error source; what is left is the kernel's own arithmetic:
+    # fp16 rounding of P and the output (int8_qk), plus P at 1/127 steps (int8).
+    assert arithmetic_error < full_error
+    assert arithmetic_error <= (2e-2 if name == "int8" else 2e-3)
