@@ -105,6 +105,26 @@ def breakdown_ms(device: str, repeats: int = 20) -> dict:
         }
 
 
+def registered_throughput(examples: int, device: str) -> dict:
+    """Fuzz every registered kernel with the ci profile: examples/s and the verdict, per method."""
+    from harness.loader import load_kernel, registry
+
+    out = {}
+    for name in registry():
+        report = fuzz(
+            load_kernel(name), examples=examples, seed=None, device=device, profile="ci", database=False
+        )
+        first = report.failures[0] if report.failures else None
+        out[name] = {
+            "ok": report.ok,
+            "examples": report.examples,
+            "examples_per_s": report.examples_per_s,
+            "worst_ratio": report.worst.error_ratio if report.worst else None,
+            "failure": f"{first.failed_property}: {first.message} | {first.repro_command}" if first else None,
+        }
+    return out
+
+
 def test_bench_lowbit_fuzz_throughput(benchmark):
     stats = benchmark.pedantic(lambda: cli_examples_per_s(200, DEVICE), rounds=3, iterations=1)
     benchmark.extra_info.update(stats)
@@ -128,6 +148,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--registered", type=int, default=0, metavar="N", help="also fuzz each registered kernel, N examples"
+    )
     args = parser.parse_args()
     runs = [cli_examples_per_s(args.examples, DEVICE) for _ in range(args.rounds)]
     over = [overhead_ms(args.examples, DEVICE) for _ in range(args.rounds)]
@@ -143,6 +166,8 @@ def main() -> None:
         "breakdown_mid_case": breakdown_ms(DEVICE),
         "mid_case": str(MID_CASE),
     }
+    if args.registered:
+        summary["registered"] = registered_throughput(args.registered, DEVICE)
     if args.json:
         print(json.dumps(summary))
         return

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+# Same as harness.corpus.SUITES (a test checks), spelled out to keep `lowbit --help` free of torch imports.
 SUITE_CHOICES = ("quick", "ci", "nightly")
 
 

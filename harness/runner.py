@@ -33,7 +33,7 @@ from harness import corpus
 # Fuzz examples per kernel when --fuzz-examples is not given: the interpreter is ~1000x slower than a GPU.
 DEFAULT_FUZZ_EXAMPLES = {
     "cpu": {"quick": 25, "ci": 50, "nightly": 200},
-    "cuda": {"quick": 50, "ci": 300, "nightly": 2000},
+    "cuda": {"quick": 25, "ci": 100, "nightly": 1000},
 }
 # Fuzzer profile (harness.profiles) of each suite: shape limits and Hypothesis settings.
 FUZZ_PROFILE = {"quick": "dev", "ci": "ci", "nightly": "nightly"}

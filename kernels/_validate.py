@@ -93,6 +93,12 @@ def check_attention_inputs(
             raise ValueError(
                 f"{name}: expected the last dimension to be contiguous (stride 1), got strides {t.stride()}"
             )
+    for name, t in (("k", k), ("v", v)):
+        # Kernels step through keys with int32 offsets of up to 256 tokens times the token stride.
+        if t.size(2) > 1 and t.stride(2) * 256 >= 2**31:
+            raise ValueError(
+                f"{name}: expected a token stride (dim 2) below {2**31 // 256}, got {t.stride(2)}"
+            )
     if sm_scale is None:
         scale = 1.0 / math.sqrt(D)
     else:

@@ -126,3 +126,9 @@ def test_shards_partition_any_case_list():
         assert min(len(p) for p in parts) > 0.8 * len(case_ids) / count
     assert all(in_shard(c, None) for c in case_ids)
     assert [shard_of(c, 5) for c in case_ids] == [shard_of(c, 5) for c in case_ids]
+
+
+def test_cli_offers_exactly_the_corpus_suites():
+    from harness.cli_run import SUITE_CHOICES
+
+    assert SUITE_CHOICES == SUITES

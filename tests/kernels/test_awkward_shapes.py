@@ -29,3 +29,32 @@ def test_method_matches_float64_reference(method, case):
         blind = case.n_q - case.n_k
         assert torch.equal(out[:, :, :blind], torch.zeros_like(out[:, :, :blind]))
         assert out[:, :, blind:].abs().sum() > 0
+
+
+AWKWARD_N = (1, 17, 63, 65, 129, 200)
+HEAD_DIMS = (32, 64, 96, 128, 256)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_every_length_pair(method, causal):
+    """All 36 (Nq, Nk) pairs; head dim, dtype and head grouping rotate so each pair meets a new mix."""
+    spec = REGISTRY[method]
+    groups = ((8, 2), (8, 1), (2, 2), (4, 1))
+    for i, n_q in enumerate(AWKWARD_N):
+        for j, n_k in enumerate(AWKWARD_N):
+            hq, hkv = groups[(i + j) % len(groups)]
+            d = HEAD_DIMS[(i + 2 * j) % len(HEAD_DIMS)]
+            dtype = (torch.float16, torch.bfloat16)[(i + j) % 2]
+            g = torch.Generator().manual_seed(1000 * i + j)
+            q = torch.randn(1, hq, n_q, d, generator=g).to(dtype)
+            k = torch.randn(1, hkv, n_k, d, generator=g).to(dtype)
+            v = torch.randn(1, hkv, n_k, d, generator=g).to(dtype)
+            out = attention(q, k, v, causal=causal, method=method)
+            ref = attention_reference(q, k, v, causal=causal)
+            budget = spec.budget_for("gaussian", dtype)
+            where = f"Nq={n_q} Nk={n_k} D={d} {dtype} heads {hq}:{hkv}"
+            assert not torch.isnan(out).any(), where
+            assert rel_l2(out, ref) <= budget.max_rel_l2, where
+            assert max_abs(out, ref) <= budget.max_abs, where

@@ -71,6 +71,14 @@ def test_bad_sm_scale(sm_scale):
         attention(q, k, v, sm_scale=sm_scale, method="fp16")
 
 
+def test_huge_token_stride_is_rejected():
+    q, k, v = _qkv()
+    # A (1, 2, 7, 64) view whose token stride is 2^23 elements, without allocating that memory.
+    k = torch.empty(0, dtype=torch.float16).set_(k.untyped_storage(), 0, (1, 2, 7, 64), (64, 64, 2**23, 1))
+    with pytest.raises(ValueError, match="token stride"):
+        attention(q, k, v, method="fp16")
+
+
 def test_causal_must_be_bool():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="causal"):
