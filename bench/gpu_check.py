@@ -36,7 +36,6 @@ if str(ROOT) not in sys.path:
 AWKWARD_N = (1, 17, 63, 65, 129, 200)
 HEAD_DIMS = (32, 64, 96, 128, 256)
 GQA = ((8, 2), (8, 1), (2, 2), (4, 1))
-FAMILIES = ("gaussian", "small", "saturating", "outliers", "degenerate", "extreme")
 
 
 def _torch():
@@ -125,7 +124,7 @@ def _worker(jobs, tiny, seed, chosen=None):
 
     if chosen:
         install_configs(chosen)
-    from tests.kernels.inputs import make_qkv
+    from harness.distributions import draw_tensors, family_of
 
     gen = torch.Generator(device=device).manual_seed(seed)
     results = []
@@ -152,14 +151,14 @@ def _worker(jobs, tiny, seed, chosen=None):
             k = _rand((1, 2, nk, D), dtype, device, gen)
             v = _rand((1, 2, nk, D), dtype, device, gen)
             results.append(_check_one(spec, "gaussian", q, k, v, causal, "long"))
-        elif kind == "family":
-            _, name, family, dtype_name, n = job
+        elif kind == "distribution":
+            _, name, distribution, dtype_name, n = job
             spec = kernels.get_spec(name)
             dtype = getattr(torch, dtype_name)
             for D, causal in ((64, False), (128, True)):
-                q, k, v = make_qkv(family, (1, 4, n, D), (1, 2, n, D), dtype, seed + D + n)
-                q, k, v = q.to(device), k.to(device), v.to(device)
-                results.append(_check_one(spec, family, q, k, v, causal, "family"))
+                qkv = draw_tensors(distribution, seed + D + n, (1, 4, n, D), (1, 2, n, D), (1, 2, n, D))
+                q, k, v = (t.to(device=device, dtype=dtype) for t in qkv)
+                results.append(_check_one(spec, family_of(distribution), q, k, v, causal, "family"))
         elif kind == "bigindex":
             _, name, nq, nk, heads = job
             spec = kernels.get_spec(name)
@@ -207,6 +206,8 @@ def _worker(jobs, tiny, seed, chosen=None):
 
 
 def correctness_jobs(methods, tiny):
+    from harness.distributions import DISTRIBUTION_NAMES
+
     dtypes = ("float16", "bfloat16")
     jobs = []
     for name in methods:
@@ -221,9 +222,9 @@ def correctness_jobs(methods, tiny):
                 for nq, nk in long_ns:
                     jobs.append(("long", name, D, "float16", causal, nq, nk))
         jobs.append(("long", name, 128, "bfloat16", True, *long_ns[0]))
-        for family in FAMILIES:
+        for distribution in DISTRIBUTION_NAMES:
             for dt in dtypes:
-                jobs.append(("family", name, family, dt, 2048 if not tiny else 40))
+                jobs.append(("distribution", name, distribution, dt, 2048 if not tiny else 40))
     big = (((1 << 24) + 4096, 64, 1), (64, (1 << 24) + 4096, 1)) if not tiny else ((40, 16, 3),)
     for name in methods:
         for nq, nk, heads in big:

@@ -86,7 +86,10 @@ class CaseResult:
             "failed_property": self.failed_property,
             "verdicts": dict(self.verdicts),
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
-            "budget": {"max_rel_l2": self.budget.max_rel_l2, "max_abs": self.budget.max_abs},
+            "budget": {
+                "max_rel_l2": _json_float(self.budget.max_rel_l2),
+                "max_abs": _json_float(self.budget.max_abs),
+            },
             "error_ratio": _json_float(self.error_ratio),
             "message": self.message,
             "elapsed_s": self.elapsed_s,

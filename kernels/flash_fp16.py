@@ -72,7 +72,10 @@ def _fp16_inner(
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_use)
         # P is rounded to the input dtype; under UPCAST it is rounded and widened back, same values.
-        p = tl.math.exp2(s - m_use[:, None]).to(V_DTYPE)
+        # The exponent is clamped at 0: the GPU compiler contracts `dot * qk_scale - m` into one FMA whose
+        # unrounded product can exceed the rounded maximum by half an ulp of the logit (128 at logits
+        # ~3e9), and exp2 of that is inf, then inf / inf = NaN. Found by the fuzzer on an H200.
+        p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(V_DTYPE)
         if UPCAST:
             p = p.to(tl.float32)
         l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
@@ -205,5 +208,10 @@ def flash_attention_fp16(
         BLOCK_D=cfg.block_d,
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
+        # No FMA contraction: fused into one FMA, `s * scale - m` rounds differently from the maximum m it
+        # subtracts, so the top key of a row with huge logits could get p = 2^-32 instead of 1 and
+        # vanish in the P cast (rows of zeros; found by the fuzzer on an H200). Costs one extra
+        # multiply per score element.
+        enable_fp_fusion=False,
     )  # fmt: skip
     return o

@@ -8,6 +8,7 @@ kernel arithmetic error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +38,16 @@ class ErrorBudget:
 
     max_rel_l2: float
     max_abs: float
+
+    @property
+    def claimed(self) -> bool:
+        """False for :data:`NO_CLAIM`: the method promises nothing about accuracy on that family."""
+        return math.isfinite(self.max_rel_l2) or math.isfinite(self.max_abs)
+
+
+# A family on which a method makes no accuracy claim: every error passes the budget check, while
+# finiteness, determinism and the other properties are still checked.
+NO_CLAIM = ErrorBudget(math.inf, math.inf)
 
 
 AttentionFn = Callable[..., torch.Tensor]
@@ -197,9 +208,11 @@ def get_spec(name: str) -> KernelSpec:
 
 
 _F16, _BF16 = torch.float16, torch.bfloat16
-# (max rel-L2, max abs) per family. Worst errors measured over the CPU interpreter tests and the GPU
-# check (docs/perf.md), with about 2x headroom. max-abs assumes the families' scales as built by
-# tests/kernels/inputs.py (unit-scale V except "small" 1e-3 and "extreme" 1.5e4).
+# (max rel-L2, max abs) per family, against the oracle on the original inputs. Each is about 2x the worst
+# error measured by bench/calibrate_budgets.py over the harness's own distributions (the ci corpus plus
+# a Hypothesis search that climbs towards larger error), on the CPU interpreter and on an H200 with
+# sequences up to 16k; docs/perf.md has the tables. max-abs scales with the family's magnitudes
+# (harness/distributions.py): unit-scale V, V up to 100 for heavy tails, up to 6e4 for "extreme".
 _FP16_F16 = _budgets(
     default=(2e-3, 1e-2),
     gaussian=(2e-3, 1e-2),
@@ -207,46 +220,52 @@ _FP16_F16 = _budgets(
     saturating=(2e-3, 1e-2),
     outliers=(2e-3, 1e-1),
     degenerate=(2e-3, 1e-2),
-    extreme=(5e-4, 2e2),
+    # V near 6e4: one fp16 ulp there is 32, and the P·V sum adds ~sqrt(N) such roundings.
+    extreme=(2e-3, 4e3),
 )
-# bf16: the output's own rounding (2^-9 relative) and P rounded to bf16 give ~3.5e-3.
+# bf16: the output's own rounding (2^-9 relative) and P rounded to bf16 give up to ~5.5e-3.
 _FP16_BF16 = _budgets(
-    default=(8e-3, 5e-2),
-    gaussian=(8e-3, 5e-2),
-    small=(8e-3, 5e-5),
-    saturating=(1e-2, 1e-1),
-    outliers=(8e-3, 1.0),
-    degenerate=(8e-3, 5e-2),
-    extreme=(3e-3, 1e3),
+    default=(1e-2, 5e-2),
+    gaussian=(1e-2, 5e-2),
+    small=(1e-2, 5e-5),
+    saturating=(1.2e-2, 1e-1),
+    outliers=(1e-2, 1.0),
+    degenerate=(1e-2, 5e-2),
+    extreme=(1e-2, 6e4),
 )
-# INT8 Q/K: logit error ~ |q||k|/127 per token; peaked softmax (saturating, extreme) amplifies it.
-# int8 adds P at 1/127 steps and per-channel V: ~2x the int8_qk error on gaussian inputs.
-# The P rounding error grows with the number of keys a row spreads over: gaussian 2.4e-2 at N <= 200,
-# 4.7e-2 at N = 16384 (hd 64).
-_INT8 = _budgets(
-    default=(8e-2, 2e-1),
-    gaussian=(8e-2, 2e-1),
-    small=(2e-2, 5e-5),
-    saturating=(8e-2, 1.5),
-    outliers=(2e-1, 6e1),
-    degenerate=(4e-2, 3e-1),
-    extreme=(4e-1, 1.5e5),
-)
-_INT8_QK_F16 = _budgets(
-    default=(3e-2, 1e-1),
-    gaussian=(3e-2, 1e-1),
-    small=(2e-3, 5e-6),
-    saturating=(8e-2, 1.5),
-    outliers=(2e-1, 6e1),
-    degenerate=(2e-2, 5e-2),
-    extreme=(4e-1, 1.5e5),
-)
-_INT8_QK_BF16 = {**_INT8_QK_F16, **_budgets(small=(8e-3, 5e-5))}
+# INT8 Q/K: logit error ~ |q||k|/127 per token; peaked softmax (saturating) amplifies it. int8 adds P at
+# 1/127 steps (probabilities below 1/254 of the row maximum vanish) and per-channel V, so its error
+# grows with the number of keys a row spreads over: gaussian 2e-2 at N <= 200, 6.5e-2 at N ~ 600-16k.
+# "extreme" (Q, K near 6e4, logits ~1e10): per-token INT8 moves logits by ~1e8, which reorders the
+# keys a saturated softmax picks; no INT8-Q/K method can be accurate there (measured rel-L2 up to 1.3),
+# so these methods make no accuracy claim on that family. Every other property is still checked.
+_INT8 = {
+    **_budgets(
+        default=(1.2e-1, 1.0),
+        gaussian=(1.2e-1, 1.0),
+        small=(2e-2, 5e-5),
+        saturating=(2.5e-1, 5.0),
+        outliers=(2.5e-1, 2e2),
+        degenerate=(1.8e-1, 1.0),
+    ),
+    "extreme": NO_CLAIM,
+}
+_INT8_QK = {
+    **_budgets(
+        default=(3e-2, 2.5e-1),
+        gaussian=(3e-2, 2.5e-1),
+        small=(8e-3, 5e-5),
+        saturating=(1.5e-1, 5.0),
+        outliers=(2.5e-1, 2e2),
+        degenerate=(3e-2, 3e-1),
+    ),
+    "extreme": NO_CLAIM,
+}
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},
     "int8": {_F16: _INT8, _BF16: _INT8},
-    "int8_qk": {_F16: _INT8_QK_F16, _BF16: _INT8_QK_BF16},
-    "int8_qk_smooth": {_F16: _INT8_QK_F16, _BF16: _INT8_QK_BF16},
+    "int8_qk": {_F16: _INT8_QK, _BF16: _INT8_QK},
+    "int8_qk_smooth": {_F16: _INT8_QK, _BF16: _INT8_QK},
 }
 
 REGISTRY: dict[str, KernelSpec] = _build_registry()

@@ -39,3 +39,24 @@ def test_grid_beyond_65535_programs(method):
     out = attention(q, k, v, method=method)
     ref = attention_reference(q[-100:], k[-100:], v[-100:], dtype=torch.float32)
     assert rel_l2(out[-100:], ref) <= REGISTRY[method].budget_for("gaussian", q.dtype).max_rel_l2
+
+
+# Found by `lowbit fuzz` on an H200: logits ~3e9 made the GPU's FMA-contracted `s * scale - m` positive,
+# exp2 overflowed and the row became NaN (fp16, int8_qk, int8_qk_smooth). The CPU interpreter does not
+# contract, so this regression can only be seen on a GPU.
+HUGE_LOGITS = (
+    '{"batch":1,"causal":false,"distribution":"fp16_limit","dtype":"float16","head_dim":32,'
+    '"hkv":1,"hq":1,"nk":64,"nq":64,"seed":102194612,"sm_scale":null}'
+)
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_huge_logits_stay_finite(method):
+    from harness.cases import Case
+
+    q, k, v = Case.from_json(HUGE_LOGITS).make_inputs("cuda")
+    out = attention(q, k, v, method=method)
+    assert torch.isfinite(out).all()
+    if method == "fp16":
+        ref = attention_reference(q, k, v, dtype=torch.float32)
+        assert rel_l2(out, ref) <= REGISTRY[method].budget_for("extreme", q.dtype).max_rel_l2

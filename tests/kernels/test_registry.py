@@ -7,7 +7,7 @@ import torch
 
 import kernels
 from kernels.reference import attention_reference
-from kernels.registry import DISTRIBUTION_FAMILIES, REGISTRY, ErrorBudget, KernelSpec, get_spec
+from kernels.registry import DISTRIBUTION_FAMILIES, NO_CLAIM, REGISTRY, ErrorBudget, KernelSpec, get_spec
 from tests.kernels.cases import rel_l2
 
 EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth"}
@@ -42,7 +42,11 @@ def test_spec_fields(name):
         for family in (*DISTRIBUTION_FAMILIES, "default", "unknown-family"):
             budget = spec.budget_for(family, dtype)
             assert isinstance(budget, ErrorBudget)
-            assert 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
+            if family == "extreme" and name != "fp16":
+                # INT8 Q/K cannot be accurate on logits ~1e10 (kernels/registry.py says why).
+                assert budget == NO_CLAIM and not budget.claimed
+            else:
+                assert budget.claimed and 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
     assert (spec.dequantize is None) == (name == "fp16")
     low = {"fp16": 16, "int8": 8, "int8_qk": 8, "int8_qk_smooth": 8}[name]
     assert spec.bits["q"] == spec.bits["k"] == low
