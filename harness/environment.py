@@ -15,18 +15,10 @@ import socket
 import subprocess
 from pathlib import Path
 
-FINGERPRINT_KEYS = (
-    "device",
-    "gpu",
-    "compute_capability",
-    "driver",
-    "cuda",
-    "torch",
-    "triton",
-    "python",
-    "cpu",
-    "host",
-)
+from harness.store.rows import ENVIRONMENT_COLUMNS
+
+# What the store keeps as columns, plus the device kind ("cuda" or "cpu-interpreter").
+FINGERPRINT_KEYS = ("device", *ENVIRONMENT_COLUMNS)
 
 
 def cpu_model() -> str:

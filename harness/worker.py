@@ -65,15 +65,20 @@ class CallTimer:
         return out
 
 
-def result_row(result: Any, phase: str, latency: dict | None) -> dict:
-    """Fields of a ``ResultRow`` from a :class:`harness.properties.CaseResult`."""
-    case = result.case
+def _case_fields(case: Any, phase: str) -> dict:
     return {
         "case_id": case.case_id,
         "case_params": case.params(),
         "family": case.family,
         "shape_class": case.shape_class,
         "phase": phase,
+    }
+
+
+def result_row(result: Any, phase: str, latency: dict | None) -> dict:
+    """Fields of a ``ResultRow`` from a :class:`harness.properties.CaseResult`."""
+    return {
+        **_case_fields(result.case, phase),
         "status": result.status,
         "failed_property": result.failed_property,
         "verdicts": dict(result.verdicts),
@@ -93,11 +98,7 @@ def _with_repro(result: Any) -> str:
 def error_row(case: Any, phase: str, message: str) -> dict:
     """A case the harness could not judge (it raised outside the kernel): status "error"."""
     return {
-        "case_id": case.case_id,
-        "case_params": case.params(),
-        "family": case.family,
-        "shape_class": case.shape_class,
-        "phase": phase,
+        **_case_fields(case, phase),
         "status": "error",
         "failed_property": None,
         "verdicts": {},
