@@ -15,7 +15,7 @@ from pathlib import Path
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 # CI systems check out a detached HEAD; they name the branch in the environment instead.
-_BRANCH_ENV_VARS = (
+BRANCH_ENV_VARS = (
     "GITHUB_HEAD_REF",
     "GITHUB_REF_NAME",
     "CI_COMMIT_REF_NAME",
@@ -71,7 +71,7 @@ def _branch_of_head(cwd: Path) -> str | None:
     name = _git(cwd, "rev-parse", "--abbrev-ref", "HEAD")
     if name and name != "HEAD":
         return name
-    for var in _BRANCH_ENV_VARS:
+    for var in BRANCH_ENV_VARS:
         value = os.environ.get(var, "").strip()
         if value:
             return value

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness.gitinfo import GitInfoError, resolve_commit, validate_sha
+from harness.gitinfo import BRANCH_ENV_VARS, GitInfoError, resolve_commit, validate_sha
 
 
 def _git(cwd, *args) -> str:
@@ -16,13 +16,7 @@ def _git(cwd, *args) -> str:
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     """A repository with two commits on branch ``feature``; CI branch variables cleared."""
-    for var in (
-        "GITHUB_HEAD_REF",
-        "GITHUB_REF_NAME",
-        "CI_COMMIT_REF_NAME",
-        "BUILDKITE_BRANCH",
-        "BRANCH_NAME",
-    ):
+    for var in BRANCH_ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     _git(tmp_path, "init", "-q", "-b", "feature")
     _git(tmp_path, "config", "user.email", "t@example.com")

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.corpus import build_corpus
 from harness.device import select_device
+from harness.gitinfo import BRANCH_ENV_VARS
 from harness.loader import DEFAULT_HEAD_DIMS
 from harness.store import open_store
 
@@ -187,13 +188,7 @@ def test_commit_parents_and_branch_come_from_git(tmp_path, monkeypatch):
     git("init", "-q", "-b", "topic")
     git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "one")
     git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "two")
-    for var in (
-        "GITHUB_HEAD_REF",
-        "GITHUB_REF_NAME",
-        "CI_COMMIT_REF_NAME",
-        "BUILDKITE_BRANCH",
-        "BRANCH_NAME",
-    ):
+    for var in BRANCH_ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("LOWBIT_DB_URL", raising=False)
     monkeypatch.chdir(repo)
