@@ -8,7 +8,8 @@ interpreter (``TRITON_INTERPRET=1``). So the choice must be made before :mod:`ke
 from __future__ import annotations
 
 import os
-import sys
+
+from kernels.backend import interpreting, jit_modules_loaded
 
 DEVICES = ("cpu", "cuda")
 
@@ -36,10 +37,13 @@ def select_device(requested: str | None = None) -> str:
         raise DeviceError("device 'cuda' requested but torch sees no CUDA GPU")
     device = requested or ("cuda" if has_cuda else "cpu")
     want_interpret = device == "cpu"
-    if "kernels" in sys.modules:
+    loaded = jit_modules_loaded()
+    if loaded:
         if interpreting() != want_interpret:
             mode = "the Triton interpreter" if interpreting() else "the GPU"
-            raise DeviceError(f"kernels were already imported for {mode}; cannot switch to {device!r}")
+            raise DeviceError(
+                f"kernels ({', '.join(loaded)}) were already imported for {mode}; cannot switch to {device!r}"
+            )
         return device
     if want_interpret:
         os.environ["TRITON_INTERPRET"] = "1"
@@ -48,5 +52,4 @@ def select_device(requested: str | None = None) -> str:
     return device
 
 
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+__all__ = ["DEVICES", "DeviceError", "cuda_available", "interpreting", "select_device"]

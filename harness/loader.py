@@ -31,12 +31,11 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.cases import DTYPES, dtype_name
 
-if TYPE_CHECKING:
-    from kernels.registry import ErrorBudget, KernelSpec
+from kernels.spec import ErrorBudget, KernelSpec
 
 DEFAULT_HEAD_DIMS: tuple[int, ...] = (16, 32, 64, 128)
 DEFAULT_DTYPES: tuple[str, ...] = ("float16", "bfloat16")
@@ -59,12 +58,6 @@ _ALIAS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 class KernelLoadError(ValueError):
     """The ``--kernel`` reference names nothing usable; the message says what and why."""
-
-
-def _error_budget_cls():
-    from kernels.registry import ErrorBudget
-
-    return ErrorBudget
 
 
 def _file_of(obj: Any) -> str | None:
@@ -135,15 +128,14 @@ class KernelTarget:
     def budget_for(self, family: str, dtype: str | None = None) -> ErrorBudget:
         """The spec's budget for ``family`` (and ``dtype``, where the spec has per-dtype budgets) or the
         default, with command-line overrides applied."""
-        error_budget = _error_budget_cls()
         if self.spec is not None:
             if dtype is None:
                 base = self.spec.budget_for(family)
             else:
                 base = self.spec.budget_for(family, DTYPES[dtype_name(dtype)])
         else:
-            base = error_budget(*DEFAULT_BUDGETS.get(family, DEFAULT_BUDGETS["default"]))
-        return error_budget(
+            base = ErrorBudget(*DEFAULT_BUDGETS.get(family, DEFAULT_BUDGETS["default"]))
+        return ErrorBudget(
             max_rel_l2=base.max_rel_l2 if self.max_rel_l2 is None else self.max_rel_l2,
             max_abs=base.max_abs if self.max_abs is None else self.max_abs,
         )
@@ -281,8 +273,7 @@ def load_kernel(ref: str, *, max_rel_l2: float | None = None, max_abs: float | N
     if ":" in body:
         obj = _import_object(body)
         name = alias or body
-        spec_cls = getattr(sys.modules.get("kernels.registry"), "KernelSpec", None)
-        if spec_cls is not None and isinstance(obj, spec_cls):
+        if isinstance(obj, KernelSpec):
             return target_from_spec(obj, name=name, ref=ref, **overrides)
         if not callable(obj):
             raise KernelLoadError(f"{body!r} is a {type(obj).__name__}, not a callable or KernelSpec")

@@ -28,7 +28,7 @@ from harness.oracle import default_oracle_dtype, reference_attention
 
 if TYPE_CHECKING:
     from harness.loader import KernelTarget
-    from kernels.registry import ErrorBudget
+    from kernels.spec import ErrorBudget
 
 PROPERTIES = (
     "shape_dtype_device",

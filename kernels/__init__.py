@@ -11,9 +11,10 @@ Methods are listed in :data:`REGISTRY` (see :mod:`kernels.registry`); quantizers
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
-from kernels import quant
 from kernels.registry import REGISTRY, get_spec
 
 
@@ -45,6 +46,13 @@ def attention(
     """
     spec = get_spec(method)
     return spec.fn(q, k, v, causal=causal, sm_scale=sm_scale)
+
+
+def __getattr__(name: str):
+    # Triton kernels bind to a backend when first imported: ``kernels.quant`` loads only when used.
+    if name == "quant":
+        return importlib.import_module("kernels.quant")
+    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
 
 
 __all__ = ["REGISTRY", "attention", "get_spec", "quant"]

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 
+from kernels.backend import interpreting
+
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
-
-
-def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+# Head dims every shipped method supports (tile widths are powers of two; 96 runs in a 128-wide tile).
+HEAD_DIMS: tuple[int, ...] = (32, 64, 96, 128, 256)
 
 
 def upcast_dots(t: torch.Tensor) -> bool:

@@ -29,10 +29,9 @@ import triton
 import triton.language as tl
 
 from kernels import quant
-from kernels._validate import AttentionShape, check_attention_inputs, interpreting, upcast_dots
+from kernels._validate import HEAD_DIMS, AttentionShape, check_attention_inputs, interpreting, upcast_dots
 from kernels.launch import LOG2E, block_config, grid_for, make_output
 
-HEAD_DIMS: tuple[int, ...] = (32, 64, 96, 128, 256)
 
 
 @triton.jit

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._validate import interpreting
+from kernels.backend import interpreting
 
 QMAX = 127.0
 

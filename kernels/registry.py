@@ -8,93 +8,10 @@ kernel arithmetic error.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-
 import torch
 
-# Families of value distributions a low-bit kernel meets. Budgets are declared per family; the harness
-# maps each concrete distribution it draws onto one of these names.
-#   gaussian    N(0, 1) and uniform inputs at unit scale: the everyday case.
-#   small       tiny magnitudes: logits near zero, attention close to uniform.
-#   saturating  large logits: softmax close to one-hot, attention sinks, peaked attention.
-#   outliers    heavy tails, per-channel outliers in Q/K, token outliers, per-head scales.
-#   degenerate  constant, repeated and all-zero (padding) tokens.
-#   extreme     magnitudes near the fp16 limit (finite).
-DISTRIBUTION_FAMILIES: tuple[str, ...] = (
-    "gaussian",
-    "small",
-    "saturating",
-    "outliers",
-    "degenerate",
-    "extreme",
-)
-
-
-@dataclass(frozen=True)
-class ErrorBudget:
-    """Allowed error of an output against the FP32/FP64 oracle."""
-
-    max_rel_l2: float
-    max_abs: float
-
-    @property
-    def claimed(self) -> bool:
-        """False for :data:`NO_CLAIM`: the method promises nothing about accuracy on that family."""
-        return math.isfinite(self.max_rel_l2) or math.isfinite(self.max_abs)
-
-
-# A family on which a method makes no accuracy claim: every error passes the budget check, while
-# finiteness, determinism and the other properties are still checked.
-NO_CLAIM = ErrorBudget(math.inf, math.inf)
-
-
-AttentionFn = Callable[..., torch.Tensor]
-DequantizeFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class KernelSpec:
-    """Everything the harness needs to know about one attention method.
-
-    ``fn(q, k, v, *, causal=False, sm_scale=None)`` has the semantics of :func:`kernels.attention`.
-    ``bits`` gives the bit width of each operand of the two products (``q``, ``k``, ``p``, ``v``).
-    ``budgets`` maps a family of :data:`DISTRIBUTION_FAMILIES` to its budget; a family missing from
-    the mapping uses ``budgets["default"]``.
-    ``dequantize(q, k, v, *, causal=False, sm_scale=None)``, when given, returns float32 copies of
-    the inputs exactly as the kernel sees them after quantization (same shapes as the inputs), so the
-    oracle run on them measures kernel arithmetic alone.
-    """
-
-    name: str
-    fn: AttentionFn
-    bits: Mapping[str, int]
-    head_dims: tuple[int, ...]
-    dtypes: tuple[torch.dtype, ...]
-    budgets: Mapping[str, ErrorBudget]
-    description: str = ""
-    dequantize: DequantizeFn | None = None
-    source: str = field(default="", compare=False)
-
-    # Optional per-dtype overrides: dtype -> {family or "default": budget}. bf16 keeps 8 bits of
-    # mantissa, so a bf16 output alone is rounded by up to 2^-9 and needs a looser budget than fp16.
-    dtype_budgets: Mapping[torch.dtype, Mapping[str, ErrorBudget]] = field(default_factory=dict)
-
-    def budget_for(self, family: str, dtype: torch.dtype | None = None) -> ErrorBudget:
-        """Budget for ``family`` (and ``dtype`` when given): dtype override, then family, then default."""
-        override = self.dtype_budgets.get(dtype, {}) if dtype is not None else {}
-        if family in override:
-            return override[family]
-        if family in self.budgets:
-            return self.budgets[family]
-        if "default" in override:
-            return override["default"]
-        return self.budgets["default"]
-
-    def supports(self, head_dim: int, dtype: torch.dtype) -> bool:
-        return head_dim in self.head_dims and dtype in self.dtypes
-
+from kernels._validate import HEAD_DIMS
+from kernels.spec import DISTRIBUTION_FAMILIES, NO_CLAIM, ErrorBudget, KernelSpec
 
 # --------------------------------------------------------------------------------------------------
 # The methods. Budgets are measured errors (see docs/perf.md and tests/kernels) with headroom; they
@@ -138,19 +55,10 @@ def _budgets(**rel_abs: tuple[float, float]) -> dict[str, ErrorBudget]:
 
 
 def _build_registry() -> dict[str, KernelSpec]:
-    from kernels.flash_fp16 import HEAD_DIMS as FP16_DIMS
-    from kernels.flash_fp16 import flash_attention_fp16
-    from kernels.flash_int8 import HEAD_DIMS as INT8_DIMS
-    from kernels.flash_int8 import (
-        flash_attention_int8,
-        flash_attention_int8_qk,
-        flash_attention_int8_qk_smooth,
-    )
-
-    def spec(name, fn, bits, head_dims, description, source, dequantize=None) -> KernelSpec:
+    def spec(name, launcher, bits, head_dims, description, source, dequantize=None) -> KernelSpec:
         return KernelSpec(
             name=name,
-            fn=fn,
+            launcher=launcher,
             bits=dict(zip("qkpv", bits, strict=True)),
             head_dims=head_dims,
             dtypes=(torch.float16, torch.bfloat16),
@@ -164,35 +72,35 @@ def _build_registry() -> dict[str, KernelSpec]:
     specs = [
         spec(
             "fp16",
-            flash_attention_fp16,
+            "kernels.flash_fp16:flash_attention_fp16",
             (16, 16, 16, 16),
-            FP16_DIMS,
+            HEAD_DIMS,
             "FlashAttention-2 forward, fp32 online softmax and accumulation (baseline)",
             "kernels/flash_fp16.py",
         ),
         spec(
             "int8",
-            flash_attention_int8,
+            "kernels.flash_int8:flash_attention_int8",
             (8, 8, 8, 8),
-            INT8_DIMS,
+            HEAD_DIMS,
             "fully INT8: per-token Q/K, P at 1/127, per-channel V, int32 accumulation",
             "kernels/flash_int8.py",
             _dequantize_int8,
         ),
         spec(
             "int8_qk",
-            flash_attention_int8_qk,
+            "kernels.flash_int8:flash_attention_int8_qk",
             (8, 8, 16, 16),
-            INT8_DIMS,
+            HEAD_DIMS,
             "INT8 Q·K^T (per-token scales), P·V in the input dtype with fp32 accumulation",
             "kernels/flash_int8.py",
             _dequantize_int8_qk,
         ),
         spec(
             "int8_qk_smooth",
-            flash_attention_int8_qk_smooth,
+            "kernels.flash_int8:flash_attention_int8_qk_smooth",
             (8, 8, 16, 16),
-            INT8_DIMS,
+            HEAD_DIMS,
             "int8_qk with K smoothing: per-head mean of K removed before quantizing",
             "kernels/flash_int8.py",
             _dequantize_int8_qk_smooth,
@@ -270,3 +178,5 @@ BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
 }
 
 REGISTRY: dict[str, KernelSpec] = _build_registry()
+
+__all__ = ["BUDGETS", "DISTRIBUTION_FAMILIES", "NO_CLAIM", "REGISTRY", "ErrorBudget", "KernelSpec", "get_spec"]

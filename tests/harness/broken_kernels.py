@@ -205,11 +205,11 @@ INT8_HONEST_BUDGETS = {
 
 def int8_spec(fn=int8_honest, name: str = "int8_honest"):
     """A KernelSpec for an int8-style kernel (int8_honest, or zero_scale_nan to judge it fairly)."""
-    from kernels.registry import ErrorBudget, KernelSpec
+    from kernels.spec import ErrorBudget, KernelSpec
 
     return KernelSpec(
         name=name,
-        fn=fn,
+        launcher=fn,
         bits={"q": 8, "k": 8, "p": 32, "v": 16},
         head_dims=(16, 32, 64, 128),
         dtypes=(torch.float16, torch.bfloat16),

@@ -133,7 +133,7 @@ def test_unclaimed_head_dims_are_probed_and_value_error_counts_as_unsupported():
         return bk.int8_honest(q, k, v, **kw)
 
     seen = []
-    target = target_from_spec(dataclasses.replace(spec, fn=strict, dtypes=(torch.float16,)))
+    target = target_from_spec(dataclasses.replace(spec, launcher=strict, dtypes=(torch.float16,)))
     report = fuzz(
         target, examples=200, seed=None, device="cpu", profile="ci", database=False, on_result=seen.append
     )
