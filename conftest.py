@@ -1,7 +1,7 @@
 """Repository-wide pytest set-up (tests/ and bench/): choose the Triton backend before any kernel module
 is imported, and deselect `gpu` tests where torch sees no GPU."""
 
-from harness.device import select_device
+from harness.search.device import select_device
 
 # No GPU here means the CPU interpreter; on the device machine the GPU is used.
 DEVICE = select_device(None)

@@ -25,19 +25,19 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from harness.device import select_device  # noqa: E402
+from harness.search.device import select_device  # noqa: E402
 
 DEVICE = select_device(None)
 
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from harness.cases import Case  # noqa: E402
-from harness.cli_fuzz import fuzz_command  # noqa: E402
-from harness.fuzz import cpu_threads, fuzz  # noqa: E402
-from harness.loader import target_from_callable  # noqa: E402
-from harness.oracle import reference_attention  # noqa: E402
-from harness.properties import check_case  # noqa: E402
+from harness.cli.fuzz import fuzz_command  # noqa: E402
+from harness.search.cases import Case  # noqa: E402
+from harness.search.fuzz import cpu_threads, fuzz  # noqa: E402
+from harness.search.oracle import reference_attention  # noqa: E402
+from harness.search.properties import check_case  # noqa: E402
+from harness.search.targets import target_from_callable  # noqa: E402
 from tests.harness.broken_kernels import correct_fp32  # noqa: E402
 
 KERNEL_REF = "tests.harness.broken_kernels:correct_fp32"
@@ -107,7 +107,7 @@ def breakdown_ms(device: str, repeats: int = 20) -> dict:
 
 def registered_throughput(examples: int, device: str) -> dict:
     """Fuzz every registered kernel with the ci profile: examples/s and the verdict, per method."""
-    from harness.loader import load_kernel, registry
+    from harness.search.targets import load_kernel, registry
 
     out = {}
     for name in registry():

@@ -36,10 +36,10 @@ def _fmt(x: float) -> str:
 
 
 def calibrate(methods, device: str, suite: str, examples: int, seed: int) -> list[dict]:
-    from harness.corpus import build_corpus
-    from harness.fuzz import fuzz
-    from harness.loader import load_kernel
-    from harness.properties import check_case
+    from harness.run.corpus import build_corpus
+    from harness.search.fuzz import fuzz
+    from harness.search.properties import check_case
+    from harness.search.targets import load_kernel
 
     worst: dict[tuple[str, str, str], dict] = defaultdict(
         lambda: {"examples": 0, "rel_l2": 0.0, "max_abs": 0.0, "rel_case": None, "abs_case": None}
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from harness.device import select_device
+    from harness.search.device import select_device
 
     device = select_device(args.device)
     import torch

@@ -117,14 +117,14 @@ def _rand(shape, dtype, device, gen):
 def _worker(jobs, tiny, seed, chosen=None):
     """Run a list of correctness jobs in this process (a spawn worker on the GPU)."""
     torch = _torch()
-    from harness.device import select_device
+    from harness.search.device import select_device
 
     device = select_device(None)
     import kernels
 
     if chosen:
         install_configs(chosen)
-    from harness.distributions import draw_tensors, family_of
+    from harness.search.distributions import draw_tensors, family_of
 
     gen = torch.Generator(device=device).manual_seed(seed)
     results = []
@@ -206,7 +206,7 @@ def _worker(jobs, tiny, seed, chosen=None):
 
 
 def correctness_jobs(methods, tiny):
-    from harness.distributions import DISTRIBUTION_NAMES
+    from harness.search.distributions import DISTRIBUTION_NAMES
 
     dtypes = ("float16", "bfloat16")
     jobs = []
@@ -282,7 +282,7 @@ def _sweep_compile(jobs):
     """Compile sweep candidates (pool worker): one tiny call per candidate with the timing shapes'
     specialization (every size a multiple of 16)."""
     torch = _torch()
-    from harness.device import select_device
+    from harness.search.device import select_device
 
     device = select_device(None)
     import kernels
@@ -523,7 +523,7 @@ def main(argv=None):
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
     args = parser.parse_args(argv)
 
-    from harness.device import select_device
+    from harness.search.device import select_device
 
     device = select_device(None)
     import kernels

@@ -67,23 +67,23 @@ class LowbitFuzzer:
         """Fuzz ``kernel`` (ref string, callable, KernelSpec or KernelTarget); return the FuzzReport.
 
         ``examples`` here wins over ``--lowbit-examples`` only when that option is not given.
-        ``head_dims``/``dtypes`` describe a bare callable (defaults: harness.loader's). ``max_n`` caps
+        ``head_dims``/``dtypes`` describe a bare callable (defaults: harness.search.targets's). ``max_n`` caps
         sequence lengths (useful for kernels run by the Triton interpreter).
         """
-        from harness.device import select_device
+        from harness.search.device import select_device
 
         device = select_device(self.device_option)
         import dataclasses
 
-        from harness.fuzz import fuzz
-        from harness.loader import (
+        from harness.search.fuzz import fuzz
+        from harness.search.profiles import size_limits
+        from harness.search.targets import (
             KernelTarget,
             load_kernel,
             target_from_callable,
             target_from_spec,
             with_overrides,
         )
-        from harness.profiles import size_limits
 
         overrides = {"max_rel_l2": max_rel_l2, "max_abs": max_abs}
         if isinstance(kernel, KernelTarget):
@@ -121,7 +121,7 @@ def _render(report) -> str:
 
     from rich.console import Console
 
-    from harness.report import render_report
+    from harness.cli.render import render_report
 
     buf = io.StringIO()
     render_report(Console(file=buf, width=120, color_system=None, soft_wrap=True), report)

@@ -16,7 +16,6 @@ from kernels._validate import HEAD_DIMS, check_attention_inputs, interpreting, u
 from kernels.launch import LOG2E, block_config, grid_for, make_output
 
 
-
 @triton.jit
 def _fp16_inner(
     acc,

@@ -33,7 +33,6 @@ from kernels._validate import HEAD_DIMS, AttentionShape, check_attention_inputs,
 from kernels.launch import LOG2E, block_config, grid_for, make_output
 
 
-
 @triton.jit
 def _int8_inner(
     acc,

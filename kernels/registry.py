@@ -121,7 +121,7 @@ _F16, _BF16 = torch.float16, torch.bfloat16
 # error measured by bench/calibrate_budgets.py over the harness's own distributions (the ci corpus plus
 # a Hypothesis search that climbs towards larger error), on the CPU interpreter and on an H200 with
 # sequences up to 16k; docs/perf.md has the tables. max-abs scales with the family's magnitudes
-# (harness/distributions.py): unit-scale V, V up to 100 for heavy tails, up to 6e4 for "extreme".
+# (harness/search/distributions.py): unit-scale V, V up to 100 for heavy tails, up to 6e4 for "extreme".
 _FP16_F16 = _budgets(
     default=(2e-3, 1e-2),
     gaussian=(2e-3, 1e-2),
@@ -179,4 +179,12 @@ BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
 
 REGISTRY: dict[str, KernelSpec] = _build_registry()
 
-__all__ = ["BUDGETS", "DISTRIBUTION_FAMILIES", "NO_CLAIM", "REGISTRY", "ErrorBudget", "KernelSpec", "get_spec"]
+__all__ = [
+    "BUDGETS",
+    "DISTRIBUTION_FAMILIES",
+    "NO_CLAIM",
+    "REGISTRY",
+    "ErrorBudget",
+    "KernelSpec",
+    "get_spec",
+]

@@ -1,5 +1,5 @@
 """The device the tests run on (chosen, with Triton configured for it, by the root conftest.py)."""
 
-from harness.device import select_device
+from harness.search.device import select_device
 
 DEVICE = select_device(None)

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from harness.oracle import reference_attention
+from harness.search.oracle import reference_attention
 
 _seen: list[str] = []
 

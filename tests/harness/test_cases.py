@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cases import Case, dtype_name
-from harness.distributions import DISTRIBUTION_NAMES, FP16_SAFE_MAX
+from harness.search.cases import Case, dtype_name
+from harness.search.distributions import DISTRIBUTION_NAMES, FP16_SAFE_MAX
 
 BASE = Case(
     batch=2,
@@ -45,7 +45,7 @@ def test_case_id_is_sha256_of_canonical_json_and_includes_seed():
 
 
 def test_case_id_is_the_same_in_another_process():
-    code = f"from harness.cases import Case; print(Case.from_json({BASE.to_json()!r}).case_id)"
+    code = f"from harness.search.cases import Case; print(Case.from_json({BASE.to_json()!r}).case_id)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == BASE.case_id
 

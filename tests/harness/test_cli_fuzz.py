@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cases import Case
 from harness.cli import cli
+from harness.search.cases import Case
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = "tests.harness.broken_kernels"
@@ -113,7 +113,7 @@ def test_bad_usage_exits_2_with_a_message_on_stderr(args, needle):
 
 
 def test_kernels_lists_the_registry():
-    from harness.loader import registry
+    from harness.search.targets import registry
 
     result = CliRunner().invoke(cli, ["kernels", "--json"], catch_exceptions=False)
     assert result.exit_code == 0
@@ -159,7 +159,7 @@ def test_printed_repro_line_runs_in_a_shell():
 def test_device_is_selected_before_the_kernels_are_imported():
     # A fresh process: `--device cpu` must switch Triton to its interpreter before `kernels` is
     # imported, or the registered kernel could not run on a machine without a GPU.
-    code = "import sys, harness.cli_fuzz; print('kernels' in sys.modules)"
+    code = "import sys, harness.cli.fuzz; print('kernels' in sys.modules)"
     light = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert light.stdout.strip() == "False"
     case = Case(1, 2, 1, 17, 33, 32, "float16", True, None, "channel_outliers", 5)

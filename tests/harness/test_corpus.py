@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from harness.cases import Case
-from harness.corpus import SUITES, build_corpus, case_work, in_shard, parse_shard, shard_of, templates
-from harness.distributions import DISTRIBUTION_NAMES, family_of
+from harness.run.corpus import SUITES, build_corpus, case_work, in_shard, parse_shard, shard_of, templates
+from harness.search.cases import Case
+from harness.search.distributions import DISTRIBUTION_NAMES, family_of
 from kernels.registry import DISTRIBUTION_FAMILIES
 
 ALL_DIMS = (32, 64, 96, 128, 256)
@@ -129,6 +129,6 @@ def test_shards_partition_any_case_list():
 
 
 def test_cli_offers_exactly_the_corpus_suites():
-    from harness.cli_run import SUITE_CHOICES
+    from harness.cli.run import SUITE_CHOICES
 
     assert SUITE_CHOICES == SUITES

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from harness.cases import Case
-from harness.distributions import DISTRIBUTION_NAMES, DISTRIBUTIONS, FP16_SAFE_MAX, family_of
-from harness.oracle import reference_attention
+from harness.search.cases import Case
+from harness.search.distributions import DISTRIBUTION_NAMES, DISTRIBUTIONS, FP16_SAFE_MAX, family_of
+from harness.search.oracle import reference_attention
 from kernels.registry import DISTRIBUTION_FAMILIES
 
 CASE = Case(

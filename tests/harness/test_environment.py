@@ -7,7 +7,13 @@ import platform
 import torch
 import triton
 
-from harness.environment import FINGERPRINT_KEYS, comparison_hash, cpu_model, fingerprint, fingerprint_hash
+from harness.run.environment import (
+    FINGERPRINT_KEYS,
+    comparison_hash,
+    cpu_model,
+    fingerprint,
+    fingerprint_hash,
+)
 
 
 def test_cpu_fingerprint_names_the_software_stack():

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.export import CSV_COLUMNS
 from harness.store import open_store
+from harness.store.export import CSV_COLUMNS
 from tests.harness.postgres import postgres_url_fixture  # noqa: F401
 from tests.harness.store_rows import make_rows, start_run
 

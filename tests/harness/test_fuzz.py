@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from harness.fuzz import cpu_threads, fuzz
-from harness.loader import target_from_callable, target_from_spec
-from harness.profiles import TINY, SizeLimits, database_path, hypothesis_settings, size_limits
+from harness.search.fuzz import cpu_threads, fuzz
+from harness.search.profiles import TINY, SizeLimits, database_path, hypothesis_settings, size_limits
+from harness.search.targets import target_from_callable, target_from_spec
 from tests.harness import broken_kernels as bk
 
 

@@ -3,8 +3,8 @@ case that shows its bug, and the correct kernels are never flagged."""
 
 import pytest
 
-from harness.fuzz import fuzz, replay
-from harness.loader import target_from_callable, target_from_spec
+from harness.search.fuzz import fuzz, replay
+from harness.search.targets import target_from_callable, target_from_spec
 from kernels.registry import DISTRIBUTION_FAMILIES
 from tests.harness import broken_kernels as bk
 

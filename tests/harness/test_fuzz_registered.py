@@ -3,9 +3,9 @@ the ci profile's long sequences on a GPU."""
 
 import pytest
 
-from harness.fuzz import fuzz
-from harness.loader import load_kernel, registry
-from harness.profiles import TINY
+from harness.search.fuzz import fuzz
+from harness.search.profiles import TINY
+from harness.search.targets import load_kernel, registry
 from tests.conftest import DEVICE
 
 METHODS = sorted(registry())
@@ -68,8 +68,8 @@ FOUND_ON_GPU = [
 
 
 def _replay(method: str, case_json: str, device: str):
-    from harness.cases import Case
-    from harness.properties import check_case
+    from harness.search.cases import Case
+    from harness.search.properties import check_case
 
     result = check_case(load_kernel(method), Case.from_json(case_json), device)
     assert result.status == "pass", f"{result.failed_property}: {result.message}"

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness.gitinfo import BRANCH_ENV_VARS, GitInfoError, resolve_commit, validate_sha
+from harness.run.gitinfo import BRANCH_ENV_VARS, GitInfoError, resolve_commit, validate_sha
 
 
 def _git(cwd, *args) -> str:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.ingest import IngestError, parse_benchmark_json
 from harness.store import open_store
+from harness.store.ingest import IngestError, parse_benchmark_json
 from tests.harness.postgres import postgres_url_fixture  # noqa: F401
 
 BENCH_FILE = textwrap.dedent(

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from harness.loader import (
+from harness.search.targets import (
     DEFAULT_BUDGETS,
     DEFAULT_DTYPES,
     DEFAULT_HEAD_DIMS,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from harness.metrics import REL_L2_FLOOR, error_metrics, error_ratio, within
+from harness.search.metrics import REL_L2_FLOOR, error_metrics, error_ratio, within
 
 
 def test_relative_l2_and_max_abs_of_an_ordinary_pair():

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import harness.oracle as oracle
-from harness.oracle import default_oracle_dtype, reference_attention
+import harness.search.oracle as oracle
+from harness.search.oracle import default_oracle_dtype, reference_attention
 
 
 def rand(*shape, seed=0):

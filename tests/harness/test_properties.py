@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from harness.cases import Case
-from harness.loader import target_from_callable, target_from_spec
-from harness.properties import PROPERTIES, check_case, same_bits
+from harness.search.cases import Case
+from harness.search.properties import PROPERTIES, check_case, same_bits
+from harness.search.targets import target_from_callable, target_from_spec
 from tests.harness import broken_kernels as bk
 
 CASE = Case(

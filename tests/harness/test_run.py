@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.corpus import build_corpus
-from harness.device import select_device
-from harness.gitinfo import BRANCH_ENV_VARS
-from harness.loader import DEFAULT_HEAD_DIMS
+from harness.run.corpus import build_corpus
+from harness.run.gitinfo import BRANCH_ENV_VARS
+from harness.search.device import select_device
+from harness.search.targets import DEFAULT_HEAD_DIMS
 from harness.store import open_store
 
 pytestmark = pytest.mark.e2e
@@ -250,7 +250,7 @@ def test_database_errors_exit_2_without_the_password(tmp_path):
 
 
 def test_hung_worker_is_killed_and_recorded(db):
-    from harness.runner import RunConfig, execute, prepare
+    from harness.run.runner import RunConfig, execute, prepare
 
     config = RunConfig(
         db=db, commit=COMMIT, kernels=(f"hang={CK}:hang_on_second",), fuzz_examples=0, case_timeout_s=3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.runner import RunConfig, RunUsageError, execute, prepare
+from harness.run.runner import RunConfig, RunUsageError, execute, prepare
 from harness.store import StoreError, open_store
 
 CK = "tests.harness.crashing_kernels"

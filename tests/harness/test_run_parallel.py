@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.corpus import build_corpus, shard_of
-from harness.device import select_device
-from harness.loader import DEFAULT_HEAD_DIMS
+from harness.run.corpus import build_corpus, shard_of
+from harness.search.device import select_device
+from harness.search.targets import DEFAULT_HEAD_DIMS
 from harness.store import open_store
 from tests.harness.postgres import postgres_url_fixture  # noqa: F401
 

@@ -315,7 +315,7 @@ def test_result_row_defaults():
 
 def test_store_needs_neither_torch_nor_triton():
     code = (
-        "import sys, harness.store, harness.ingest, harness.export, harness.cli_store; "
+        "import sys, harness.store, harness.store.ingest, harness.store.export, harness.cli.store; "
         "bad = [m for m in ('torch', 'triton', 'kernels') if m in sys.modules]; "
         "assert not bad, bad"
     )

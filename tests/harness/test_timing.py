@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from harness import timing
+from harness.run import timing
 
 
 def test_percentile_interpolates_between_ranks():

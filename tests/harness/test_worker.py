@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from harness.corpus import build_corpus
-from harness.runner import describe_exit, worker_env
+from harness.run.corpus import build_corpus
+from harness.run.runner import describe_exit, worker_env
 
 CK = "tests.harness.crashing_kernels"
 
@@ -26,7 +26,7 @@ def run_worker(kernel_ref: str, n_cases: int = 3, fuzz_examples: int = 0):
     }
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.worker", "--fd", str(write_fd)],
+        [sys.executable, "-m", "harness.run.worker", "--fd", str(write_fd)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.metrics import error_metrics
+from harness.search.metrics import error_metrics
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Every method on every value distribution the harness draws stays within its spec's family budget.
 
-Inputs come from the harness's own distributions (harness.distributions), so the budgets checked here
+Inputs come from the harness's own distributions (harness.search.distributions), so the budgets checked here
 are the ones `lowbit fuzz` and `lowbit run` judge by.
 """
 
@@ -10,8 +10,8 @@ import zlib
 
 import pytest
 
-from harness.cases import Case
-from harness.distributions import DISTRIBUTION_NAMES
+from harness.search.cases import Case
+from harness.search.distributions import DISTRIBUTION_NAMES
 from kernels import REGISTRY, attention
 from kernels.reference import attention_reference
 from tests.kernels.cases import max_abs, rel_l2

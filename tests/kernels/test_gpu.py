@@ -52,7 +52,7 @@ HUGE_LOGITS = (
 
 @pytest.mark.parametrize("method", sorted(REGISTRY))
 def test_huge_logits_stay_finite(method):
-    from harness.cases import Case
+    from harness.search.cases import Case
 
     q, k, v = Case.from_json(HUGE_LOGITS).make_inputs("cuda")
     out = attention(q, k, v, method=method)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 from harness import __version__
-from harness.cli_fuzz import fuzz_commands
-from harness.cli_run import run_commands
-from harness.cli_store import store_commands
+from harness.cli.fuzz import fuzz_commands
+from harness.cli.run import run_commands
+from harness.cli.store import store_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +27,3 @@ for _command in (*fuzz_commands(), *run_commands(), *store_commands()):
 def main() -> None:
     cli(prog_name="lowbit")
 
-
-if __name__ == "__main__":
-    main()

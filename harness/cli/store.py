@@ -31,7 +31,7 @@ def _out() -> Console:
 
 @contextmanager
 def _exit_2_on_bad_input() -> Iterator[None]:
-    from harness.ingest import IngestError
+    from harness.store.ingest import IngestError
 
     try:
         yield
@@ -83,7 +83,7 @@ def db_current(db_url: str | None) -> None:
 @click.option("--db", "db_url", metavar="URL", help=DB_HELP)
 def ingest_command(file: Path, commit: str, branch: str | None, db_url: str | None) -> None:
     """Import a pytest-benchmark JSON file (pytest --benchmark-json FILE) as one run at COMMIT."""
-    from harness.ingest import ingest
+    from harness.store.ingest import ingest
 
     url = resolve_url(db_url)
     with _exit_2_on_bad_input():
@@ -121,7 +121,7 @@ def export_command(
     output: Path | None,
 ) -> None:
     """Write the results of a run, a commit, or a commit range as CSV or JSON."""
-    from harness.export import export
+    from harness.store.export import export
 
     if sum(x is not None for x in (run_id, commit, commits)) != 1:
         _err().print("[bold red]error:[/] give exactly one of --run ID, --commit SHA, --commits A..B")

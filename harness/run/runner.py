@@ -1,7 +1,7 @@
 """``lowbit run``: measure every kernel on one commit and record each case's result in the store.
 
 For each kernel: replay the stored counterexamples, run the regression corpus, spend the fuzz budget.
-Kernels run in a worker subprocess (:mod:`harness.worker`) that announces each case before running it;
+Kernels run in a worker subprocess (:mod:`harness.run.worker`) that announces each case before running it;
 this process writes what the worker reports to the store in batches (one transaction each), so a worker
 that dies loses nothing already reported, and the case it died on is recorded as a ``crash``.
 
@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import corpus
+from harness.run import corpus
 
 # Fuzz examples per kernel when --fuzz-examples is not given: the interpreter is ~1000x slower than a GPU.
 DEFAULT_FUZZ_EXAMPLES = {
     "cpu": {"quick": 25, "ci": 50, "nightly": 200},
     "cuda": {"quick": 25, "ci": 100, "nightly": 1000},
 }
-# Fuzzer profile (harness.profiles) of each suite: shape limits and Hypothesis settings.
+# Fuzzer profile (harness.search.profiles) of each suite: shape limits and Hypothesis settings.
 FUZZ_PROFILE = {"quick": "dev", "ci": "ci", "nightly": "nightly"}
 # Stored counterexamples bigger than this are not replayed in the CPU interpreter (they come from GPU
 # runs sharing the database and would take minutes each); they are counted as skipped.
@@ -69,7 +69,7 @@ class RunConfig:
 
 @dataclass
 class KernelPlan:
-    target: Any  # harness.loader.KernelTarget
+    target: Any  # harness.search.targets.KernelTarget
     replay: list[Any]  # Cases
     corpus: list[Any]
     fuzz_examples: int
@@ -149,7 +149,7 @@ class RunOutcome:
 class RunPlan:
     config: RunConfig
     device: str
-    commit: Any  # harness.gitinfo.CommitInfo
+    commit: Any  # harness.run.gitinfo.CommitInfo
     shard: tuple[int, int] | None
     seed: int
     kernels: list[KernelPlan]
@@ -176,7 +176,7 @@ def _derive_seed(*parts: object) -> int:
 
 def registry_names() -> list[str]:
     """Names of the registered kernels, in registry order; KernelLoadError if the registry is unusable."""
-    from harness.loader import registry
+    from harness.search.targets import registry
 
     return list(registry())
 
@@ -190,8 +190,8 @@ def _stored_case_params(entry: dict) -> dict:
 
 def prepare(config: RunConfig) -> RunPlan:
     """Validate the request and plan every kernel's cases; raises RunUsageError, writes nothing."""
-    from harness.device import DeviceError, select_device
-    from harness.gitinfo import GitInfoError, resolve_commit
+    from harness.run.gitinfo import GitInfoError, resolve_commit
+    from harness.search.device import DeviceError, select_device
 
     if config.suite not in corpus.SUITES:
         raise RunUsageError(f"unknown suite {config.suite!r}: expected one of {', '.join(corpus.SUITES)}")
@@ -211,8 +211,8 @@ def prepare(config: RunConfig) -> RunPlan:
         raise RunUsageError(str(exc)) from None
 
     # Only now may kernels be imported: select_device configured Triton for the chosen device.
-    from harness.environment import fingerprint
-    from harness.loader import KernelLoadError, load_kernel
+    from harness.run.environment import fingerprint
+    from harness.search.targets import KernelLoadError, load_kernel
 
     targets = []
     try:
@@ -265,7 +265,7 @@ def _plan_kernel(
     examples: int,
     seed: int,
 ) -> KernelPlan:
-    from harness.cases import Case
+    from harness.search.cases import Case
     from harness.store import StoreError
 
     try:
@@ -453,7 +453,7 @@ class KernelRun:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.worker", "--fd", str(write_fd)],
+                [sys.executable, "-m", "harness.run.worker", "--fd", str(write_fd)],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
 """Kernel worker: runs one kernel's cases in a subprocess and reports each one to the parent as it goes.
 
 A kernel may crash the process that calls it (a segfault in a bad launch, a CUDA fault, the OOM killer),
-so the runner never calls kernels itself. It starts ``python -m harness.worker --fd N`` with the job as
+so the runner never calls kernels itself. It starts ``python -m harness.run.worker --fd N`` with the job as
 JSON on stdin and reads JSON lines from file descriptor ``N`` (not stdout: a kernel or a library may print
 there). Messages, in order:
 
@@ -13,9 +13,9 @@ there). Messages, in order:
 - ``{"type": "error", "phase", "message"}`` when the harness itself failed outside a case;
 - ``{"type": "done"}`` at the end.
 
-A Python exception raised by the kernel is a property failure that :func:`harness.properties.check_case`
-records; the worker goes on with the next case. Each line is flushed before the case runs, so the parent
-never loses what was reported before a fault.
+A Python exception raised by the kernel is a property failure that
+:func:`harness.search.properties.check_case` records; the worker goes on with the next case. Each line is
+flushed before the case runs, so the parent never loses what was reported before a fault.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _case_fields(case: Any, phase: str) -> dict:
 
 
 def result_row(result: Any, phase: str, latency: dict | None) -> dict:
-    """Fields of a ``ResultRow`` from a :class:`harness.properties.CaseResult`."""
+    """Fields of a ``ResultRow`` from a :class:`harness.search.properties.CaseResult`."""
     return {
         **_case_fields(result.case, phase),
         "status": result.status,
@@ -125,7 +125,7 @@ class Worker:
     """Runs a job: replayed and corpus cases in order, then the fuzz budget."""
 
     def __init__(self, job: dict, reporter: Reporter) -> None:
-        from harness.loader import load_kernel
+        from harness.search.targets import load_kernel
 
         self.job = job
         self.reporter = reporter
@@ -136,7 +136,7 @@ class Worker:
         self.target = dataclasses.replace(loaded, fn=self.timer)
         self.raw_fn = loaded.fn
         self.phase = "corpus"
-        self.flusher: Any = None  # harness.timing.L2Flusher, made on the first GPU timing
+        self.flusher: Any = None  # harness.run.timing.L2Flusher, made on the first GPU timing
         reporter.send({"type": "ready", "name": loaded.name, "source_hash": loaded.source_hash})
 
     def announce(self, case: Any) -> None:
@@ -153,7 +153,7 @@ class Worker:
         )
 
     def latency(self, result: Any) -> dict | None:
-        from harness import timing
+        from harness.run import timing
 
         if result.status == "unsupported":
             return None
@@ -187,8 +187,8 @@ class Worker:
         )
 
     def run_cases(self, phase: str, cases_params: list[dict]) -> None:
-        from harness.cases import Case
-        from harness.properties import check_case
+        from harness.search.cases import Case
+        from harness.search.properties import check_case
 
         self.phase = phase
         for params in cases_params:
@@ -209,11 +209,11 @@ class Worker:
             self.report(result, phase)
 
     def run_fuzz(self, spec: dict) -> None:
-        import harness.fuzz
-        import harness.properties
+        import harness.search.fuzz
+        import harness.search.properties
 
         self.phase = "fuzz"
-        original = harness.properties.check_case
+        original = harness.search.properties.check_case
 
         def announcing_check_case(target: Any, case: Any, device: str) -> Any:
             self.announce(case)
@@ -231,16 +231,16 @@ class Worker:
 
         # fuzz() judges each example with check_case; announcing it first lets the parent attribute a
         # crash to the example in flight.
-        harness.properties.check_case = announcing_check_case
-        if hasattr(harness.fuzz, "check_case"):
-            harness.fuzz.check_case = announcing_check_case
+        harness.search.properties.check_case = announcing_check_case
+        if hasattr(harness.search.fuzz, "check_case"):
+            harness.search.fuzz.check_case = announcing_check_case
         sizes = None
         if spec.get("tiny"):
-            from harness.profiles import TINY
+            from harness.search.profiles import TINY
 
             sizes = TINY
         try:
-            report = harness.fuzz.fuzz(
+            report = harness.search.fuzz.fuzz(
                 self.target,
                 examples=spec["examples"],
                 seed=spec["seed"],
@@ -254,9 +254,9 @@ class Worker:
             self.reporter.send({"type": "error", "phase": "fuzz", "message": _exception_text(exc)})
             return
         finally:
-            harness.properties.check_case = original
-            if hasattr(harness.fuzz, "check_case"):
-                harness.fuzz.check_case = original
+            harness.search.properties.check_case = original
+            if hasattr(harness.search.fuzz, "check_case"):
+                harness.search.fuzz.check_case = original
         for failure in report.failures:
             if failure.case.case_id not in recorded:
                 recorded.add(failure.case.case_id)
@@ -286,7 +286,7 @@ def _exception_text(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.run.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True, help="file descriptor to write messages to")
     args = parser.parse_args(argv)
     # On a segfault or abort, Python's traceback goes to the worker's log, which the parent quotes in
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = Reporter(os.fdopen(args.fd, "w", encoding="utf-8"))
 
     # The Triton backend must be chosen before the kernel's module is imported.
-    from harness.device import select_device
+    from harness.search.device import select_device
 
     select_device(job["device"])
     try:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from harness.cases import Case
-from harness.metrics import error_metrics, error_ratio, within
-from harness.oracle import default_oracle_dtype, reference_attention
+from harness.search.cases import Case
+from harness.search.metrics import error_metrics, error_ratio, within
+from harness.search.oracle import default_oracle_dtype, reference_attention
 
 if TYPE_CHECKING:
-    from harness.loader import KernelTarget
+    from harness.search.targets import KernelTarget
     from kernels.spec import ErrorBudget
 
 PROPERTIES = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.distributions import DISTRIBUTION_NAMES, draw_tensors, family_of
+from harness.search.distributions import DISTRIBUTION_NAMES, draw_tensors, family_of
 
 DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -1,4 +1,4 @@
-"""The search: Hypothesis draws cases, :func:`~harness.properties.check_case` judges them.
+"""The search: Hypothesis draws cases, :func:`~harness.search.properties.check_case` judges them.
 
 Hypothesis draws parameters and a seed (never tensors); ``target()`` on the ratio error/budget makes the
 search climb towards the worst inputs; the first failure is shrunk to a minimal case, which the report
@@ -21,10 +21,9 @@ from hypothesis import given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import target as hypothesis_target
 
-from harness.cases import Case
-from harness.distributions import DISTRIBUTIONS
-from harness.loader import KernelTarget
-from harness.profiles import (
+from harness.search.cases import Case
+from harness.search.distributions import DISTRIBUTIONS
+from harness.search.profiles import (
     DEFAULT_EXAMPLES,
     SizeLimits,
     check_profile,
@@ -32,8 +31,9 @@ from harness.profiles import (
     hypothesis_settings,
     size_limits,
 )
-from harness.properties import CaseResult, check_case
-from harness.strategies import cases
+from harness.search.properties import CaseResult, check_case
+from harness.search.strategies import cases
+from harness.search.targets import KernelTarget
 
 # target() needs finite observations; a non-finite error ratio is reported as this.
 _TARGET_CAP = 1e6

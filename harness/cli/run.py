@@ -7,7 +7,8 @@ import sys
 
 import click
 
-# Same as harness.corpus.SUITES (a test checks), spelled out to keep `lowbit --help` free of torch imports.
+# Same as harness.run.corpus.SUITES (a test checks), spelled out to keep `lowbit --help` free of torch
+# imports.
 SUITE_CHOICES = ("quick", "ci", "nightly")
 
 
@@ -170,7 +171,7 @@ def run_commands() -> list[click.Command]:
         Exit status: 0 every property held, 1 a property failed or a kernel worker crashed, 2 bad usage
         (unknown kernel, malformed commit or shard, unusable database).
         """
-        from harness.runner import RunConfig, RunUsageError, execute, prepare
+        from harness.run.runner import RunConfig, RunUsageError, execute, prepare
 
         err = _console(stderr=True)
         config = RunConfig(

@@ -1,6 +1,6 @@
 """The fixed regression corpus: the same cases on every commit, so each case's history lines up.
 
-A corpus is a list of :class:`~harness.cases.Case` built from shape templates crossed with value
+A corpus is a list of :class:`~harness.search.cases.Case` built from shape templates crossed with value
 distributions, sized by the suite (``quick``: one case per distribution family; ``ci``: every concrete
 distribution; ``nightly``: every distribution on every shape) and the device: on the CPU interpreter the
 shapes are tiny (a flash-attention forward there costs tens of milliseconds even at N=64), on a GPU they
@@ -17,8 +17,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.cases import Case
-from harness.distributions import DISTRIBUTION_NAMES
+from harness.search.cases import Case
+from harness.search.distributions import DISTRIBUTION_NAMES
 
 SUITES = ("quick", "ci", "nightly")
 

@@ -1,4 +1,4 @@
-"""Hypothesis strategies that draw a :class:`~harness.cases.Case` (parameters and a seed, no tensors).
+"""Hypothesis strategies that draw a :class:`~harness.search.cases.Case` (parameters and a seed, no tensors).
 
 Draw order and shrink direction are chosen so that a shrunk failure is small and readable: sequence
 lengths shrink towards 1, head layouts towards MHA, ``sm_scale`` towards the default, distributions
@@ -15,9 +15,9 @@ import math
 
 from hypothesis import strategies as st
 
-from harness.cases import DTYPES, SEED_LIMIT, Case
-from harness.distributions import DISTRIBUTION_NAMES
-from harness.profiles import SizeLimits
+from harness.search.cases import DTYPES, SEED_LIMIT, Case
+from harness.search.distributions import DISTRIBUTION_NAMES
+from harness.search.profiles import SizeLimits
 
 BLOCKS = (16, 32, 64, 128)
 # An explicit softmax scale is drawn as a multiple of the default 1/sqrt(D): never 1, so a kernel that

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from harness.profiles import PROFILES, in_ci
+from harness.search.profiles import PROFILES, in_ci
 
 
 def _fail_usage(message: str) -> None:
@@ -21,7 +21,7 @@ def _fail_usage(message: str) -> None:
 
 
 def _select(device: str | None) -> str:
-    from harness.device import DeviceError, select_device
+    from harness.search.device import DeviceError, select_device
 
     try:
         return select_device(device)
@@ -36,8 +36,8 @@ def _select(device: str | None) -> str:
 def kernels_command(device: str | None, as_json: bool) -> None:
     """List the registered kernels: bit widths, head dims, dtypes and error budgets."""
     _select(device)
-    from harness.loader import KernelLoadError, registry, target_from_spec
-    from harness.report import console, kernels_json, kernels_table
+    from harness.cli.render import console, kernels_json, kernels_table
+    from harness.search.targets import KernelLoadError, registry, target_from_spec
 
     try:
         targets = [target_from_spec(spec) for spec in registry().values()]
@@ -121,9 +121,9 @@ def fuzz_command(
     profile = profile or ("ci" if in_ci() else "dev")
     device = _select(device)
 
-    from harness.cases import Case
-    from harness.loader import KernelLoadError, load_kernel
-    from harness.report import console
+    from harness.cli.render import console
+    from harness.search.cases import Case
+    from harness.search.targets import KernelLoadError, load_kernel
 
     try:
         target = load_kernel(kernel_ref, max_rel_l2=max_rel_l2, max_abs=max_abs)
@@ -136,8 +136,8 @@ def fuzz_command(
             case = Case.from_json(case_json_text)
         except ValueError as exc:
             _fail_usage(f"--case: {exc}")
-        from harness.fuzz import replay
-        from harness.report import case_json, render_case_result
+        from harness.cli.render import case_json, render_case_result
+        from harness.search.fuzz import replay
 
         result = replay(target, case, device)
         if as_json:
@@ -148,9 +148,9 @@ def fuzz_command(
 
     import dataclasses
 
-    from harness.fuzz import fuzz
-    from harness.profiles import DEFAULT_EXAMPLES, size_limits
-    from harness.report import FuzzProgress, fuzz_json, render_report
+    from harness.cli.render import FuzzProgress, fuzz_json, render_report
+    from harness.search.fuzz import fuzz
+    from harness.search.profiles import DEFAULT_EXAMPLES, size_limits
 
     limits = size_limits(profile, device)
     if max_n is not None:

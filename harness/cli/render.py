@@ -23,11 +23,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from harness.properties import PROPERTIES, CaseResult
+from harness.search.properties import PROPERTIES, CaseResult
 
 if TYPE_CHECKING:
-    from harness.fuzz import FuzzReport
-    from harness.loader import KernelTarget
+    from harness.search.fuzz import FuzzReport
+    from harness.search.targets import KernelTarget
 
 
 class _RateColumn(ProgressColumn):
@@ -188,7 +188,7 @@ def _bits(bits) -> str:
 
 
 def _families() -> list[str]:
-    from harness.distributions import DISTRIBUTIONS
+    from harness.search.distributions import DISTRIBUTIONS
 
     return list(dict.fromkeys(f for f, _ in DISTRIBUTIONS.values()))
 

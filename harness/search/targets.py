@@ -17,7 +17,7 @@ command line replace the corresponding limit of every family, for bare callables
 alike.
 
 Importing ``kernels`` decides between the Triton interpreter and the GPU, so this module imports it only
-inside :func:`load_kernel`; call :func:`harness.device.select_device` first.
+inside :func:`load_kernel`; call :func:`harness.search.device.select_device` first.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cases import DTYPES, dtype_name
-
+from harness.search.cases import DTYPES, dtype_name
 from kernels.spec import ErrorBudget, KernelSpec
 
 DEFAULT_HEAD_DIMS: tuple[int, ...] = (16, 32, 64, 128)

@@ -1,0 +1,5 @@
+"""``python -m harness.cli`` runs the ``lowbit`` command."""
+
+from harness.cli import main
+
+main()
