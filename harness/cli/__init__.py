@@ -26,4 +26,3 @@ for _command in (*fuzz_commands(), *run_commands(), *store_commands()):
 
 def main() -> None:
     cli(prog_name="lowbit")
-
