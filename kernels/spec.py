@@ -52,6 +52,7 @@ NO_CLAIM = ErrorBudget(math.inf, math.inf)
 
 AttentionFn = Callable[..., torch.Tensor]
 DequantizeFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+EmulateFn = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ class KernelSpec:
     ``dequantize(q, k, v, *, causal=False, sm_scale=None)``, when given, returns float32 copies of
     the inputs exactly as the kernel sees them after quantization (same shapes as the inputs), so the
     oracle run on them measures kernel arithmetic alone.
+    ``emulate(q, k, v, *, causal=False, sm_scale=None)``, when given, is a float64 emulation of the
+    method's own algorithm (its quantizers, its P steps, its softmax denominator rule, then exact
+    arithmetic), returning a float64 (B, Hq, Nq, D) tensor: the kernel is judged tightly against it, so
+    quantization loss never hides an arithmetic bug.
+    ``length_budgets`` maps an upper bound on the number of keys to per-family budgets that hold up to
+    that length ("at Nk <= 4096, rel-L2 <= x"), for methods whose error really grows with Nk.
     """
 
     name: str
@@ -81,9 +88,22 @@ class KernelSpec:
     # Optional per-dtype overrides: dtype -> {family or "default": budget}. bf16 keeps 8 bits of
     # mantissa, so a bf16 output alone is rounded by up to 2^-9 and needs a looser budget than fp16.
     dtype_budgets: Mapping[torch.dtype, Mapping[str, ErrorBudget]] = field(default_factory=dict)
+    emulate: EmulateFn | None = None
+    length_budgets: Mapping[int, Mapping[str, ErrorBudget]] = field(default_factory=dict)
 
-    def budget_for(self, family: str, dtype: torch.dtype | None = None) -> ErrorBudget:
-        """Budget for ``family`` (and ``dtype`` when given): dtype override, then family, then default."""
+    def budget_for(
+        self, family: str, dtype: torch.dtype | None = None, n_k: int | None = None
+    ) -> ErrorBudget:
+        """Budget for ``family`` (and ``dtype``, ``n_k`` when given).
+
+        The tightest length bucket that covers ``n_k`` and names the family (or "default") wins; then the
+        dtype override, then the family, then the default.
+        """
+        if n_k is not None:
+            for bound in sorted(self.length_budgets):
+                bucket = self.length_budgets[bound]
+                if n_k <= bound and (family in bucket or "default" in bucket):
+                    return bucket.get(family, bucket.get("default"))
         override = self.dtype_budgets.get(dtype, {}) if dtype is not None else {}
         if family in override:
             return override[family]
