@@ -1,24 +1,21 @@
 """Fingerprint of the machine a run measured on, so latencies are only compared like with like.
 
-The fingerprint names the GPU (model, compute capability), its driver, the CUDA, torch, triton and Python
-versions, the CPU model and the host. Its hash is stable: the same machine and software stack always
-give the same hash, and any change of one of them gives another.
+The fields and the key that decides "same environment" (everything but the host name) are in
+:mod:`harness.core.fingerprint`; this module only measures them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 
-from harness.store.rows import ENVIRONMENT_COLUMNS
+from harness.core.fingerprint import ENVIRONMENT_FIELDS, HOST_FIELD
 
-# What the store keeps as columns, plus the device kind ("cuda" or "cpu-interpreter").
-FINGERPRINT_KEYS = ("device", *ENVIRONMENT_COLUMNS)
+# The device kind ("cuda" or "cpu-interpreter"), the compared fields, and the host (recorded only).
+FINGERPRINT_KEYS = ("device", *ENVIRONMENT_FIELDS, HOST_FIELD)
 
 
 def cpu_model() -> str:
@@ -71,22 +68,3 @@ def fingerprint(device: str) -> dict[str, str | None]:
     info["cpu"] = cpu_model()
     info["host"] = socket.gethostname()
     return info
-
-
-def fingerprint_hash(info: dict) -> str:
-    """Stable 16-hex-digit hash of a fingerprint: canonical JSON, sorted keys."""
-    canonical = json.dumps(info, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-# Keys that say nothing about a latency: CI runners are often fresh machines with random host names.
-_NOT_COMPARED = ("host",)
-
-
-def comparison_hash(info: dict) -> str:
-    """Hash of the keys that decide whether two latencies are comparable (all but the host name).
-
-    Two runs on different hosts with the same GPU, driver and software stack get the same value; a
-    CPU-interpreter run never shares one with a GPU run (the ``device`` key differs).
-    """
-    return fingerprint_hash({k: v for k, v in info.items() if k not in _NOT_COMPARED})

@@ -12,27 +12,14 @@ In the Triton CPU interpreter a "latency" is the interpreter's wall time. It is 
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from harness.core.stats import percentile
+
 KIND_CUDA = "cuda"
 KIND_CPU = "cpu-interpreter"
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """``q``-th percentile (0..100) with linear interpolation between closest ranks."""
-    if not samples:
-        raise ValueError("percentile: expected at least one sample, got none")
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile: expected q in [0, 100], got {q}")
-    ordered = sorted(samples)
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    fraction = position - low
-    return ordered[low] + (ordered[high] - ordered[low]) * fraction
 
 
 def attention_flops(batch: int, heads_q: int, n_q: int, n_k: int, head_dim: int, causal: bool) -> int:

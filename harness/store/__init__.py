@@ -10,7 +10,7 @@ from harness.store.api import Store, current, open_store, upgrade
 from harness.store.engine import ENV_VAR, redact_url, resolve_url
 from harness.store.errors import StoreError
 from harness.store.migrate import head_revision, known_revisions
-from harness.store.rows import ResultRow, fingerprint_hash
+from harness.store.rows import ResultRow
 from harness.store.validate import validate_commit
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "api",
     "current",
     "engine",
-    "fingerprint_hash",
     "head_revision",
     "known_revisions",
     "migrate",

@@ -17,15 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
+from harness.core.fingerprint import ENVIRONMENT_FIELDS, HOST_FIELD, environment_key, without_host
 from harness.store import migrate
 from harness.store.engine import READ_ONLY, create_engine, parse_url, redact_url, secrets_of, sqlite_path
 from harness.store.errors import StoreError, scrub
 from harness.store.models import Case, Counterexample, Environment, Kernel, Result, Run
 from harness.store.rows import (
-    ENVIRONMENT_COLUMNS,
     ResultRow,
     check_length,
-    fingerprint_hash,
     json_safe,
     prepare_batch,
     result_dict,
@@ -97,8 +96,9 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------------
     def environment_id(self, fingerprint: dict) -> int:
-        """Id of the environment with this fingerprint, created if new."""
-        digest = fingerprint_hash(fingerprint)
+        """Id of the environment with this fingerprint (host name aside), created if new."""
+        digest = environment_key(fingerprint)
+        fingerprint = without_host(fingerprint)
         row = {
             "fingerprint_hash": digest,
             "fingerprint": json_safe(fingerprint),
@@ -106,7 +106,7 @@ class Store:
             # The searchable columns hold a prefix; the JSON keeps the full fingerprint.
             **{
                 c: (None if fingerprint.get(c) is None else str(fingerprint[c])[: _env.c[c].type.length])
-                for c in ENVIRONMENT_COLUMNS
+                for c in ENVIRONMENT_FIELDS
             },
         }
         table = Environment.__table__
@@ -171,6 +171,7 @@ class Store:
             "note": "",
             "lowbit_version": lowbit_version,
             "environment_id": env_id,
+            "host": None if environment.get(HOST_FIELD) is None else str(environment[HOST_FIELD])[:200],
         }
         table = Run.__table__
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.stats import percentile
 from harness.store import ResultRow, StoreError, open_store, validate_commit
 
 SUITE = "bench"
@@ -47,14 +47,6 @@ class IngestSummary:
     run_id: int
     benchmarks: int
     kernels: list[str]
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 1]) of already sorted values."""
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def _number(stats: dict, key: str, where: str) -> float:
@@ -100,11 +92,10 @@ def _benchmark(entry: Any, index: int) -> Benchmark:
             raise IngestError(f"{where} ({fullname}): stats.data must be a list of numbers")
         samples = [float(x) * 1e3 for x in data]
         if samples:
-            ordered = sorted(samples)
             latency.update(
-                p20_ms=_percentile(ordered, 0.2),
-                p50_ms=_percentile(ordered, 0.5),
-                p80_ms=_percentile(ordered, 0.8),
+                p20_ms=percentile(samples, 20),
+                p50_ms=percentile(samples, 50),
+                p80_ms=percentile(samples, 80),
                 samples_ms=samples,
             )
     extra = entry.get("extra_info") or {}

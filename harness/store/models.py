@@ -53,7 +53,11 @@ class Base(DeclarativeBase):
 
 
 class Environment(Base):
-    """Where a run ran: a fingerprint of the hardware and software stack, deduplicated by its hash."""
+    """What a run ran on: the hardware and software stack, deduplicated by its key.
+
+    The key (:func:`harness.core.fingerprint.environment_key`) leaves out the host name, which each run
+    records for itself (revision 0003): ephemeral CI runners with the same stack share one environment.
+    """
 
     __tablename__ = "environments"
 
@@ -67,7 +71,6 @@ class Environment(Base):
     triton: Mapped[str | None] = mapped_column(String(100))
     python: Mapped[str | None] = mapped_column(String(100))
     cpu: Mapped[str | None] = mapped_column(String(200))
-    host: Mapped[str | None] = mapped_column(String(200))
     fingerprint: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -93,6 +96,7 @@ class Run(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     lowbit_version: Mapped[str] = mapped_column(String(64))
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    host: Mapped[str | None] = mapped_column(String(200))  # revision 0003
 
 
 class Kernel(Base):

@@ -6,8 +6,6 @@ Non-finite floats: real columns keep +-inf and store NaN as NULL; JSON columns g
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,17 +14,6 @@ from typing import Any
 
 from harness.store.models import LATENCY_COLUMNS, METRIC_COLUMNS, PHASES, RESULT_STATUSES, Case, Result
 
-ENVIRONMENT_COLUMNS = (
-    "gpu",
-    "compute_capability",
-    "driver",
-    "cuda",
-    "torch",
-    "triton",
-    "python",
-    "cpu",
-    "host",
-)
 FAILING_STATUSES = ("fail", "error", "crash")
 
 
@@ -128,12 +115,6 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def fingerprint_hash(fingerprint: dict) -> str:
-    """Hash of a canonical JSON rendering of ``fingerprint`` (key order does not matter)."""
-    canonical = json.dumps(json_safe(fingerprint), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def prepare_batch(run_id: int, kernel_id: int, rows: list[ResultRow]):
     now = utc_now()
     cases: dict[str, dict] = {}
@@ -225,5 +206,5 @@ def run_dict(r: dict) -> dict:
         "note": r["note"],
         "lowbit_version": r["lowbit_version"],
         "environment_id": r["environment_id"],
-        "environment": r["fingerprint"],
+        "environment": {**(r["fingerprint"] or {}), "host": r["host"]},
     }

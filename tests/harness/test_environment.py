@@ -7,13 +7,8 @@ import platform
 import torch
 import triton
 
-from harness.run.environment import (
-    FINGERPRINT_KEYS,
-    comparison_hash,
-    cpu_model,
-    fingerprint,
-    fingerprint_hash,
-)
+from harness.core.fingerprint import environment_key
+from harness.run.environment import FINGERPRINT_KEYS, cpu_model, fingerprint
 
 
 def test_cpu_fingerprint_names_the_software_stack():
@@ -28,20 +23,13 @@ def test_cpu_fingerprint_names_the_software_stack():
     assert info["gpu"] is None and info["compute_capability"] is None
 
 
-def test_hash_is_stable_and_sensitive():
+def test_key_is_stable_and_ignores_only_the_host():
     info = fingerprint("cpu")
-    again = fingerprint("cpu")
-    assert fingerprint_hash(info) == fingerprint_hash(again)
-    assert fingerprint_hash(dict(reversed(list(info.items())))) == fingerprint_hash(info)
-    for key in ("torch", "triton", "host", "gpu"):
-        assert fingerprint_hash({**info, key: "other"}) != fingerprint_hash(info)
-    assert len(fingerprint_hash(info)) == 16
-
-
-def test_comparison_hash_ignores_only_the_host():
-    info = fingerprint("cpu")
-    assert comparison_hash({**info, "host": "runner-1"}) == comparison_hash({**info, "host": "runner-2"})
+    assert environment_key(info) == environment_key(fingerprint("cpu"))
+    assert environment_key(dict(reversed(list(info.items())))) == environment_key(info)
+    assert environment_key({**info, "host": "runner-1"}) == environment_key({**info, "host": "runner-2"})
     for key in ("device", "gpu", "driver", "cuda", "torch", "triton", "python", "cpu"):
-        assert comparison_hash({**info, key: "other"}) != comparison_hash(info)
+        assert environment_key({**info, key: "other"}) != environment_key(info)
     gpu = {**info, "device": "cuda", "gpu": "NVIDIA H200"}
-    assert comparison_hash(gpu) != comparison_hash(info)
+    assert environment_key(gpu) != environment_key(info)
+    assert len(environment_key(info)) == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -166,3 +167,40 @@ def test_db_current_reports_state(tmp_path):
     upgrade(url)
     result = CliRunner().invoke(cli, ["db", "current", "--db", url])
     assert result.exit_code == 0 and "up to date" in result.output
+
+
+def test_upgrade_to_0003_merges_environments_that_differ_only_by_host(db_url):
+    _migrate_to(db_url, "0002")
+    now = datetime.now(timezone.utc)
+    stack = {"device": "cuda", "gpu": "NVIDIA H200", "torch": "2.11.0"}
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        for i, fingerprint in enumerate(
+            [{**stack, "host": "runner-a"}, {**stack, "host": "runner-b"}, {**stack, "gpu": "NVIDIA H100"}]
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO environments (fingerprint_hash, fingerprint, host, created_at) "
+                    "VALUES (:h, :fp, :host, :now)"
+                ),
+                {"h": f"old{i}", "fp": json.dumps(fingerprint), "host": fingerprint.get("host"), "now": now},
+            )
+            conn.execute(
+                sa.text(
+                    'INSERT INTO runs ("commit", parents, suite, started_at, status, note, lowbit_version, '
+                    "environment_id) VALUES (:c, '[]', 'ci', :now, 'complete', '', '0.0.1', :env)"
+                ),
+                {"c": f"{i}" * 40, "now": now, "env": i + 1},
+            )
+    engine.dispose()
+    upgrade(db_url)
+    with open_store(db_url) as store:
+        runs = store.runs()
+        assert [r["environment"].get("host") for r in runs] == ["runner-a", "runner-b", None]
+        assert store.count("environments") == 2
+        # The two H200 runs now share one environment; the H100 run keeps its own.
+        env_of = {r["id"]: r["environment"]["gpu"] for r in runs}
+        assert env_of == {1: "NVIDIA H200", 2: "NVIDIA H200", 3: "NVIDIA H100"}
+        # A new run on a third runner with the same stack joins the same environment.
+        new = store.environment_id({**stack, "host": "runner-c"})
+        assert new == store.environment_id({**stack, "host": "runner-a"})
