@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.search.metrics import error_metrics
+from tests.conftest import DEVICE
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,13 @@ def make_case(case: Case, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.
     g = torch.Generator().manual_seed(seed)
     shape_q = (case.batch, case.heads_q, case.n_q, case.head_dim)
     shape_kv = (case.batch, case.heads_kv, case.n_k, case.head_dim)
-    return tuple(torch.randn(s, generator=g).to(case.dtype) for s in (shape_q, shape_kv, shape_kv))
+    return tuple(on_device(torch.randn(s, generator=g).to(case.dtype)) for s in (shape_q, shape_kv, shape_kv))
+
+
+def on_device(t: torch.Tensor) -> torch.Tensor:
+    """``t`` on the device the tests run on: tensors are drawn on the CPU from a seed (the same values
+    everywhere), then moved, so the same test runs in the interpreter and on the GPU."""
+    return t.to(DEVICE)
 
 
 def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -14,6 +14,7 @@ from harness.search.cases import Case
 from harness.search.distributions import DISTRIBUTION_NAMES
 from kernels import REGISTRY, attention
 from kernels.reference import attention_reference
+from tests.conftest import DEVICE
 from tests.kernels.cases import max_abs, rel_l2
 
 
@@ -34,7 +35,7 @@ def test_distribution_within_budget(method, distribution, dtype):
         distribution=distribution,
         seed=zlib.crc32(distribution.encode()),
     )
-    q, k, v = case.make_inputs("cpu")
+    q, k, v = case.make_inputs(DEVICE)
     out = attention(q, k, v, causal=True, method=method)
     ref = attention_reference(q, k, v, causal=True)
     budget = REGISTRY[method].budget_for(case.family, q.dtype)

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from kernels import REGISTRY, attention
 from kernels.reference import attention_reference
-from tests.kernels.cases import rel_l2
+from tests.kernels.cases import on_device, rel_l2
 
 METHODS = sorted(REGISTRY)
 
 
 def _randn(g, *shape, dtype=torch.float16):
-    return torch.randn(*shape, generator=g).to(dtype)
+    return on_device(torch.randn(*shape, generator=g).to(dtype))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -72,7 +72,7 @@ def test_fully_masked_rows_are_zero_and_all_zero_tokens_are_safe(method):
 def test_all_zero_keys_give_mean_of_values(method):
     g = torch.Generator().manual_seed(4)
     q, v = _randn(g, 1, 1, 9, 64), _randn(g, 1, 1, 20, 64)
-    k = torch.zeros(1, 1, 20, 64, dtype=torch.float16)
+    k = on_device(torch.zeros(1, 1, 20, 64, dtype=torch.float16))
     out = attention(q, k, v, method=method)
     expect = v.double().mean(dim=2, keepdim=True).expand_as(out)
     assert torch.isfinite(out).all()

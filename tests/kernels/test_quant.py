@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from kernels import quant
+from tests.kernels.cases import on_device
 
 
 def _x(seed, shape, dtype):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=g) * torch.rand((*shape[:-1], 1), generator=g) * 5).to(dtype)
+    x = torch.randn(shape, generator=g) * torch.rand((*shape[:-1], 1), generator=g) * 5
+    return on_device(x.to(dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
@@ -78,14 +80,14 @@ def test_per_channel_strided_input():
 
 
 def test_all_zero_tensor_gives_zero_scales_and_no_nan():
-    x = torch.zeros(1, 2, 9, 32, dtype=torch.float16)
+    x = on_device(torch.zeros(1, 2, 9, 32, dtype=torch.float16))
     q, s = quant.quantize_per_token(x)
     qc, sc = quant.quantize_per_channel(x)
     for t in (q, qc):
         assert not t.any()
     for t in (s, sc):
         assert torch.equal(t, torch.zeros_like(t))
-    assert torch.equal(quant.dequantize_per_token(q, s), torch.zeros(x.shape))
+    assert torch.equal(quant.dequantize_per_token(q, s), torch.zeros(x.shape, device=x.device))
 
 
 @pytest.mark.parametrize(
@@ -97,6 +99,7 @@ def test_all_zero_tensor_gives_zero_scales_and_no_nan():
     ],
 )
 def test_bad_input_raises(x, match):
+    x = on_device(x)
     with pytest.raises(ValueError, match=match):
         quant.quantize_per_token(x)
     with pytest.raises(ValueError, match=match):
@@ -104,6 +107,6 @@ def test_bad_input_raises(x, match):
 
 
 def test_bad_center_raises():
-    x = torch.zeros(1, 2, 4, 32, dtype=torch.float16)
+    x = on_device(torch.zeros(1, 2, 4, 32, dtype=torch.float16))
     with pytest.raises(ValueError, match="center"):
-        quant.quantize_per_token(x, center=torch.zeros(1, 2, 16))
+        quant.quantize_per_token(x, center=on_device(torch.zeros(1, 2, 16)))

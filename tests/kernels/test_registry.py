@@ -8,7 +8,7 @@ import torch
 import kernels
 from kernels.reference import attention_reference
 from kernels.registry import DISTRIBUTION_FAMILIES, NO_CLAIM, REGISTRY, ErrorBudget, KernelSpec, get_spec
-from tests.kernels.cases import rel_l2
+from tests.kernels.cases import on_device, rel_l2
 
 EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth"}
 
@@ -63,9 +63,9 @@ def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():
 def test_dequantize_separates_quantization_from_arithmetic(name):
     spec = REGISTRY[name]
     g = torch.Generator().manual_seed(11)
-    q = torch.randn(1, 4, 45, 64, generator=g).half()
-    k = (torch.randn(1, 2, 70, 64, generator=g) + 1.5).half()
-    v = torch.randn(1, 2, 70, 64, generator=g).half()
+    q = on_device(torch.randn(1, 4, 45, 64, generator=g).half())
+    k = on_device((torch.randn(1, 2, 70, 64, generator=g) + 1.5).half())
+    v = on_device(torch.randn(1, 2, 70, 64, generator=g).half())
     dq, dk, dv = spec.dequantize(q, k, v, causal=True)
     for t, orig in zip((dq, dk, dv), (q, k, v), strict=True):
         assert t.dtype == torch.float32 and t.shape == orig.shape

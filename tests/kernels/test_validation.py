@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from kernels import REGISTRY, attention
+from tests.kernels.cases import on_device
 
 METHODS = sorted(REGISTRY)
 
@@ -15,7 +16,7 @@ def _qkv(dtype=torch.float16, d=64, nq=5, nk=7, hq=2, hkv=2, b=1):
     q = torch.randn(b, hq, nq, d, generator=g).to(dtype)
     k = torch.randn(b, hkv, nk, d, generator=g).to(dtype)
     v = torch.randn(b, hkv, nk, d, generator=g).to(dtype)
-    return q, k, v
+    return on_device(q), on_device(k), on_device(v)
 
 
 @pytest.mark.parametrize("method", METHODS)
