@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -43,6 +44,8 @@ def bench_json(tmp_path_factory):
          "--benchmark-json", str(out), "--benchmark-max-time=0.002", "--benchmark-min-rounds=7",
          "--benchmark-warmup=off", str(root / "test_tiny_bench.py")],
         cwd=root, capture_output=True, text=True, timeout=120,
+        # Run as a plain pytest: under pytest-xdist the worker's variables would switch benchmarks off.
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
