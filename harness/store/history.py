@@ -205,7 +205,7 @@ def kernel_cases(store: Store, kernel: str, *, statuses: Sequence[str] = FINISHE
 
 def kernel_names(store: Store) -> list[str]:
     """Every kernel name ever recorded, sorted."""
-    query = sa.select(sa.distinct(_kernels.c.name)).order_by(_kernels.c.name)
+    query = sa.select(_kernels.c.name).distinct().order_by(_kernels.c.name)
     return store._read(lambda conn: [r[0] for r in conn.execute(query)])
 
 

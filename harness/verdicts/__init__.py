@@ -40,7 +40,7 @@ from harness.verdicts.compare import (
     compare,
     repro_command,
 )
-from harness.verdicts.report import COMMENT_MARKER, to_json, to_junit, to_markdown
+from harness.verdicts.report import COMMENT_MARKER, RENDERERS, to_json, to_junit, to_markdown
 from harness.verdicts.rules import (
     DEFAULT_LATENCY_THRESHOLD,
     DEFAULT_P_VALUE,
@@ -63,6 +63,7 @@ __all__ = [
     "EXIT_USAGE",
     "KINDS",
     "REGRESSION_KINDS",
+    "RENDERERS",
     "Baseline",
     "BisectResult",
     "ChangePoint",

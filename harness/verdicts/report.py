@@ -101,7 +101,8 @@ def to_markdown(c: Comparison) -> str:
     stack = ", ".join(f"{k} {c.environment[k]}" for k in ("torch", "triton", "cuda") if c.environment.get(k))
     out.append(f"Environment: {gpu}" + (f" ({stack})" if stack else "") + ".")
     for problem in c.problems:
-        out.append(f"- ⚠️ {problem}")
+        if problem != base.reason:
+            out.append(f"- ⚠️ {problem}")
     out += [
         "",
         "| new failures | trades | less precise | slower | fixed | still failing | improved | unchanged "
