@@ -9,9 +9,10 @@ own rules call a change (the same thresholds as ``lowbit check``), so a change p
 regression in ``check`` mean the same thing.
 
 Series are segmented on the log of the values: errors and latencies are ratio-scale (a 10% step is a
-10% step at any level). The noise is estimated robustly from first differences (MAD), so the steps
-themselves do not inflate it; it is floored at a third of the threshold, because deterministic errors
-have no noise at all and any change of them would otherwise be a change point.
+10% step at any level). The penalty is BIC's for a mean shift in noise of scale sigma. For latency, sigma
+is estimated robustly from first differences (MAD, so the steps themselves do not inflate it); errors of a
+deterministic kernel on a fixed case have no noise at all, so their sigma is only the floor every series
+gets: a third of the threshold (log scale).
 """
 
 from __future__ import annotations
@@ -79,11 +80,14 @@ def detect(values: Sequence[float], metric: str, thresholds: Thresholds | None =
     if n < 2:
         return []
     signal = np.asarray(_transform(values, metric), dtype=float).reshape(-1, 1)
-    diffs = np.diff(signal[:, 0])
-    mad = float(np.median(np.abs(diffs - np.median(diffs)))) if diffs.size else 0.0
-    sigma = mad / (0.6745 * math.sqrt(2))
     floor = 0.25 if metric == hist.FAILURES else math.log1p(_threshold(metric, thresholds)) / 3
-    sigma = max(sigma, floor)
+    sigma = floor
+    if metric in LATENCY_METRICS:
+        # Timings are noisy: estimate the noise from first differences (MAD, so steps do not inflate it).
+        # Errors are exact numbers on a fixed case: their only "noise" is the threshold's floor.
+        diffs = np.diff(signal[:, 0])
+        mad = float(np.median(np.abs(diffs - np.median(diffs))))
+        sigma = max(mad / (0.6745 * math.sqrt(2)), floor)
     # BIC-style penalty for a mean shift in Gaussian noise of scale sigma.
     penalty = 2 * sigma**2 * math.log(max(n, 2))
     breaks = ruptures.Pelt(model="l2", min_size=1, jump=1).fit(signal).predict(pen=penalty)
