@@ -8,6 +8,7 @@ Five `lowbit run`s of one kernel over the quick corpus with no fuzzing (about 5 
 from __future__ import annotations
 
 import json
+import statistics
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -193,3 +194,26 @@ def test_usage_errors_exit_2(history, tmp_path):
     assert lowbit("check", "--db", f"sqlite:///{tmp_path / 'none.db'}", "--commit", C2).exit_code == 2
     assert lowbit("check", "--db", db, "--commit", C2, "--latency-threshold", "-5").exit_code == 2
     assert lowbit("check", "--db", db, "--commit", C2, "--p-value", "2").exit_code == 2
+
+
+@pytest.mark.slow
+def test_interpreter_slowdown_is_recorded_but_never_judged(tmp_path):
+    """A kernel 20 ms slower per call in the CPU interpreter: the timings show it, the gate does not
+    judge interpreter timings (they measure the interpreter), so the check is clean and says why."""
+    db = f"sqlite:///{tmp_path / 'slow.db'}"
+    for commit, parent, variant in ((C1, None, "correct"), (C2, C1, "slowdown")):
+        result = lowbit(
+            "run", "--db", db, "--commit", commit, f"--kernel=k={V}:{variant}", "--fuzz-examples", "0"
+        )
+        assert result.exit_code == 0, result.output
+        _set_parents(db, commit, [parent] if parent else [])
+    store = open_store(db, create=False)
+    first, second = (store.results(r["id"]) for r in store.runs())
+    store.close()
+    # Per case, the interpreter's first call carries start-up noise; across cases the sleep shows.
+    p50 = [statistics.median(r["latency"]["p50_ms"] for r in run) for run in (first, second)]
+    assert p50[1] > p50[0] + 10
+    code, report = check(db, C2)
+    assert code == 0
+    assert all(e["kind"] == "unchanged" for e in report["entries"])
+    assert {e["latency"]["reason"] for e in report["entries"]} == {"interpreter timings are never judged"}
