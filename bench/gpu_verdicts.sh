@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a GPU: an A/A pair (the fp16 Triton kernel recorded twice under two labels) must show no latency
-# regression, and a deliberately slowed variant (~12% more work) must be flagged. Writes the three
+# regression, and a deliberately slowed variant (a second, smaller launch per call) must be flagged. Writes the three
 # `lowbit check` JSON reports and a summary to $OUT (or ./gpu-verdicts).
 #   bash bench/gpu_verdicts.sh
 set -uo pipefail
