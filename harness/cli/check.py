@@ -187,8 +187,8 @@ def check_commands() -> list[click.Command]:
         """Judge one commit against its baseline: new failures, less precise, slower, trades.
 
         Exit status: 0 clean, 1 a regression or a new failure, 2 bad usage or an unusable database,
-        3 nothing comparable measured (no baseline, another environment, no overlapping case, missing
-        shards).
+        3 nothing comparable measured (the commit never recorded, no baseline, another environment, no
+        overlapping case, missing shards).
         """
         from harness.verdicts import RENDERERS, Thresholds, compare
         from harness.verdicts.rules import (

@@ -317,7 +317,8 @@ def compare(
 ) -> Comparison:
     """Judge ``commit`` (full SHA or unique prefix) against ``baseline`` (a commit or ``"auto"``).
 
-    Uses the newest measurement of ``commit`` (all its shards); VerdictError if it was never measured.
+    Uses the newest measurement of ``commit`` (all its shards); a commit never measured gives a
+    "not-comparable" Comparison without entries (exit 3), an ambiguous prefix raises VerdictError.
     Correctness is judged against any baseline; precision and latency only against a baseline measured in
     the same environment (otherwise the changed fingerprint fields are named as the likely cause).
     Latency only on GPU-class timings with raw samples on both sides.
@@ -326,7 +327,9 @@ def compare(
     runs = hist.commit_runs(store)
     found = measurements(runs, commit)
     if not found:
-        raise VerdictError(f"commit {commit}: no run of that commit in the database")
+        # Nothing measured is not a usage error: the run may have died before it recorded anything.
+        why = f"no run of commit {commit} in the database"
+        return Comparison(commit, {}, None, Baseline(None, why), thresholds, problems=[why])
     full = {m.commit for m in found}
     if len(full) > 1:
         raise VerdictError(f"commit {commit} is ambiguous: {', '.join(sorted(c[:12] for c in full))}")

@@ -189,7 +189,8 @@ def test_history_and_bisect_find_the_precision_step(history):
 def test_usage_errors_exit_2(history, tmp_path):
     db, _ = history
     assert lowbit("check", "--db", db, "--commit", "not-a-sha").exit_code == 2
-    assert lowbit("check", "--db", db, "--commit", "f" * 40).exit_code == 2  # never recorded
+    never = lowbit("check", "--db", db, "--commit", "f" * 40, "--format", "json")
+    assert never.exit_code == 3 and "no run of commit" in never.output  # nothing measured: not clean
     assert lowbit("check", "--db", db, "--commit", C2, "--baseline", "e" * 40).exit_code == 2
     assert lowbit("check", "--db", f"sqlite:///{tmp_path / 'none.db'}", "--commit", C2).exit_code == 2
     assert lowbit("check", "--db", db, "--commit", C2, "--latency-threshold", "-5").exit_code == 2
