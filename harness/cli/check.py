@@ -169,6 +169,13 @@ def check_commands() -> list[click.Command]:
         metavar="SECONDS",
         help="Wait up to this long for every shard of the commit to finish (default: report missing ones).",
     )
+    @click.option(
+        "--environment",
+        "environment_id",
+        type=int,
+        metavar="ID",
+        help="Judge the commit's runs in this environment (default: the one measured last).",
+    )
     def check(
         db_url,
         commit,
@@ -183,6 +190,7 @@ def check_commands() -> list[click.Command]:
         p_value,
         kernels,
         wait_shards,
+        environment_id,
     ) -> None:
         """Judge one commit against its baseline: new failures, less precise, slower, trades.
 
@@ -210,7 +218,14 @@ def check_commands() -> list[click.Command]:
             try:
                 if wait_shards:
                     _wait_for_shards(store, commit, wait_shards)
-                comparison = compare(store, commit, baseline, thresholds=thresholds, kernels=kernels or None)
+                comparison = compare(
+                    store,
+                    commit,
+                    baseline,
+                    thresholds=thresholds,
+                    kernels=kernels or None,
+                    environment_id=environment_id,
+                )
             finally:
                 store.close()
         text = RENDERERS[fmt](comparison)

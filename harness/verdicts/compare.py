@@ -314,6 +314,7 @@ def compare(
     thresholds: Thresholds | None = None,
     kernels: Sequence[str] | None = None,
     cwd: Path | None = None,
+    environment_id: int | None = None,
 ) -> Comparison:
     """Judge ``commit`` (full SHA or unique prefix) against ``baseline`` (a commit or ``"auto"``).
 
@@ -321,7 +322,8 @@ def compare(
     "not-comparable" Comparison without entries (exit 3), an ambiguous prefix raises VerdictError.
     Correctness is judged against any baseline; precision and latency only against a baseline measured in
     the same environment (otherwise the changed fingerprint fields are named as the likely cause).
-    Latency only on GPU-class timings with raw samples on both sides.
+    Latency only on GPU-class timings with raw samples on both sides. A commit measured in several
+    environments is judged in ``environment_id`` (default: the one measured last); the others are named.
     """
     thresholds = thresholds or Thresholds()
     runs = hist.commit_runs(store)
@@ -333,6 +335,14 @@ def compare(
     full = {m.commit for m in found}
     if len(full) > 1:
         raise VerdictError(f"commit {commit} is ambiguous: {', '.join(sorted(c[:12] for c in full))}")
+    if environment_id is not None:
+        chosen = [m for m in found if m.environment_id == environment_id]
+        if not chosen:
+            measured = ", ".join(str(m.environment_id) for m in found)
+            raise VerdictError(
+                f"commit {commit} was not measured in environment {environment_id} (measured in: {measured})"
+            )
+        found = chosen + [m for m in found if m.environment_id != environment_id]
     current = found[0]
     env = hist.environments(store, [current.environment_id]).get(current.environment_id, {})
     base = pick_baseline(store, current, baseline, cwd=cwd, runs=runs)
@@ -341,6 +351,12 @@ def compare(
         f"shard {s} of {current.commit[:12]} has no run" for s in current.missing_shards
     )
     comparison.problems.extend(current.unfinished)
+    others = sorted(m.environment_id for m in found[1:])
+    if others:
+        comparison.problems.append(
+            f"{current.commit[:12]} was also measured in environment(s) {', '.join(map(str, others))}; this "
+            f"report judges environment {current.environment_id} (choose with --environment)"
+        )
     if base.measurement is None:
         comparison.problems.append(base.reason)
     if base.environment_changes:

@@ -167,3 +167,18 @@ def test_change_points_are_stored_and_replaced(store):
     # Re-detecting replaces (no duplicates).
     change_points(store, "k", cid(1), "rel_l2")
     assert len(stored_change_points(store, kernel="k", case_id=cid(1), metric="rel_l2")) == 1
+
+
+def test_a_commit_measured_on_two_gpus_is_judged_per_environment(store):
+    h200 = {**GPU_ENV, "gpu": "NVIDIA H200"}
+    record(store, A)
+    record(store, A, env=h200)
+    record(store, B, [A], latencies={0: 1.3})  # slower on the H100 only
+    record(store, B, [A], env=h200)
+    h200_run, h100_run = (r for r in store.runs(commit=B)[::-1])
+    newest = compare(store, B)
+    assert newest.measurement.environment_id == h200_run["environment_id"]
+    assert newest.exit_code == 0 and any("also measured in environment" in p for p in newest.problems)
+    h100 = compare(store, B, environment_id=h100_run["environment_id"])
+    assert h100.exit_code == 1 and [e.case_id for e in h100.of_kind("latency")] == [cid(0)]
+    assert h100.baseline.commit == A and not h100.baseline.environment_changes
