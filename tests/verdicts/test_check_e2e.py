@@ -184,6 +184,16 @@ def test_history_and_bisect_find_the_precision_step(history):
     result = lowbit("bisect", "--db", db, "--kernel", "k", "--case", case, "--metric", "rel_l2")
     assert result.exit_code == 0, result.output
     assert f"at commit {C5}" in result.stdout and C4 in result.stdout
+    # The planted bug's failures stepped up at C3 and back down at C4; non-causal cases never failed.
+    causal = next(cid for cid, r in runs[C3].items() if r["status"] == "fail")
+    steady = next(cid for cid, r in runs[C3].items() if r["status"] == "pass")
+    result = lowbit("history", "--db", db, "--kernel", "k", "--metric", "failures", "--json")
+    found = {s["case_id"]: s["environments"][0]["change_points"] for s in json.loads(result.stdout)}
+    assert steady not in found
+    assert [(c["commit"], c["direction"]) for c in found[causal]] == [(C3, "up"), (C4, "down")]
+    result = lowbit("bisect", "--db", db, "--kernel", "k", "--case", steady, "--metric", "failures")
+    assert result.exit_code == 1 and "nothing to bisect" in result.stdout
+    assert lowbit("history", "--db", db, "--kernel", "nope").exit_code == 2
 
 
 def test_usage_errors_exit_2(history, tmp_path):
