@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels import emulation
 from kernels._validate import HEAD_DIMS
 from kernels.spec import DISTRIBUTION_FAMILIES, NO_CLAIM, ErrorBudget, KernelSpec
 
@@ -55,7 +56,9 @@ def _budgets(**rel_abs: tuple[float, float]) -> dict[str, ErrorBudget]:
 
 
 def _build_registry() -> dict[str, KernelSpec]:
-    def spec(name, launcher, bits, head_dims, description, source, dequantize=None) -> KernelSpec:
+    def spec(
+        name, launcher, bits, head_dims, description, source, dequantize=None, emulate=None
+    ) -> KernelSpec:
         return KernelSpec(
             name=name,
             launcher=launcher,
@@ -67,6 +70,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             description=description,
             dequantize=dequantize,
             source=source,
+            emulate=emulate,
         )
 
     specs = [
@@ -83,7 +87,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "kernels.flash_int8:flash_attention_int8",
             (8, 8, 8, 8),
             HEAD_DIMS,
-            "fully INT8: per-token Q/K, P at 1/127, per-channel V, int32 accumulation",
+            "fully INT8: per-token Q/K, P per block row at (its max)/127, per-channel V, int32 accumulation",
             "kernels/flash_int8.py",
             _dequantize_int8,
         ),
@@ -104,6 +108,27 @@ def _build_registry() -> dict[str, KernelSpec]:
             "int8_qk with K smoothing: per-head mean of K removed before quantizing",
             "kernels/flash_int8.py",
             _dequantize_int8_qk_smooth,
+        ),
+        spec(
+            "sage_fp8",
+            "kernels.flash_sage_fp8:flash_attention_sage_fp8",
+            (8, 8, 8, 8),
+            HEAD_DIMS,
+            "INT8 Q·K^T (per-token Q in the prologue, smoothed K per key block), FP8 e4m3 P·V "
+            "(P·256, per-channel V); for Hopper",
+            "kernels/flash_sage_fp8.py",
+            emulation.dequantize_sage_fp8,
+            emulation.emulate_sage_fp8,
+        ),
+        spec(
+            "sage_qk_int8",
+            "kernels.flash_sage_fp8:flash_attention_sage_qk_int8",
+            (8, 8, 16, 16),
+            HEAD_DIMS,
+            "sage_fp8's INT8 Q·K^T with P·V in the input dtype (fp32 accumulation)",
+            "kernels/flash_sage_fp8.py",
+            emulation.dequantize_sage_qk_int8,
+            emulation.emulate_sage_qk_int8,
         ),
     ]
     return {spec.name: spec for spec in specs}
@@ -170,11 +195,27 @@ _INT8_QK = {
     ),
     "extreme": NO_CLAIM,
 }
+# sage_fp8: e4m3 keeps 3 mantissa bits, so P and V each carry ~2.5 % relative rounding error that no
+# averaging over keys removes (the output's magnitude shrinks with the same 1/sqrt(keys)): ~3.5e-2 on
+# Gaussian inputs at every length, measured in float64 emulation and on the GPU (docs/perf.md, v3).
+_SAGE_FP8 = {
+    **_budgets(
+        default=(8e-2, 3e-1),
+        gaussian=(8e-2, 3e-1),
+        small=(8e-2, 5e-5),
+        saturating=(2.5e-1, 5.0),
+        outliers=(2.5e-1, 2e2),
+        degenerate=(8e-2, 3e-1),
+    ),
+    "extreme": NO_CLAIM,
+}
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},
     "int8": {_F16: _INT8, _BF16: _INT8},
     "int8_qk": {_F16: _INT8_QK, _BF16: _INT8_QK},
     "int8_qk_smooth": {_F16: _INT8_QK, _BF16: _INT8_QK},
+    "sage_fp8": {_F16: _SAGE_FP8, _BF16: _SAGE_FP8},
+    "sage_qk_int8": {_F16: _INT8_QK, _BF16: _INT8_QK},
 }
 
 REGISTRY: dict[str, KernelSpec] = _build_registry()
