@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,13 +24,11 @@ import torch
 import triton
 from triton.testing import do_bench
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kernels import attention  # noqa: E402
-from kernels import flash_sage_fp8 as sage  # noqa: E402
-from kernels._validate import check_attention_inputs  # noqa: E402
-from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8  # noqa: E402
-from kernels.reference import attention_reference  # noqa: E402
+from kernels import attention
+from kernels import flash_sage_fp8 as sage
+from kernels._validate import check_attention_inputs
+from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8
+from kernels.reference import attention_reference
 
 METHODS = ["fp16", "int8", "int8_qk_smooth", "sage_qk_int8", "sage_fp8"]
 
@@ -137,7 +133,9 @@ def accuracy(report, sage1):
             rows.append(
                 ("vs_emulation", m, D, causal, nk, rel(attention(q, k, v, causal=causal, method=m), e))
             )
-    report["accuracy"] = [dict(zip(("family", "method", "D", "causal", "nk", "rel_l2"), r)) for r in rows]
+    report["accuracy"] = [
+        dict(zip(("family", "method", "D", "causal", "nk", "rel_l2"), r, strict=True)) for r in rows
+    ]
     print("\n## accuracy (rel-L2 vs FP32; vs_emulation: vs float64 emulation)")
     for r in rows:
         print(f"{r[0]:>14} {r[1]:>16} D={r[2]:<4} causal={r[3]!s:<5} nk={r[4]:<6} {r[5]:.3e}")
@@ -174,7 +172,7 @@ def timings(report, sage1, shapes):
         row = {"B": B, "H": H, "N": N, "D": D, "causal": causal}
         for name, fn in impls.items():
             try:
-                row[name] = time_fn(lambda fn=fn: fn(q, k, v, causal))
+                row[name] = time_fn(lambda fn=fn, q=q, k=k, v=v, c=causal: fn(q, k, v, c))
             except Exception as exc:
                 row[name] = None
                 row[name + "_error"] = repr(exc)[:200]
@@ -210,8 +208,8 @@ def sweep(report, D, N, pv_fp8, B=1, H=32):
                         try:
                             o = fn(q, k, v, config=cfg)
                             err = rel(o[:, :1], ref)
-                            ms = time_fn(lambda: fn(q, k, v, config=cfg))
-                            ms_c = time_fn(lambda: fn(q, k, v, causal=True, config=cfg))
+                            ms = time_fn(lambda fn=fn, cfg=cfg: fn(q, k, v, config=cfg))
+                            ms_c = time_fn(lambda fn=fn, cfg=cfg: fn(q, k, v, causal=True, config=cfg))
                         except Exception as exc:
                             out.append({"cfg": list(cfg.__dict__.values()), "error": repr(exc)[:160]})
                             continue
