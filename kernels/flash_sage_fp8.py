@@ -164,26 +164,24 @@ def _quantize_kv_kernel(
     kq = tl.minimum(tl.maximum(kq, -127.0), 127.0)
     tl.store(K8 + (bh * NK_PAD + offs_n[:, None]) * BLOCK_D + offs_d[None, :], kq.to(tl.int8))
     tl.store(KS + bh * NUM_N_BLOCKS + nb, tl.math.div_rn(amax, amax * 0.0 + 127.0))
-    if not QUANT_V:
-        return
-
-    v = tl.load(
-        V + b * stride_vb + h * stride_vh + offs_n[:, None].to(tl.int64) * stride_vn + offs_d[None, :],
-        mask=mask,
-        other=0.0,
-    ).to(tl.float32)
-    vamax = tl.load(VA + bh * D + offs_d, mask=dmask, other=0.0)
-    vinv = tl.where(
-        vamax > 0,
-        tl.math.div_rn(tl.full(vamax.shape, 448.0, tl.float32), tl.where(vamax > 0, vamax, 1.0)),
-        0.0,
-    )
-    vq = v * vinv[None, :]
-    vt_ptrs = VT + (bh * BLOCK_D + offs_d[None, :]) * NK_PAD + offs_n[:, None]
-    if FP8:
-        tl.store(vt_ptrs, vq.to(tl.float8e4nv))
-    else:
-        tl.store(vt_ptrs, _round_e4m3(vq).to(tl.float16))
+    if QUANT_V:
+        v = tl.load(
+            V + b * stride_vb + h * stride_vh + offs_n[:, None].to(tl.int64) * stride_vn + offs_d[None, :],
+            mask=mask,
+            other=0.0,
+        ).to(tl.float32)
+        vamax = tl.load(VA + bh * D + offs_d, mask=dmask, other=0.0)
+        vinv = tl.where(
+            vamax > 0,
+            tl.math.div_rn(tl.full(vamax.shape, 448.0, tl.float32), tl.where(vamax > 0, vamax, 1.0)),
+            0.0,
+        )
+        vq = v * vinv[None, :]
+        vt_ptrs = VT + (bh * BLOCK_D + offs_d[None, :]) * NK_PAD + offs_n[:, None]
+        if FP8:
+            tl.store(vt_ptrs, vq.to(tl.float8e4nv))
+        else:
+            tl.store(vt_ptrs, _round_e4m3(vq).to(tl.float16))
 
 
 @triton.jit
