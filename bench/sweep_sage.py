@@ -198,9 +198,10 @@ def sweep(report, D, N, pv_fp8, B=1, H=32):
     ref = attention_reference(q[:, :1], k[:, :1], v[:, :1], dtype=torch.float32)
     out = []
     bd = max(32, triton.next_power_of_2(D))
-    for bm in (64, 128) if D > 128 else (128,):
-        for bn in (64, 128):
-            for warps in (4, 8):
+    tiles = [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]
+    for bm, bn, warps in tiles:
+        if True:
+            if True:
                 for stages in (2, 3, 4):
                     for two in (False, True) if pv_fp8 else (False,):
                         cfg = sage.SageConfig(bm, bn, bd, warps, stages, two)

@@ -277,7 +277,7 @@ def _sage_fp8_inner(
     return acc, l_i, m_i, k_base, ks_base, v_base
 
 
-@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NK_PAD", "NUM_M_BLOCKS"])
+@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
 def _sage_fp8_kernel(
     Q,
     K8,
