@@ -193,37 +193,42 @@ def timings(report, sage1, shapes):
     report["timings"] = rows
 
 
-def sweep(report, D, N, pv_fp8, B=1, H=32):
+TILES = [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]
+
+
+def sweep(report, D, N, pv_fp8, B=1, H=32, tiles=TILES, stages_list=(2, 3, 4), two_levels=(False, True)):
     q, k, v = inputs(B, H, H, N, N, D, seed=1)
     ref = attention_reference(q[:, :1], k[:, :1], v[:, :1], dtype=torch.float32)
     out = []
     bd = max(32, triton.next_power_of_2(D))
-    tiles = [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]
-    for bm, bn, warps in tiles:
-        if True:
-            if True:
-                for stages in (2, 3, 4):
-                    for two in (False, True) if pv_fp8 else (False,):
-                        cfg = sage.SageConfig(bm, bn, bd, warps, stages, two)
-                        fn = sage.flash_attention_sage_fp8 if pv_fp8 else sage.flash_attention_sage_qk_int8
-                        try:
-                            o = fn(q, k, v, config=cfg)
-                            err = rel(o[:, :1], ref)
-                            ms = time_fn(lambda fn=fn, cfg=cfg: fn(q, k, v, config=cfg))
-                            ms_c = time_fn(lambda fn=fn, cfg=cfg: fn(q, k, v, causal=True, config=cfg))
-                        except Exception as exc:
-                            out.append({"cfg": list(cfg.__dict__.values()), "error": repr(exc)[:160]})
-                            continue
-                        r = {
-                            "cfg": [bm, bn, warps, stages, two],
-                            "ms": ms,
-                            "tflops": tflops(B, H, N, D, False, ms),
-                            "ms_causal": ms_c,
-                            "tflops_causal": tflops(B, H, N, D, True, ms_c),
-                            "rel_l2": err,
-                        }
-                        out.append(r)
-                        print(f"sweep pv_fp8={pv_fp8} D={D} N={N} {r}", flush=True)
+    candidates = [
+        (bm, bn, warps, stages, two)
+        for bm, bn, warps in tiles
+        for stages in stages_list
+        for two in (two_levels if pv_fp8 else (False,))
+    ]
+    for bm, bn, warps, stages, two in candidates:
+        cfg = sage.SageConfig(bm, bn, bd, warps, stages, two)
+        fn = sage.flash_attention_sage_fp8 if pv_fp8 else sage.flash_attention_sage_qk_int8
+        try:
+            o = fn(q, k, v, config=cfg)
+            err = rel(o[:, :1], ref)
+            ms = time_fn(lambda fn=fn, cfg=cfg: fn(q, k, v, config=cfg))
+            ms_c = time_fn(lambda fn=fn, cfg=cfg: fn(q, k, v, causal=True, config=cfg))
+        except Exception as exc:
+            out.append({"cfg": list(cfg.__dict__.values()), "error": repr(exc)[:160]})
+            continue
+        r = {
+            "cfg": [bm, bn, warps, stages, two],
+            "ms": ms,
+            "B": B,
+            "tflops": tflops(B, H, N, D, False, ms),
+            "ms_causal": ms_c,
+            "tflops_causal": tflops(B, H, N, D, True, ms_c),
+            "rel_l2": err,
+        }
+        out.append(r)
+        print(f"sweep pv_fp8={pv_fp8} D={D} N={N} {r}", flush=True)
     report.setdefault("sweep", []).append({"D": D, "N": N, "pv_fp8": pv_fp8, "rows": out})
 
 
@@ -259,6 +264,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--no-timings", action="store_true")
+    ap.add_argument("--sweep-small", action="store_true", help="hd 64/256 and short-N tile sweeps")
     ap.add_argument("--out", default=os.environ.get("OUT", "sweep_out"))
     args = ap.parse_args()
     out = Path(args.out)
@@ -289,6 +296,16 @@ def main():
     if args.sweep:
         sweep(report, 128, 16384, True)
         sweep(report, 128, 16384, False)
+    if args.sweep_small:
+        for pv in (True, False):
+            sweep(report, 64, 16384, pv, stages_list=(3, 4), two_levels=(False,))
+            sweep(report, 128, 1024, pv, B=16, stages_list=(2, 3), two_levels=(False,))
+        sweep(
+            report, 256, 4096, True, B=4, tiles=[(64, 64, 4), (64, 32, 4), (128, 64, 8)], stages_list=(2, 3)
+        )
+        sweep(
+            report, 256, 4096, False, B=4, tiles=[(64, 64, 4), (64, 32, 4), (128, 64, 8)], stages_list=(2, 3)
+        )
     shapes = [(1, 32, 16384, 128, False), (1, 32, 16384, 128, True), (4, 32, 4096, 128, False)]
     if not args.quick:
         shapes += [
@@ -299,7 +316,8 @@ def main():
             (4, 32, 4096, 64, False),
             (16, 32, 1024, 64, False),
         ]
-    timings(report, sage1, shapes)
+    if not args.no_timings:
+        timings(report, sage1, shapes)
     ptx_report(report)
     (out / "sweep.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"total {time.time() - t0:.0f}s; wrote {out / 'sweep.json'}")
