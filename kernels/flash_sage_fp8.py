@@ -68,7 +68,7 @@ GPU_TILES: dict[tuple[bool, int, int], tuple[int, int, int, int, bool]] = {
     (True, 64, 1024): (128, 64, 4, 3, False),
     (True, 64, _ANY): (128, 128, 8, 3, False),
     (True, 128, 1024): (128, 64, 8, 3, False),
-    (True, 128, _ANY): (128, 128, 8, 3, False),
+    (True, 128, _ANY): (64, 128, 4, 3, False),
     (True, 256, _ANY): (64, 64, 4, 2, False),
     (False, 32, _ANY): (128, 64, 4, 3, False),
     (False, 64, _ANY): (128, 64, 4, 3, False),
