@@ -297,15 +297,11 @@ def main():
         sweep(report, 128, 16384, True)
         sweep(report, 128, 16384, False)
     if args.sweep_small:
+        tiles_256 = [(64, 64, 4), (64, 32, 4), (128, 64, 8)]
         for pv in (True, False):
-            sweep(report, 64, 16384, pv, stages_list=(3, 4), two_levels=(False,))
-            sweep(report, 128, 1024, pv, B=16, stages_list=(2, 3), two_levels=(False,))
-        sweep(
-            report, 256, 4096, True, B=4, tiles=[(64, 64, 4), (64, 32, 4), (128, 64, 8)], stages_list=(2, 3)
-        )
-        sweep(
-            report, 256, 4096, False, B=4, tiles=[(64, 64, 4), (64, 32, 4), (128, 64, 8)], stages_list=(2, 3)
-        )
+            sweep(report, 64, 16384, pv, stages_list=(3,), two_levels=(False,))
+            sweep(report, 128, 1024, pv, B=16, stages_list=(3,), two_levels=(False,))
+            sweep(report, 256, 4096, pv, B=4, tiles=tiles_256, stages_list=(2,), two_levels=(False,))
     shapes = [(1, 32, 16384, 128, False), (1, 32, 16384, 128, True), (4, 32, 4096, 128, False)]
     if not args.quick:
         shapes += [
