@@ -59,21 +59,22 @@ class SageConfig:
     two_level: bool
 
 
-# GPU tiles per padded head dim and key-length bucket: (BLOCK_M, BLOCK_N, num_warps, num_stages,
-# two_level). Chosen by the sweep in bench/sweep_sage_fp8.py on an H200 (docs/perf.md, v3).
+# GPU tiles per (FP8 P·V?, padded head dim, key-length bucket): (BLOCK_M, BLOCK_N, num_warps,
+# num_stages, two_level). Chosen by the sweeps of bench/sweep_sage.py on an H100 (docs/perf.md, v3);
+# one bucket per head dim so far (N = 1k and 16k preferred the same tiles).
 _ANY = 1 << 62
 GPU_TILES: dict[tuple[bool, int, int], tuple[int, int, int, int, bool]] = {
-    (True, 32, 1024): (128, 64, 4, 3, False),
-    (True, 32, _ANY): (128, 128, 8, 3, False),
-    (True, 64, 1024): (128, 64, 4, 3, False),
-    (True, 64, _ANY): (128, 128, 8, 3, False),
-    (True, 128, 1024): (128, 64, 8, 3, False),
-    (True, 128, _ANY): (64, 128, 4, 3, False),
-    (True, 256, _ANY): (64, 64, 4, 2, False),
-    (False, 32, _ANY): (128, 64, 4, 3, False),
-    (False, 64, _ANY): (128, 64, 4, 3, False),
+    # FP8 P·V: two-level accumulation everywhere. Accumulating inside the FP8 MMA lost up to 43 % of a
+    # uniform row's sum at 16k keys (constant tokens: the MMA accumulator stopped growing near 2^30),
+    # and 6 % at 4k; with one MMA sum per key block added in fp32 the cost measured 0-5 %.
+    (True, 32, _ANY): (64, 128, 4, 3, True),
+    (True, 64, _ANY): (64, 128, 4, 3, True),
+    (True, 128, _ANY): (128, 128, 8, 3, True),
+    (True, 256, _ANY): (64, 64, 4, 2, True),
+    (False, 32, _ANY): (64, 64, 4, 3, False),
+    (False, 64, _ANY): (64, 64, 4, 3, False),
     (False, 128, _ANY): (128, 128, 8, 3, False),
-    (False, 256, _ANY): (64, 64, 4, 2, False),
+    (False, 256, _ANY): (128, 64, 8, 2, False),
 }
 
 
@@ -81,12 +82,13 @@ def config_for(head_dim: int, n_k: int, *, pv_fp8: bool = True, interpret: bool 
     """Tiles for a head dim and a number of keys (the shape bucket, not the exact length).
 
     The K scales are per ``block_n`` keys, so the quantizer and the attention kernel must use the same
-    config; :func:`kernels.registry` emulation calls this too.
+    config; the emulations in :mod:`kernels.emulation` call this too.
     """
     interpret = interpreting() if interpret is None else interpret
     block_d = max(32, triton.next_power_of_2(head_dim))
     if interpret:
-        return SageConfig(32, 32, block_d, 4, 1, False)
+        # Same accumulation path as the GPU config (two-level for FP8 P·V), small tiles.
+        return SageConfig(32, 32, block_d, 4, 1, pv_fp8)
     for (fp8, d, bound), (bm, bn, warps, stages, two) in sorted(GPU_TILES.items()):
         if fp8 == pv_fp8 and d == block_d and n_k <= bound:
             return SageConfig(bm, bn, block_d, warps, stages, two)
@@ -234,9 +236,12 @@ def _sage_fp8_inner(
         # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_use)
-        # (raw - mr) is an exact integer <= 0: the maximum's exponent is exactly `shift` (0 + 8 when this
-        # block holds the row maximum), whatever FMA contraction does to the rest.
-        shift = bmax - m_use + 8.0
+        # (raw - mr) is an exact integer <= 0, so the row maximum's exponent is exactly `shift`. The block
+        # that holds the running maximum gets shift = 8 by selection, not by subtracting: the compiler
+        # may contract `mr * c - m` into one FMA whose unrounded product differs from the rounded `bmax`
+        # by up to half an ulp of the logit (~1e3 at logits ~3e10), which would give exp2 overflow or a
+        # vanished maximum. Other blocks are below the maximum by at least half an ulp either way.
+        shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
         x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
         if MASKED:
             x = tl.where(valid, x, float("-inf"))
