@@ -48,7 +48,7 @@ def test_spec_fields(name):
             else:
                 assert budget.claimed and 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
     assert (spec.dequantize is None) == (name == "fp16")
-    low = {"fp16": 16, "int8": 8, "int8_qk": 8, "int8_qk_smooth": 8}[name]
+    low = 16 if name == "fp16" else 8
     assert spec.bits["q"] == spec.bits["k"] == low
 
 
@@ -59,7 +59,7 @@ def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():
     assert spec.budget_for("gaussian", torch.bfloat16).max_rel_l2 > 2e-3
 
 
-@pytest.mark.parametrize("name", ["int8", "int8_qk", "int8_qk_smooth"])
+@pytest.mark.parametrize("name", ["int8", "int8_qk", "int8_qk_smooth", "sage_qk_int8"])
 def test_dequantize_separates_quantization_from_arithmetic(name):
     spec = REGISTRY[name]
     g = torch.Generator().manual_seed(11)
