@@ -222,7 +222,7 @@ _SAGE_FP8 = {
         small=(3e-2, 5e-5),
         saturating=(2.5e-1, 5.0),
         outliers=(5e-1, 2e2),
-        degenerate=(1.5e-1, 3.0),
+        degenerate=(8e-2, 3e-1),
     ),
     "extreme": NO_CLAIM,
 }
