@@ -412,6 +412,11 @@ def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: b
     fp8 = not interpreting()
     num_n = triton.cdiv(Nk, cfg.block_n)
     nk_pad = num_n * cfg.block_n
+    if nk_pad * cfg.block_d >= 2**31:
+        # In-tile offsets into one head's quantized K and V^T are int32.
+        raise ValueError(
+            f"k: expected at most {(2**31 - 1) // cfg.block_d} keys per head at head dim {D}, got {Nk}"
+        )
     center = torch.mean(k, dim=2, dtype=torch.float32).contiguous()
     k8 = torch.empty((B, H, nk_pad, cfg.block_d), dtype=torch.int8, device=k.device)
     ks = torch.empty((B, H, num_n), dtype=torch.float32, device=k.device)
