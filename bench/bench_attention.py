@@ -4,7 +4,8 @@
 
 Each benchmark synchronizes the device after every call, so a round measures finished GPU work;
 pytest-benchmark's own warm-up is on and one extra call before timing keeps Triton compilation and
-cuDNN planning out of the numbers. bench/gpu_check.py gives the do_bench medians used in docs/perf.md.
+cuDNN planning out of the numbers. bench/compare_attention.py gives the do_bench medians, ratios and
+sageattention comparison used in docs/perf.md.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kernels import REGISTRY
+
 pytestmark = pytest.mark.gpu
 
 SHAPES = [(4, 32, 4096, 64), (4, 32, 4096, 128), (1, 32, 16384, 128)]
-IMPLS = ["fp16", "int8", "int8_qk", "int8_qk_smooth", "sdpa_flash", "sdpa_cudnn"]
+# Every registered method (new methods are benchmarked without editing this file), then torch SDPA.
+IMPLS = [*sorted(REGISTRY), "sdpa_flash", "sdpa_cudnn"]
 
 
 def _fn(impl, q, k, v, causal):

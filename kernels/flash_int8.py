@@ -6,12 +6,13 @@ Numerics, following INT-FlashAttention:
   an INT8 dot with int32 accumulation, dequantized by ``q_scale[i] * k_scale[j]``, where q's scale
   also carries ``sm_scale * log2(e)`` so the softmax runs on ``exp2``.
 * The online softmax (running maximum, denominator, rescaling) is fp32.
-* ``int8``: P lies in [0, 1] after subtracting the running maximum, so it is quantized with the fixed
-  scale 1/127 (``round(127 p)``, no per-row scale needed). V is quantized per channel (one scale per
-  (b, h, d) over the tokens). P·V is an INT8 dot with int32 accumulation. The denominator sums the
-  *quantized* P, so numerator and denominator describe the same weights; the fused epilogue applies
-  ``v_scale[d] / l``. Every row's maximum weight quantizes to 127, so ``l >= 127`` for any row that
-  sees a key.
+* ``int8``: P lies in [0, 1] after subtracting the running maximum. Each block row (one query, one
+  tile of BLOCK_N keys) is quantized at steps of its own largest weight / 127, so the block's top key
+  is 127 and small weights of a diffuse row survive (issue 14: at the old fixed 1/127 steps of the
+  running maximum they rounded to zero and the error grew with Nk). V is quantized per channel (one
+  scale per (b, h, d) over the tokens). P·V is an INT8 dot with int32 accumulation, converted and
+  multiplied by the block row's step. The denominator sums the same integers times the same step, so
+  numerator and denominator describe the same weights; the fused epilogue applies ``v_scale[d] / l``.
 * ``int8_qk``: P is rounded to the input dtype and multiplied with the unquantized V (fp32
   accumulation); the denominator sums the rounded P.
 * ``smooth_k=True`` subtracts the per-(b, h) mean of K over the tokens inside the quantizer (the
@@ -86,11 +87,17 @@ def _int8_inner(
         # Clamped at 0: an FMA-contracted `s - m` can be positive at huge logits (see flash_fp16.py).
         p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0))
         if PV_INT8:
-            # p in [0, 1]: fixed scale 1/127, round half up; the denominator sums the same integers.
-            p_q = tl.floor(p * 127.0 + 0.5)
-            l_i = l_i * alpha + tl.sum(p_q, axis=1)
+            # P per block row at steps of (the row's largest weight in this key block) / 127: a row
+            # spread thinly over many keys keeps its small weights (at fixed 1/127 steps of the running
+            # maximum they rounded to zero). Round half up; numerator and denominator use the same
+            # integers times the same step.
+            p_top = tl.max(p, axis=1)
+            step = p_top * (1.0 / 127.0)
+            p_q = tl.floor(p * (127.0 / tl.where(p_top > 0, p_top, 1.0))[:, None] + 0.5)
+            l_i = l_i * alpha + tl.sum(p_q, axis=1) * step
             # The INT8 dot accumulates in int32, so it cannot accumulate into the fp32 acc directly.
-            acc = acc * alpha[:, None] + tl.dot(p_q.to(tl.int8), v, out_dtype=tl.int32).to(tl.float32)
+            pv = tl.dot(p_q.to(tl.int8), v, out_dtype=tl.int32).to(tl.float32)
+            acc = acc * alpha[:, None] + pv * step[:, None]
         else:
             p_lo = p.to(V_DTYPE)
             if UPCAST:
@@ -180,8 +187,8 @@ def _flash_int8_kernel(
         full, hi, Nq, Nk, D, True, CAUSAL, PV_INT8, UPCAST, O.dtype.element_ty, BLOCK_N, BLOCK_D,
     )  # fmt: skip
 
-    # Fused dequantization of P·V: 1/127 of P cancels against the quantized denominator, V's
-    # per-channel scale multiplies each output column. Rows that see no key have l = 0: zeros.
+    # Fused dequantization of P·V: P's steps are already in acc and l, V's per-channel scale multiplies
+    # each output column. Rows that see no key have l = 0: zeros.
     inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)
     if PV_INT8:
         vs = tl.load(VS + bh_kv * D + offs_d, mask=offs_d < D, other=0.0)
@@ -261,7 +268,8 @@ def flash_attention_int8(
 
     ``q`` (B, Hq, Nq, D), ``k``/``v`` (B, Hkv, Nk, D), Hq % Hkv == 0, fp16 or bf16, D in
     :data:`HEAD_DIMS`, last dimension contiguous. Scales: Q, K per token (B, H, N); V per channel
-    (B, Hkv, D); P fixed 1/127. Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype.
+    (B, Hkv, D); P per block row (its largest weight / 127). Returns a contiguous (B, Hq, Nq, D)
+    tensor in q's dtype.
     """
     shape = check_attention_inputs(
         q, k, v, causal=causal, sm_scale=sm_scale, head_dims=HEAD_DIMS, method="int8"

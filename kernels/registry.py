@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels import emulation
 from kernels._validate import HEAD_DIMS
 from kernels.spec import DISTRIBUTION_FAMILIES, NO_CLAIM, ErrorBudget, KernelSpec
 
@@ -55,7 +56,9 @@ def _budgets(**rel_abs: tuple[float, float]) -> dict[str, ErrorBudget]:
 
 
 def _build_registry() -> dict[str, KernelSpec]:
-    def spec(name, launcher, bits, head_dims, description, source, dequantize=None) -> KernelSpec:
+    def spec(
+        name, launcher, bits, head_dims, description, source, dequantize=None, emulate=None
+    ) -> KernelSpec:
         return KernelSpec(
             name=name,
             launcher=launcher,
@@ -67,6 +70,8 @@ def _build_registry() -> dict[str, KernelSpec]:
             description=description,
             dequantize=dequantize,
             source=source,
+            emulate=emulate,
+            length_budgets=LENGTH_BUDGETS.get(name, {}),
         )
 
     specs = [
@@ -83,7 +88,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "kernels.flash_int8:flash_attention_int8",
             (8, 8, 8, 8),
             HEAD_DIMS,
-            "fully INT8: per-token Q/K, P at 1/127, per-channel V, int32 accumulation",
+            "fully INT8: per-token Q/K, P per block row at (its max)/127, per-channel V, int32 accumulation",
             "kernels/flash_int8.py",
             _dequantize_int8,
         ),
@@ -104,6 +109,27 @@ def _build_registry() -> dict[str, KernelSpec]:
             "int8_qk with K smoothing: per-head mean of K removed before quantizing",
             "kernels/flash_int8.py",
             _dequantize_int8_qk_smooth,
+        ),
+        spec(
+            "sage_fp8",
+            "kernels.flash_sage_fp8:flash_attention_sage_fp8",
+            (8, 8, 8, 8),
+            HEAD_DIMS,
+            "INT8 Q·K^T (per-token Q in the prologue, smoothed K per key block), FP8 e4m3 P·V "
+            "(P·256, per-channel V); for Hopper",
+            "kernels/flash_sage_fp8.py",
+            emulation.dequantize_sage_fp8,
+            emulation.emulate_sage_fp8,
+        ),
+        spec(
+            "sage_qk_int8",
+            "kernels.flash_sage_fp8:flash_attention_sage_qk_int8",
+            (8, 8, 16, 16),
+            HEAD_DIMS,
+            "sage_fp8's INT8 Q·K^T with P·V in the input dtype (fp32 accumulation)",
+            "kernels/flash_sage_fp8.py",
+            emulation.dequantize_sage_qk_int8,
+            emulation.emulate_sage_qk_int8,
         ),
     ]
     return {spec.name: spec for spec in specs}
@@ -142,39 +168,72 @@ _FP16_BF16 = _budgets(
     degenerate=(1e-2, 5e-2),
     extreme=(1e-2, 6e4),
 )
-# INT8 Q/K: logit error ~ |q||k|/127 per token; peaked softmax (saturating) amplifies it. int8 adds P at
-# 1/127 steps (probabilities below 1/254 of the row maximum vanish) and per-channel V, so its error
-# grows with the number of keys a row spreads over: gaussian 2e-2 at N <= 200, 6.5e-2 at N ~ 600-16k.
+# INT8 Q/K: logit error ~ |q||k|/127 per token; peaked softmax (saturating) amplifies it.
 # "extreme" (Q, K near 6e4, logits ~1e10): per-token INT8 moves logits by ~1e8, which reorders the
 # keys a saturated softmax picks; no INT8-Q/K method can be accurate there (measured rel-L2 up to 1.3),
 # so these methods make no accuracy claim on that family. Every other property is still checked.
+# Measured on an H100 by bench/accuracy_vs_length.py (every distribution, hd 64/128, fp16/bf16, Nk 256
+# to 16k; docs/accuracy_vs_length.csv) and by the nightly fuzz cases of issue 14; budgets are ~2x the
+# worst seen. Family budgets hold at every length; LENGTH_BUDGETS state tighter claims for short rows
+# where the error really grows with Nk.
+#
+# int8: P per block row at (its max)/127 (issue 14's fix). Gaussian error is now flat in Nk (1.6e-2 at
+# 256 keys, 1.8e-2 at 16k; was 4.7e-2 at 16k and 0.12 on the issue's case). On peaked rows (saturating,
+# channel outliers) P's steps still grow coarse for the keys beside the maximum, and the error grows
+# with Nk: saturating 7.8e-2 at Nk <= 1024, 0.18 at 16k; outliers 0.13 at 4k, 0.32 at 16k (bf16).
 _INT8 = {
     **_budgets(
-        default=(1.2e-1, 1.0),
-        gaussian=(1.2e-1, 1.0),
+        default=(5e-2, 1.0),
+        gaussian=(5e-2, 1.0),
         small=(2e-2, 5e-5),
-        saturating=(2.5e-1, 5.0),
-        outliers=(2.5e-1, 2e2),
-        degenerate=(1.8e-1, 1.0),
+        saturating=(4e-1, 5.0),
+        outliers=(6.5e-1, 2e2),
+        degenerate=(1e-1, 1.0),
     ),
     "extreme": NO_CLAIM,
 }
+_INT8_LENGTHS = {
+    2048: _budgets(saturating=(2.5e-1, 5.0), outliers=(2.5e-1, 2e2)),
+    4096: _budgets(outliers=(3e-1, 2e2)),
+}
+# int8_qk, int8_qk_smooth: the kernel is exact to ~2e-3 (kernel-only error); the loss is per-token INT8
+# Q/K. The nightly fuzz of issue 14 found 0.171 (saturating, Nk=659) and 0.253 (outliers, Nk=7536):
+# the old 0.15 / 0.25 claims were fitted to what had been seen, not to what the method does.
 _INT8_QK = {
     **_budgets(
         default=(3e-2, 2.5e-1),
         gaussian=(3e-2, 2.5e-1),
         small=(8e-3, 5e-5),
-        saturating=(1.5e-1, 5.0),
-        outliers=(2.5e-1, 2e2),
+        saturating=(3.5e-1, 5.0),
+        outliers=(5e-1, 2e2),
         degenerate=(3e-2, 3e-1),
     ),
     "extreme": NO_CLAIM,
 }
+# sage_qk_int8: per-block K scales cost a little more than per-token ones (gaussian 1.2e-2 vs 9.5e-3,
+# outliers 0.13 vs 0.10 at 16k); same claims as int8_qk.
+# sage_fp8: e4m3 keeps 3 mantissa bits, so P and V each carry ~2.5 % relative rounding error that no
+# averaging over keys removes (the output's magnitude shrinks with the same 1/sqrt(keys)): 3.6e-2 to
+# 4.0e-2 on Gaussian inputs at every length, in float64 emulation and on the GPU.
+_SAGE_FP8 = {
+    **_budgets(
+        default=(8e-2, 3e-1),
+        gaussian=(8e-2, 3e-1),
+        small=(3e-2, 5e-5),
+        saturating=(2.5e-1, 5.0),
+        outliers=(5e-1, 2e2),
+        degenerate=(8e-2, 3e-1),
+    ),
+    "extreme": NO_CLAIM,
+}
+LENGTH_BUDGETS: dict[str, dict[int, dict[str, ErrorBudget]]] = {"int8": _INT8_LENGTHS}
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},
     "int8": {_F16: _INT8, _BF16: _INT8},
     "int8_qk": {_F16: _INT8_QK, _BF16: _INT8_QK},
     "int8_qk_smooth": {_F16: _INT8_QK, _BF16: _INT8_QK},
+    "sage_fp8": {_F16: _SAGE_FP8, _BF16: _SAGE_FP8},
+    "sage_qk_int8": {_F16: _INT8_QK, _BF16: _INT8_QK},
 }
 
 REGISTRY: dict[str, KernelSpec] = _build_registry()

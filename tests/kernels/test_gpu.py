@@ -60,3 +60,48 @@ def test_huge_logits_stay_finite(method):
     if method == "fp16":
         ref = attention_reference(q, k, v, dtype=torch.float32)
         assert rel_l2(out, ref) <= REGISTRY[method].budget_for("extreme", q.dtype).max_rel_l2
+
+
+# Issue 14: the shrunk cases with which a nightly GPU fuzz broke each INT8 method's declared budget.
+# int8 lost its diffuse rows to P at fixed 1/127 steps (fixed in the kernel: P per block row); the
+# other two were claims too tight for per-token INT8 Q/K on those families (budgets recalibrated).
+ISSUE_14 = [
+    (
+        "int8",
+        '{"batch":2,"causal":false,"distribution":"gaussian","dtype":"float16","head_dim":32,"hkv":1,'
+        '"hq":1,"nk":4976,"nq":4976,"seed":1,"sm_scale":0.265165}',
+    ),
+    (
+        "int8_qk",
+        '{"batch":4,"causal":false,"distribution":"gaussian_large","dtype":"float16","head_dim":96,'
+        '"hkv":1,"hq":2,"nk":659,"nq":1,"seed":40253767,"sm_scale":null}',
+    ),
+    (
+        "int8_qk_smooth",
+        '{"batch":1,"causal":true,"distribution":"heavy_tailed","dtype":"float16","head_dim":32,'
+        '"hkv":1,"hq":2,"nk":7536,"nq":7536,"seed":22573829,"sm_scale":0.220971}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "case_json"), ISSUE_14, ids=[m for m, _ in ISSUE_14])
+def test_issue_14_cases_within_budget(method, case_json):
+    from harness.search.cases import Case
+
+    case = Case.from_json(case_json)
+    q, k, v = case.make_inputs("cuda")
+    out = attention(q, k, v, causal=case.causal, sm_scale=case.sm_scale, method=method)
+    ref = attention_reference(q, k, v, causal=case.causal, sm_scale=case.sm_scale, dtype=torch.float32)
+    budget = REGISTRY[method].budget_for(case.family, q.dtype, case.nk)
+    assert rel_l2(out, ref) <= budget.max_rel_l2
+
+
+def test_int8_keeps_diffuse_long_rows():
+    """With P per block row, int8's error no longer grows with Nk (was 0.12 on issue 14's first case)."""
+    from harness.search.cases import Case
+
+    case = Case.from_json(ISSUE_14[0][1])
+    q, k, v = case.make_inputs("cuda")
+    out = attention(q, k, v, sm_scale=case.sm_scale, method="int8")
+    ref = attention_reference(q, k, v, sm_scale=case.sm_scale, dtype=torch.float32)
+    assert rel_l2(out, ref) <= 4e-2

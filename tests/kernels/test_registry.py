@@ -10,7 +10,7 @@ from kernels.reference import attention_reference
 from kernels.registry import DISTRIBUTION_FAMILIES, NO_CLAIM, REGISTRY, ErrorBudget, KernelSpec, get_spec
 from tests.kernels.cases import on_device, rel_l2
 
-EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth"}
+EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth", "sage_fp8", "sage_qk_int8"}
 
 
 def test_registry_names_and_lookup():
@@ -48,7 +48,7 @@ def test_spec_fields(name):
             else:
                 assert budget.claimed and 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
     assert (spec.dequantize is None) == (name == "fp16")
-    low = {"fp16": 16, "int8": 8, "int8_qk": 8, "int8_qk_smooth": 8}[name]
+    low = 16 if name == "fp16" else 8
     assert spec.bits["q"] == spec.bits["k"] == low
 
 
@@ -59,7 +59,7 @@ def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():
     assert spec.budget_for("gaussian", torch.bfloat16).max_rel_l2 > 2e-3
 
 
-@pytest.mark.parametrize("name", ["int8", "int8_qk", "int8_qk_smooth"])
+@pytest.mark.parametrize("name", ["int8", "int8_qk", "int8_qk_smooth", "sage_qk_int8"])
 def test_dequantize_separates_quantization_from_arithmetic(name):
     spec = REGISTRY[name]
     g = torch.Generator().manual_seed(11)
@@ -76,3 +76,19 @@ def test_dequantize_separates_quantization_from_arithmetic(name):
     # fp16 rounding of P and the output (int8_qk), plus P at 1/127 steps (int8).
     assert arithmetic_error < full_error
     assert arithmetic_error <= (2e-2 if name == "int8" else 2e-3)
+
+
+def test_length_budgets_tighten_short_rows_only():
+    spec = REGISTRY["int8"]
+    short = spec.budget_for("outliers", torch.float16, 1000)
+    mid = spec.budget_for("outliers", torch.float16, 3000)
+    long = spec.budget_for("outliers", torch.float16, 16384)
+    assert short.max_rel_l2 < mid.max_rel_l2 < long.max_rel_l2
+    # Without a length the claim that holds at every length applies; families no bucket names too.
+    assert spec.budget_for("outliers", torch.float16) == long
+    assert spec.budget_for("gaussian", torch.float16, 100) == spec.budget_for("gaussian", torch.float16)
+
+
+def test_emulations_set_for_the_sage_methods():
+    for name in ("sage_fp8", "sage_qk_int8"):
+        assert callable(REGISTRY[name].emulate) and callable(REGISTRY[name].dequantize)

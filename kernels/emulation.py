@@ -1,0 +1,180 @@
+"""Float64 emulations of the low-bit methods: their own quantizers and P steps, then exact arithmetic.
+
+Each function takes the arguments of :func:`kernels.attention` and returns a float64 (B, Hq, Nq, D)
+tensor. The online softmax is replayed key block by key block with the kernel's own block size,
+because a method that rounds P (to INT8 steps or to e4m3) rounds it relative to the running maximum
+of the blocks seen so far; everything else (products, sums, exponentials) is exact in float64. A kernel
+therefore differs from its emulation only by fp32 summation order and approximate ``exp2``, so tests can
+hold it tightly to the emulation while the loose accuracy budgets hold it to the true attention.
+
+Only torch is imported at module level; the block size comes from the kernel's config on first use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG2E = math.log2(math.e)
+FP8_MAX = 448.0
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+def _true_inverse(amax: torch.Tensor, qmax: float) -> torch.Tensor:
+    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
+    return torch.where(amax > 0, torch.full_like(amax, qmax) / safe, torch.zeros_like(amax))
+
+
+def round_e4m3(x: torch.Tensor) -> torch.Tensor:
+    """``x`` rounded to the nearest float8 e4m3 value (ties to even), saturating at ±448, as float64."""
+    return x.float().clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).double()
+
+
+def _empty_result(q: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(q.shape, dtype=torch.float64, device=q.device)
+
+
+def _causal_valid(cols: torch.Tensor, n_q: int, n_k: int, causal: bool, device) -> torch.Tensor:
+    valid = (cols < n_k)[None, :]
+    if causal:
+        rows = torch.arange(n_q, device=device)[:, None]
+        valid = valid & (cols[None, :] <= rows + (n_k - n_q))
+    return valid
+
+
+def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int):
+    """K smoothed and INT8 per block of ``block_n`` keys, V e4m3 per channel, as the kernel stores them.
+
+    Returns float64 ``(k_int, k_scale_per_key, v_e4m3, v_scale)``: ``k_int`` (B, H, Nk, D) integers,
+    ``k_scale_per_key`` (B, H, Nk) (each block's scale repeated over its keys), ``v_e4m3`` (B, H, Nk, D)
+    e4m3 values of ``v / v_scale``, ``v_scale`` (B, H, D) = amax / 448.
+    """
+    B, H, Nk, D = k.shape
+    kc = k.float() - torch.mean(k, dim=2, dtype=torch.float32)[:, :, None, :]
+    num_n = -(-Nk // block_n)
+    pad = num_n * block_n - Nk
+    kp = torch.nn.functional.pad(kc, (0, 0, 0, pad)).reshape(B, H, num_n, block_n, D)
+    amax = kp.abs().amax(dim=(3, 4))
+    inv = _true_inverse(amax, 127.0)
+    k_int = _round_half_away(kp * inv[..., None, None]).clamp(-127, 127)
+    k_int = k_int.reshape(B, H, num_n * block_n, D)[:, :, :Nk].double()
+    k_scale = (amax / 127.0).repeat_interleave(block_n, dim=2)[:, :, :Nk].double()
+    vamax = v.float().abs().amax(dim=2)
+    vinv = _true_inverse(vamax, FP8_MAX)
+    v_e4m3 = round_e4m3(v.float() * vinv[:, :, None, :])
+    return k_int, k_scale, v_e4m3, (vamax / FP8_MAX).double()
+
+
+def emulate_sage_fp8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None) -> torch.Tensor:
+    """Float64 emulation of ``sage_fp8`` (kernels/flash_sage_fp8.py): same quantizers, same P rounding.
+
+    Q per token INT8; K minus its per-head mean, INT8 per block of ``block_n`` keys (default: the
+    kernel's config for this shape and device); V e4m3 per channel; per key block, with the running
+    maximum ``m``: ``p = 2^(s - m + 8)`` summed unrounded into the denominator and rounded to e4m3 for
+    P·V; output ``acc · v_scale / l``.
+    """
+    from kernels import quant
+
+    B, Hq, Nq, D = q.shape
+    Hkv, Nk = k.shape[1], k.shape[2]
+    if q.numel() == 0 or Nk == 0:
+        return _empty_result(q)
+    if block_n is None:
+        block_n = _block_n_sage(q, k, True)
+    scale = (1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)) * LOG2E
+    q_int, q_scale = quant.quantize_per_token_reference(q)
+    k_int, k_scale, v_e4m3, v_scale = quantize_sage_fp8(k, v, block_n)
+    group = Hq // Hkv
+    k_int, k_scale = k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1)
+    v_e4m3, v_scale = v_e4m3.repeat_interleave(group, 1), v_scale.repeat_interleave(group, 1)
+    c_row = q_scale.double()[..., None] * scale
+    q_int = q_int.double()
+
+    m = torch.full((B, Hq, Nq, 1), -math.inf, dtype=torch.float64, device=q.device)
+    l_sum = torch.zeros_like(m)
+    acc = torch.zeros((B, Hq, Nq, D), dtype=torch.float64, device=q.device)
+    for start in range(0, Nk, block_n):
+        sl = slice(start, min(start + block_n, Nk))
+        cols = torch.arange(sl.start, sl.stop, device=q.device)
+        s = (q_int @ k_int[:, :, sl].transpose(-1, -2)) * c_row * k_scale[:, :, None, sl]
+        s = s.masked_fill(~_causal_valid(cols, Nq, Nk, causal, q.device), -math.inf)
+        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+        m_use = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
+        alpha = torch.exp2(m - m_use)
+        p = torch.exp2(s - m_use + 8.0)
+        l_sum = l_sum * alpha + p.sum(dim=-1, keepdim=True)
+        acc = acc * alpha + round_e4m3(p) @ v_e4m3[:, :, sl]
+        m = m_new
+    out = acc * v_scale[:, :, None, :] / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
+    return out
+
+
+def dequantize_sage_fp8(q, k, v, *, causal=False, sm_scale=None, pv_fp8=True):
+    """float32 Q, K, V as ``sage_fp8`` sees them (K centered: softmax ignores the per-head mean)."""
+    from kernels import quant
+
+    block_n = _block_n_sage(q, k, pv_fp8)
+    q_int, q_scale = quant.quantize_per_token_reference(q)
+    if k.size(2) == 0:
+        return quant.dequantize_per_token(q_int, q_scale), k.float(), v.float()
+    k_int, k_scale, v_e4m3, v_scale = quantize_sage_fp8(k, v, block_n)
+    return (
+        quant.dequantize_per_token(q_int, q_scale),
+        (k_int * k_scale[..., None]).float(),
+        (v_e4m3 * v_scale[:, :, None, :]).float(),
+    )
+
+
+def _block_n_sage(q, k, pv_fp8: bool) -> int:
+    from kernels.flash_sage_fp8 import config_for
+
+    return config_for(q.size(-1), k.size(2), pv_fp8=pv_fp8, interpret=q.device.type != "cuda").block_n
+
+
+def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None):
+    """Float64 emulation of ``sage_qk_int8``: ``sage_fp8``'s Q/K quantization, P rounded to q's dtype.
+
+    The denominator sums the rounded P, as the kernel does; V is used as given.
+    """
+    from kernels import quant
+
+    B, Hq, Nq, D = q.shape
+    Hkv, Nk = k.shape[1], k.shape[2]
+    if q.numel() == 0 or Nk == 0:
+        return _empty_result(q)
+    if block_n is None:
+        block_n = _block_n_sage(q, k, False)
+    scale = (1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)) * LOG2E
+    q_int, q_scale = quant.quantize_per_token_reference(q)
+    k_int, k_scale, _, _ = quantize_sage_fp8(k, v, block_n)
+    group = Hq // Hkv
+    k_int, k_scale = k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1)
+    vf = v.double().repeat_interleave(group, 1)
+    c_row = q_scale.double()[..., None] * scale
+    q_int = q_int.double()
+    m = torch.full((B, Hq, Nq, 1), -math.inf, dtype=torch.float64, device=q.device)
+    l_sum = torch.zeros_like(m)
+    acc = torch.zeros((B, Hq, Nq, D), dtype=torch.float64, device=q.device)
+    for start in range(0, Nk, block_n):
+        sl = slice(start, min(start + block_n, Nk))
+        cols = torch.arange(sl.start, sl.stop, device=q.device)
+        s = (q_int @ k_int[:, :, sl].transpose(-1, -2)) * c_row * k_scale[:, :, None, sl]
+        s = s.masked_fill(~_causal_valid(cols, Nq, Nk, causal, q.device), -math.inf)
+        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+        m_use = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
+        alpha = torch.exp2(m - m_use)
+        p = torch.exp2(s - m_use + 8.0).float().to(q.dtype).double()
+        l_sum = l_sum * alpha + p.sum(dim=-1, keepdim=True)
+        acc = acc * alpha + p @ vf[:, :, sl]
+        m = m_new
+    return acc / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
+
+
+def dequantize_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None):
+    """float32 Q, K, V as ``sage_qk_int8`` sees them (V unquantized)."""
+    dq, dk, _ = dequantize_sage_fp8(q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False)
+    return dq, dk, v.float()

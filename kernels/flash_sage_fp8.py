@@ -1,0 +1,518 @@
+"""``sage_fp8``: INT8 Q·K^T with per-block K scales and FP8 (e4m3) P·V, built for Hopper tensor cores.
+
+Numerics (SageAttention-2 style, written for Triton):
+
+* K smoothing: the per-(b, h) mean of K over the tokens is subtracted before quantizing (softmax cannot
+  see ``q·mean``, a constant along each row). The caller's K is only read.
+* K is quantized to INT8 with **one scale per block** of ``BLOCK_N`` keys (the kernel's key tile), so
+  a logit costs one multiply: ``s = raw · c_i`` with ``c_i = q_scale[i] · k_scale[block] · sm_scale ·
+  log2(e)`` (softmax runs on ``exp2``).
+* Q is quantized per token to INT8 **inside the attention kernel's prologue** (no launch, no HBM copy).
+* The running row maximum is kept from the raw integer dot: per block ``mr = max_j raw_ij`` (exact, an
+  int32), the exponent is ``(raw - mr) · c + (mr · c - m)``. The first factor is an exact integer, so
+  the key that holds the maximum gets exactly ``exp2(0)`` however the compiler contracts the
+  multiply-add (the FMA-contraction bug of huge logits cannot occur, and no launch needs
+  ``enable_fp_fusion=False``).
+* P is computed as ``p · 256`` (the ``+ 8`` in the exponent is free), so weights down to ~2^-17 of the
+  row maximum stay representable when P is rounded to e4m3 (its smallest subnormal is 2^-9).
+* V is quantized to e4m3 with **one scale per channel** (``amax / 448``), stored transposed (K-major,
+  ``(B, H, D, Nk)``) as Hopper's FP8 MMA needs for the second operand. P·V is an FP8 dot with fp32
+  accumulation; with ``two_level`` each key block's partial sum is added to the fp32 accumulator in
+  registers instead of being accumulated inside the MMA (whose accumulator keeps ~22 bits).
+* The denominator sums the unrounded ``p · 256`` in fp32; the epilogue applies ``v_scale[d] / l``.
+
+K and V are quantized by one fused launch (:func:`quantize_kv`) after two torch reductions (the K mean
+and the V channel absmax). Rows that see no key (bottom-right causal with Nq > Nk) return zeros.
+
+CPU interpreter: Triton 3.6's interpreter mis-rounds fp8 casts (a mantissa carry into the next binade
+is dropped), so under ``TRITON_INTERPRET=1`` the same kernels round P and V to the e4m3 grid in fp32
+arithmetic (:func:`_round_e4m3`, round to nearest even, saturating at 448), V is stored as fp16 (every
+e4m3 value is exact in fp16) and the P·V dot runs in fp32. The operands are the same values the GPU's
+FP8 MMA multiplies; only the cast instruction differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._validate import HEAD_DIMS, check_attention_inputs, interpreting, upcast_dots
+from kernels.launch import LOG2E, grid_for, make_output
+
+FP8_MAX = 448.0
+# P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
+P_EXP = 8.0
+# Sentinel for masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
+_RAW_MASKED = -(2**30)
+
+
+@dataclass(frozen=True)
+class SageConfig:
+    block_m: int
+    block_n: int
+    block_d: int
+    num_warps: int
+    num_stages: int
+    two_level: bool
+
+
+# GPU tiles per (FP8 P·V?, padded head dim, key-length bucket): (BLOCK_M, BLOCK_N, num_warps,
+# num_stages, two_level). Chosen by the sweeps of bench/sweep_sage.py on an H100 (docs/perf.md, v3);
+# one bucket per head dim so far (N = 1k and 16k preferred the same tiles).
+_ANY = 1 << 62
+GPU_TILES: dict[tuple[bool, int, int], tuple[int, int, int, int, bool]] = {
+    # FP8 P·V: two-level accumulation everywhere. Accumulating inside the FP8 MMA lost up to 43 % of a
+    # uniform row's sum at 16k keys (constant tokens: the MMA accumulator stopped growing near 2^30),
+    # and 6 % at 4k; with one MMA sum per key block added in fp32 the cost measured 0-5 %.
+    (True, 32, _ANY): (64, 128, 4, 3, True),
+    (True, 64, _ANY): (64, 128, 4, 3, True),
+    (True, 128, _ANY): (128, 128, 8, 3, True),
+    (True, 256, _ANY): (64, 64, 4, 2, True),
+    (False, 32, _ANY): (64, 64, 4, 3, False),
+    (False, 64, _ANY): (64, 64, 4, 3, False),
+    (False, 128, _ANY): (128, 128, 8, 3, False),
+    (False, 256, _ANY): (128, 64, 8, 2, False),
+}
+
+
+def config_for(head_dim: int, n_k: int, *, pv_fp8: bool = True, interpret: bool | None = None) -> SageConfig:
+    """Tiles for a head dim and a number of keys (the shape bucket, not the exact length).
+
+    The K scales are per ``block_n`` keys, so the quantizer and the attention kernel must use the same
+    config; the emulations in :mod:`kernels.emulation` call this too.
+    """
+    interpret = interpreting() if interpret is None else interpret
+    block_d = max(32, triton.next_power_of_2(head_dim))
+    if interpret:
+        # Same accumulation path as the GPU config (two-level for FP8 P·V), small tiles.
+        return SageConfig(32, 32, block_d, 4, 1, pv_fp8)
+    for (fp8, d, bound), (bm, bn, warps, stages, two) in sorted(GPU_TILES.items()):
+        if fp8 == pv_fp8 and d == block_d and n_k <= bound:
+            return SageConfig(bm, bn, block_d, warps, stages, two)
+    raise ValueError(f"head dim: expected one of {', '.join(map(str, HEAD_DIMS))}, got {head_dim}")
+
+
+@triton.jit
+def _round_e4m3(x):
+    """Round fp32 ``x`` to the nearest e4m3 value (ties to even, saturating at ±448), in fp32.
+
+    Used only in the CPU interpreter (see the module docstring). An e4m3 number has 3 mantissa bits and
+    exponents down to -6 (subnormals below, in steps of 2^-9): the quantum is 2^(max(e, -6) - 3).
+    """
+    a = tl.abs(x)
+    e = ((a.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    e = tl.maximum(e, -6)
+    quantum = ((e - 3 + 127) << 23).to(tl.float32, bitcast=True)
+    y = a / quantum
+    # Adding and removing 1.5 * 2^23 rounds to an integer, ties to even, in fp32 (|y| < 16 here).
+    r = (y + 12582912.0) - 12582912.0
+    r = tl.minimum(r * quantum, 448.0)
+    return tl.where(x < 0, -r, r)
+
+
+@triton.jit
+def _quantize_kv_kernel(
+    K,
+    V,
+    KC,
+    VA,
+    K8,
+    KS,
+    VT,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    Hkv,
+    Nk,
+    NK_PAD,
+    D,
+    NUM_N_BLOCKS,
+    FP8: tl.constexpr,
+    QUANT_V: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # One program per (b, h, key block): K block -> INT8 with one scale, V block -> e4m3 transposed.
+    # Padded rows (Nk..NK_PAD) and columns (D..BLOCK_D) are written as zeros so the attention kernel
+    # loads whole tiles without masks.
+    pid = tl.program_id(0)
+    bh = (pid // NUM_N_BLOCKS).to(tl.int64)
+    nb = pid % NUM_N_BLOCKS
+    b = bh // Hkv
+    h = bh % Hkv
+    offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (offs_n[:, None] < Nk) & (offs_d[None, :] < D)
+    dmask = offs_d < D
+
+    k = tl.load(
+        K + b * stride_kb + h * stride_kh + offs_n[:, None].to(tl.int64) * stride_kn + offs_d[None, :],
+        mask=mask,
+        other=0.0,
+    ).to(tl.float32)
+    center = tl.load(KC + bh * D + offs_d, mask=dmask, other=0.0)
+    k = tl.where(mask, k - center[None, :], 0.0)
+    amax = tl.max(tl.max(tl.abs(k), axis=1), axis=0)
+    amax_safe = tl.where(amax > 0, amax, 1.0)
+    inv = tl.where(amax > 0, tl.math.div_rn(amax_safe * 0.0 + 127.0, amax_safe), 0.0)
+    kq = k * inv
+    kq = tl.where(kq >= 0, tl.floor(kq + 0.5), -tl.floor(-kq + 0.5))
+    kq = tl.minimum(tl.maximum(kq, -127.0), 127.0)
+    tl.store(K8 + (bh * NK_PAD + offs_n[:, None]) * BLOCK_D + offs_d[None, :], kq.to(tl.int8))
+    tl.store(KS + bh * NUM_N_BLOCKS + nb, tl.math.div_rn(amax, amax * 0.0 + 127.0))
+    if QUANT_V:
+        v = tl.load(
+            V + b * stride_vb + h * stride_vh + offs_n[:, None].to(tl.int64) * stride_vn + offs_d[None, :],
+            mask=mask,
+            other=0.0,
+        ).to(tl.float32)
+        vamax = tl.load(VA + bh * D + offs_d, mask=dmask, other=0.0)
+        vinv = tl.where(
+            vamax > 0,
+            tl.math.div_rn(tl.full(vamax.shape, 448.0, tl.float32), tl.where(vamax > 0, vamax, 1.0)),
+            0.0,
+        )
+        vq = v * vinv[None, :]
+        vt_ptrs = VT + (bh * BLOCK_D + offs_d[None, :]) * NK_PAD + offs_n[:, None]
+        if FP8:
+            tl.store(vt_ptrs, vq.to(tl.float8e4nv))
+        else:
+            tl.store(vt_ptrs, _round_e4m3(vq).to(tl.float16))
+
+
+@triton.jit
+def _sage_fp8_inner(
+    acc,
+    l_i,
+    m_i,
+    q8,
+    c_row,
+    k_base,
+    ks_base,
+    v_base,
+    k_offs,
+    v_offs,
+    v_step,
+    offs_m,
+    offs_n,
+    offs_d,
+    lo,
+    hi,
+    Nq,
+    Nk,
+    D,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    PV_FP8: tl.constexpr,
+    FP8: tl.constexpr,
+    UPCAST: tl.constexpr,
+    TWO_LEVEL: tl.constexpr,
+    V_DTYPE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    for start_n in range(lo, hi, BLOCK_N):
+        k = tl.load(k_base + k_offs)
+        ks = tl.load(ks_base)
+        raw = tl.dot(q8, tl.trans(k), out_dtype=tl.int32)
+        if MASKED:
+            cols = start_n + offs_n
+            valid = cols[None, :] < Nk
+            if CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
+            raw = tl.where(valid, raw, -(2**30))
+        c = c_row * ks
+        mr = tl.max(raw, axis=1)
+        bmax = mr.to(tl.float32) * c
+        if MASKED:
+            bmax = tl.where(mr > -(2**30), bmax, float("-inf"))
+        m_new = tl.maximum(m_i, bmax)
+        # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_use)
+        # (raw - mr) is an exact integer <= 0, so the row maximum's exponent is exactly `shift`. The block
+        # that holds the running maximum gets shift = 8 by selection, not by subtracting: the compiler
+        # may contract `mr * c - m` into one FMA whose unrounded product differs from the rounded `bmax`
+        # by up to half an ulp of the logit (~1e3 at logits ~3e10), which would give exp2 overflow or a
+        # vanished maximum. Other blocks are below the maximum by at least half an ulp either way.
+        shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
+        x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
+        if MASKED:
+            x = tl.where(valid, x, float("-inf"))
+        p = tl.math.exp2(x)
+        if PV_FP8:
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            # V^T tile (BLOCK_D, BLOCK_N), keys contiguous: transposed in registers it is the K-major
+            # second operand the FP8 MMA needs.
+            v = tl.trans(tl.load(v_base + v_offs))
+            if FP8:
+                p_op = p.to(tl.float8e4nv)
+            else:
+                p_op = _round_e4m3(p)
+                v = v.to(tl.float32)
+        else:
+            # The caller's V in its own dtype; padded keys are not in memory, so the ragged end is masked.
+            if MASKED:
+                kv_mask = ((start_n + offs_n)[:, None] < Nk) & (offs_d[None, :] < D)
+                v = tl.load(v_base + v_offs, mask=kv_mask, other=0.0)
+            else:
+                v = tl.load(v_base + v_offs, mask=offs_d[None, :] < D, other=0.0)
+            p_op = p.to(V_DTYPE)
+            # The denominator sums the P that multiplies V (rounded to the input dtype).
+            l_i = l_i * alpha + tl.sum(p_op.to(tl.float32), axis=1)
+            if UPCAST:
+                p_op = p_op.to(tl.float32)
+                v = v.to(tl.float32)
+        if TWO_LEVEL:  # noqa: SIM108 (two accumulation strategies, each with its own comment)
+            # Each block's partial sum leaves the MMA accumulator and is added in full fp32.
+            acc = acc * alpha[:, None] + tl.dot(p_op, v)
+        else:
+            # Accumulate inside the MMA (Hopper's FP8 MMA keeps ~22 bits of the fp32 accumulator).
+            acc = tl.dot(p_op, v, acc * alpha[:, None])
+        m_i = m_new
+        k_base += BLOCK_N * BLOCK_D
+        ks_base += 1
+        v_base += v_step
+    return acc, l_i, m_i, k_base, ks_base, v_base
+
+
+@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+def _sage_fp8_kernel(
+    Q,
+    K8,
+    KS,
+    VT,
+    VS,
+    O,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    Hq,
+    Hkv,
+    GROUP,
+    Nq,
+    Nk,
+    NK_PAD,
+    D,
+    qk_scale,
+    NUM_M_BLOCKS,
+    CAUSAL: tl.constexpr,
+    PV_FP8: tl.constexpr,
+    FP8: tl.constexpr,
+    UPCAST: tl.constexpr,
+    TWO_LEVEL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # Flat grid: query blocks of one head adjacent (they share K/V in L2), the longest causal block first.
+    pid = tl.program_id(0)
+    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
+    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
+    b = bh // Hq
+    h = bh % Hq
+    bh_kv = b * Hkv + h // GROUP
+    start_m = m_block * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+
+    # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded with
+    # sm_scale * log2(e).
+    q = tl.load(
+        Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
+        mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
+        other=0.0,
+    ).to(tl.float32)
+    qmax = tl.max(tl.abs(q), axis=1)
+    qinv = tl.where(
+        qmax > 0,
+        tl.math.div_rn(tl.full(qmax.shape, 127.0, tl.float32), tl.where(qmax > 0, qmax, 1.0)),
+        0.0,
+    )
+    qq = q * qinv[:, None]
+    qq = tl.where(qq >= 0, tl.floor(qq + 0.5), -tl.floor(-qq + 0.5))
+    q8 = tl.minimum(tl.maximum(qq, -127.0), 127.0).to(tl.int8)
+    c_row = tl.math.div_rn(qmax, tl.full(qmax.shape, 127.0, tl.float32)) * qk_scale
+
+    k_base = K8 + bh_kv * NK_PAD * BLOCK_D
+    ks_base = KS + bh_kv * (NK_PAD // BLOCK_N)
+    k_offs = offs_n[:, None] * BLOCK_D + offs_d[None, :]
+    if PV_FP8:
+        v_base = VT + bh_kv * BLOCK_D * NK_PAD
+        v_offs = offs_d[:, None] * NK_PAD + offs_n[None, :]
+        v_step = BLOCK_N
+    else:
+        v_base = VT + b * stride_vb + (h // GROUP) * stride_vh
+        v_offs = offs_n[:, None] * stride_vn + offs_d[None, :]
+        v_step = BLOCK_N * stride_vn
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    # Bottom-right causal: query i sees key j iff j <= i + Nk - Nq. Blocks every row sees in full run
+    # unmasked; the diagonal band and the ragged end are masked; blocks past `hi` are skipped.
+    if CAUSAL:
+        hi = tl.minimum(Nk, start_m + BLOCK_M + Nk - Nq)
+        full = tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0)
+    else:
+        hi = Nk
+        full = Nk
+    full = (full // BLOCK_N) * BLOCK_N
+    acc, l_i, m_i, k_base, ks_base, v_base = _sage_fp8_inner(
+        acc, l_i, m_i, q8, c_row, k_base, ks_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n, offs_d,
+        0, full, Nq, Nk, D, False, CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
+        BLOCK_N, BLOCK_D,
+    )  # fmt: skip
+    acc, l_i, m_i, k_base, ks_base, v_base = _sage_fp8_inner(
+        acc, l_i, m_i, q8, c_row, k_base, ks_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n, offs_d,
+        full, hi, Nq, Nk, D, True, CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
+        BLOCK_N, BLOCK_D,
+    )  # fmt: skip
+
+    # P was scaled by 2^8 in both acc and l; V's per-channel scale multiplies each column.
+    inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)
+    if PV_FP8:
+        vs = tl.load(VS + bh_kv * BLOCK_D + offs_d)
+        out = acc * (vs[None, :] * inv_l[:, None])
+    else:
+        out = acc * inv_l[:, None]
+    o_ptrs = O + bh * Nq * D + offs_m[:, None].to(tl.int64) * D + offs_d[None, :]
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D))
+
+
+@dataclass(frozen=True)
+class QuantizedKV:
+    """K and V as the ``sage_*`` kernels read them (see :func:`quantize_kv`)."""
+
+    k8: torch.Tensor  # int8 (B, Hkv, Nk_pad, BLOCK_D), K - mean, zero padded
+    k_scale: torch.Tensor  # float32 (B, Hkv, Nk_pad / BLOCK_N), one scale per key block
+    v_t: torch.Tensor | None  # e4m3 (fp16 in the interpreter) (B, Hkv, BLOCK_D, Nk_pad), V / v_scale
+    v_scale: torch.Tensor | None  # float32 (B, Hkv, BLOCK_D), amax / 448 per channel (0 in padding)
+
+
+def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: bool = True) -> QuantizedKV:
+    """Smooth and quantize K (INT8, one scale per ``cfg.block_n`` keys) and V (e4m3, per channel).
+
+    ``k``, ``v``: (B, Hkv, Nk, D) fp16/bf16 with a contiguous last dimension, Nk >= 1. One torch
+    reduction per operand (K's mean over tokens, V's absmax per channel) and one Triton launch for both;
+    ``k`` and ``v`` are only read. With ``quant_v=False`` V is left alone (``v_t``, ``v_scale`` None).
+    """
+    B, H, Nk, D = k.shape
+    fp8 = not interpreting()
+    num_n = triton.cdiv(Nk, cfg.block_n)
+    nk_pad = num_n * cfg.block_n
+    if nk_pad * cfg.block_d >= 2**31:
+        # In-tile offsets into one head's quantized K and V^T are int32.
+        raise ValueError(
+            f"k: expected at most {(2**31 - 1) // cfg.block_d} keys per head at head dim {D}, got {Nk}"
+        )
+    center = torch.mean(k, dim=2, dtype=torch.float32).contiguous()
+    k8 = torch.empty((B, H, nk_pad, cfg.block_d), dtype=torch.int8, device=k.device)
+    ks = torch.empty((B, H, num_n), dtype=torch.float32, device=k.device)
+    if quant_v:
+        vamax = torch.linalg.vector_norm(v, ord=float("inf"), dim=2, dtype=torch.float32).contiguous()
+        v_dtype = torch.float8_e4m3fn if fp8 else torch.float16
+        v_t = torch.empty((B, H, cfg.block_d, nk_pad), dtype=v_dtype, device=k.device)
+    else:
+        vamax, v_t = center, k8
+    _quantize_kv_kernel[(num_n * B * H,)](
+        k, v, center, vamax, k8, ks, v_t,
+        k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+        H, Nk, nk_pad, D, num_n,
+        FP8=fp8, QUANT_V=quant_v, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
+    )  # fmt: skip
+    if not quant_v:
+        return QuantizedKV(k8, ks, None, None)
+    v_scale = torch.zeros((B, H, cfg.block_d), dtype=torch.float32, device=k.device)
+    v_scale[..., :D] = vamax / FP8_MAX
+    return QuantizedKV(k8, ks, v_t, v_scale)
+
+
+def launch_attention(
+    q, v, qkv: QuantizedKV, o, shape, *, causal: bool, cfg: SageConfig, pv_fp8: bool
+) -> None:
+    """The attention launch alone, on K/V already quantized by :func:`quantize_kv` with ``cfg``."""
+    grid, num_m = grid_for(shape, cfg.block_m)
+    v_op = qkv.v_t if pv_fp8 else v
+    _sage_fp8_kernel[grid](
+        q, qkv.k8, qkv.k_scale, v_op, qkv.v_scale if pv_fp8 else qkv.k_scale, o,
+        q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
+        shape.heads_q, shape.heads_kv, shape.group, shape.n_q, shape.n_k, qkv.k8.size(2), shape.head_dim,
+        shape.sm_scale * LOG2E, num_m,
+        CAUSAL=causal,
+        PV_FP8=pv_fp8,
+        FP8=not interpreting(),
+        UPCAST=upcast_dots(q),
+        TWO_LEVEL=cfg.two_level,
+        BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n,
+        BLOCK_D=cfg.block_d,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )  # fmt: skip
+
+
+def _attention(q, k, v, *, causal, sm_scale, pv_fp8: bool, method: str, config: SageConfig | None):
+    shape = check_attention_inputs(
+        q, k, v, causal=causal, sm_scale=sm_scale, head_dims=HEAD_DIMS, method=method
+    )
+    o, done = make_output(q, shape)
+    if done:
+        return o
+    cfg = config or config_for(shape.head_dim, shape.n_k, pv_fp8=pv_fp8)
+    qkv = quantize_kv(k, v, cfg, quant_v=pv_fp8)
+    launch_attention(q, v, qkv, o, shape, causal=causal, cfg=cfg, pv_fp8=pv_fp8)
+    return o
+
+
+def flash_attention_sage_fp8(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    config: SageConfig | None = None,
+) -> torch.Tensor:
+    """INT8 Q·K^T (per-token Q, per-block K after smoothing) and FP8 e4m3 P·V (per-channel V scales).
+
+    ``q`` (B, Hq, Nq, D), ``k``/``v`` (B, Hkv, Nk, D), Hq % Hkv == 0, fp16 or bf16, D in
+    :data:`HEAD_DIMS`, last dimension contiguous (other strides free). Scales: Q per token, computed
+    in the kernel; K one fp32 scale per ``BLOCK_N`` keys of K minus its per-head mean; V one fp32 scale
+    per (b, h, d), ``amax / 448``; P is ``p · 256`` rounded to e4m3. Quantization is part of the call
+    (two torch reductions and one Triton launch before the attention kernel). ``config`` overrides the
+    tile choice (for sweeps). Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype.
+    """
+    return _attention(
+        q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=True, method="sage_fp8", config=config
+    )
+
+
+def flash_attention_sage_qk_int8(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    config: SageConfig | None = None,
+) -> torch.Tensor:
+    """The Q·K^T half of :func:`flash_attention_sage_fp8` with P·V in q's dtype (fp32 accumulation).
+
+    Same shapes, dtypes, head dims and K/Q scales as :func:`flash_attention_sage_fp8`; V is read in
+    place, unquantized, and P is rounded to q's dtype (the denominator sums the rounded P).
+    """
+    return _attention(
+        q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False, method="sage_qk_int8", config=config
+    )

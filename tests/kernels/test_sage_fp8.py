@@ -1,0 +1,118 @@
+"""``sage_fp8`` and ``sage_qk_int8`` (kernels/flash_sage_fp8.py) against the FP64 oracle and their emulations.
+
+In the CPU interpreter the FP8 casts are replaced by an exact round-to-e4m3 in fp32 (the interpreter of
+Triton 3.6 mis-rounds fp8 casts), so these tests check everything else the kernel does — quantizers,
+per-block K scales, the exact running maximum, masks, causal skipping, GQA, padding, the epilogue — tightly
+against the float64 emulation, and the accuracy loosely against the true attention. The hardware FP8
+path is checked by the ``gpu`` tests at the end.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+from kernels import REGISTRY, attention
+from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8, round_e4m3
+from kernels.flash_sage_fp8 import _round_e4m3
+from kernels.reference import attention_reference
+from tests.conftest import DEVICE
+from tests.kernels.cases import BF16, F16, Case, make_case, rel_l2
+
+EMULATIONS = {"sage_fp8": emulate_sage_fp8, "sage_qk_int8": emulate_sage_qk_int8}
+
+# Ragged lengths (not multiples of the 32-key interpreter tile), Nq > Nk causal (blind rows), GQA, MQA,
+# every head dim (96 padded to 128), both dtypes.
+SHAPES = (
+    Case(1, 4, 2, 40, 70, 64, F16, True),
+    Case(1, 2, 1, 33, 65, 32, BF16, False),
+    Case(2, 2, 2, 50, 17, 96, F16, True),
+    Case(1, 8, 1, 1, 100, 128, BF16, True),
+    Case(1, 1, 1, 20, 40, 256, F16, False),
+)
+
+
+def _emulation_tolerance(dtype: torch.dtype) -> float:
+    # The kernel differs from its emulation by fp32 summation order, exp2 in fp32, and the output's
+    # rounding to fp16 (2^-11 relative) or bf16 (2^-8).
+    return 1e-3 if dtype == torch.float16 else 6e-3
+
+
+@pytest.mark.parametrize("case", SHAPES, ids=lambda c: c.id)
+@pytest.mark.parametrize("method", sorted(EMULATIONS))
+def test_matches_emulation_and_reference(method, case):
+    q, k, v = make_case(case, seed=zlib.crc32(case.id.encode()))
+    k = k + 3.0 * torch.randn(1, 1, 1, case.head_dim, generator=torch.Generator().manual_seed(1)).to(k.dtype)
+    k_before, v_before = k.clone(), v.clone()
+    out = attention(q, k, v, causal=case.causal, method=method)
+    assert torch.equal(k, k_before) and torch.equal(v, v_before), "inputs must not be modified"
+    assert out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous()
+    emu = EMULATIONS[method](q, k, v, causal=case.causal)
+    assert rel_l2(out, emu) <= _emulation_tolerance(case.dtype)
+    ref = attention_reference(q, k, v, causal=case.causal)
+    assert rel_l2(out, ref) <= REGISTRY[method].budget_for("gaussian", case.dtype).max_rel_l2
+    if case.causal and case.n_q > case.n_k:
+        blind = case.n_q - case.n_k
+        assert torch.equal(out[:, :, :blind], torch.zeros_like(out[:, :, :blind]))
+
+
+def test_emulation_reflects_fp8_rounding():
+    """The emulation is not the exact attention: its e4m3 P and V put it ~3e-2 away on Gaussian inputs."""
+    case = Case(1, 2, 2, 64, 96, 64, F16, False)
+    q, k, v = make_case(case, seed=5)
+    ref = attention_reference(q, k, v)
+    err_fp8 = rel_l2(emulate_sage_fp8(q, k, v), ref)
+    err_qk = rel_l2(emulate_sage_qk_int8(q, k, v), ref)
+    assert 1e-2 < err_fp8 < 6e-2
+    assert err_qk < 2e-2
+
+
+def test_round_e4m3_grid():
+    x = torch.tensor([0.0, 1.0, 1.0625, 1.0626, 1.1875, 447.0, 460.0, 1e4, -3.3, 2.0**-9, 2.0**-11])
+    got = round_e4m3(x)
+    # 1.0625 is the tie between 1 and 1.125 (ties to even -> 1); 460 and 1e4 saturate at 448.
+    want = [0.0, 1.0, 1.0, 1.125, 1.25, 448.0, 448.0, 448.0, -3.25, 2.0**-9, 0.0]
+    assert got.tolist() == want
+
+
+@triton.jit
+def _round_kernel(X, Y, N: tl.constexpr):
+    o = tl.arange(0, N)
+    tl.store(Y + o, _round_e4m3(tl.load(X + o)))
+
+
+def test_interpreter_round_matches_torch_cast():
+    """The kernel's fp32 round-to-e4m3 (used in the interpreter) equals torch's float8_e4m3fn cast."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(512, generator=g) * s for s in (1e-3, 1.0, 30.0, 300.0)])
+    xd, yd = x.to(DEVICE), torch.empty(x.numel(), device=DEVICE)
+    _round_kernel[(1,)](xd, yd, N=x.numel())
+    assert torch.equal(yd.cpu().double(), round_e4m3(x))
+
+
+def test_fully_masked_and_zero_rows():
+    """All-zero Q rows (scale 0) attend uniformly; Nk < Nq causal rows are zero; no NaN anywhere."""
+    case = Case(1, 2, 1, 48, 20, 64, F16, True)
+    q, k, v = make_case(case, seed=3)
+    q[:, :, 40:] = 0
+    out = attention(q, k, v, causal=True, method="sage_fp8")
+    assert torch.isfinite(out).all()
+    emu = emulate_sage_fp8(q, k, v, causal=True)
+    assert rel_l2(out, emu) <= 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", sorted(EMULATIONS))
+@pytest.mark.parametrize(("n_q", "n_k", "d", "causal"), [(300, 1024, 128, False), (777, 777, 64, True)])
+def test_gpu_fp8_matches_emulation(method, n_q, n_k, d, causal):
+    g = torch.Generator(device="cuda").manual_seed(n_k + d)
+    q = torch.randn(1, 4, n_q, d, device="cuda", generator=g).half()
+    k = torch.randn(1, 2, n_k, d, device="cuda", generator=g).half()
+    v = torch.randn(1, 2, n_k, d, device="cuda", generator=g).half()
+    out = attention(q, k, v, causal=causal, method=method)
+    # The hardware e4m3 casts and FP8 MMA against the float64 emulation: a few roundings at fp32 apart.
+    assert rel_l2(out, EMULATIONS[method](q, k, v, causal=causal)) <= 2e-3
