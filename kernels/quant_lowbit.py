@@ -12,8 +12,9 @@ One layout serves the INT4 attention methods and the low-bit KV cache:
 
 * Scales and offsets are stored in bfloat16: fp32 range (an fp16 offset overflows once K smoothing
   shifts values near the fp16 limit) at half the bytes of fp32, which matters in a decode that is
-  bound by the bytes it reads. Codes are computed against the *rounded* scale and offset, so the
-  rounding of the bf16 metadata is absorbed by the codes instead of adding to the error.
+  bound by the bytes it reads. The offset is rounded down and the scale up, and codes are computed
+  against the *rounded* values, so the bf16 metadata costs no accuracy: every element is within half
+  a (stored) step of its value.
 * A group whose values are all equal has span 0: it gets scale 0 and code 0, and dequantizes to its
   (bf16-rounded) offset; nothing divides by zero.
 * 4-bit codes are packed two per byte, **by halves**: byte ``j`` of a token holds channel ``j`` in its
@@ -85,25 +86,39 @@ def quantize_groups(
         raise ValueError(f"x: expected a floating dtype, got {x.dtype}")
     D = x.size(-1)
     check_group(D, group, bits)
-    xf = x.float() if center is None else x.float() - center.float()
+    # float64 for the group statistics, so the only roundings are the deliberate ones below.
+    xf = x.double() if center is None else x.double() - center.double()
     xg = xf.reshape(*xf.shape[:-1], D // group, group)
     top = (1 << bits) - 1
     if symmetric:
         half = 1 << (bits - 1)
-        scale = (xg.abs().amax(dim=-1) / (half - 1)).to(META_DTYPE)
+        scale = _round_meta(xg.abs().amax(dim=-1) / (half - 1), up=True)
         # -half * scale is exact in bf16 (a power-of-two multiple).
-        offset = (-half * scale.float()).to(META_DTYPE)
+        offset = (-half * scale.double()).to(META_DTYPE)
     else:
         lo, hi = xg.amin(dim=-1), xg.amax(dim=-1)
-        scale = ((hi - lo) / top).to(META_DTYPE)
-        offset = lo.to(META_DTYPE)
-    s = scale.float()[..., None]
+        offset = _round_meta(lo, up=False)
+        scale = _round_meta((hi - offset.double()) / top, up=True)
+    s = scale.double()[..., None]
     safe = torch.where(s > 0, s, torch.ones_like(s))
-    codes = torch.where(s > 0, torch.round((xg - offset.float()[..., None]) / safe), torch.zeros_like(xg))
+    codes = torch.where(s > 0, torch.round((xg - offset.double()[..., None]) / safe), torch.zeros_like(xg))
     codes = codes.clamp(0, top).to(torch.uint8).reshape(xf.shape)
     if bits == 4:
         codes = pack_int4(codes)
     return GroupQuantized(codes.contiguous(), scale.contiguous(), offset.contiguous(), bits, group, D)
+
+
+def _round_meta(x: torch.Tensor, *, up: bool) -> torch.Tensor:
+    """``x`` rounded to bf16 towards +inf (``up``) or -inf.
+
+    Offsets round down and scales up, so the grid ``offset + scale · [0, top]`` still covers the group:
+    no code is clamped and every element stays within half a step. Rounding to nearest instead moves
+    the top of an 8-bit grid by up to 255 · 2^-9 ≈ half a step.
+    """
+    r = x.to(META_DTYPE)
+    towards = torch.full_like(r, float("inf") if up else float("-inf"))
+    beyond = r.double() < x if up else r.double() > x
+    return torch.where(beyond, torch.nextafter(r, towards), r)
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:

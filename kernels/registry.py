@@ -106,7 +106,55 @@ def _build_registry() -> dict[str, KernelSpec]:
             _dequantize_int8_qk_smooth,
         ),
     ]
+    specs += _lowbit_specs()
     return {spec.name: spec for spec in specs}
+
+
+# ---- INT4 methods (issue 13): kernels/flash_int4.py. Each carries its float64 emulation. -------------
+def _lowbit_specs() -> list[KernelSpec]:
+    def spec(name, bits, description, dequantize, emulate) -> KernelSpec:
+        return KernelSpec(
+            name=name,
+            launcher=f"kernels.flash_int4:flash_attention_{name}",
+            bits=dict(zip("qkpv", bits, strict=True)),
+            head_dims=HEAD_DIMS,
+            dtypes=(torch.float16, torch.bfloat16),
+            budgets=BUDGETS[name][torch.float16],
+            dtype_budgets={torch.bfloat16: BUDGETS[name][torch.bfloat16]},
+            description=description,
+            dequantize=dequantize,
+            source="kernels/flash_int4.py",
+            emulate=emulate,
+        )
+
+    def lazy(attr):
+        # kernels.flash_int4 defines Triton kernels: import it only when the function is called.
+        def call(*args, **kwargs):
+            from kernels import flash_int4
+
+            return getattr(flash_int4, attr)(*args, **kwargs)
+
+        call.__name__ = attr
+        return call
+
+    return [
+        spec(
+            "int4",
+            (4, 4, 16, 16),
+            "INT4 Q/K: asymmetric groups of 32 along D packed two per byte, K smoothed; unpacked and "
+            "dequantized in registers, fp16/bf16 dots",
+            lazy("dequantize_int4"),
+            lazy("emulate_int4"),
+        ),
+        spec(
+            "int4_seed",
+            (8, 4, 16, 16),
+            "the seed paper's scheme done correctly: Q 8-bit, K 4-bit asymmetric groups of 32 along D "
+            "(unpacked, zero point applied), fp16/bf16 P·V",
+            lazy("dequantize_int4_seed"),
+            lazy("emulate_int4_seed"),
+        ),
+    ]
 
 
 def get_spec(name: str) -> KernelSpec:
@@ -170,7 +218,24 @@ _INT8_QK = {
     ),
     "extreme": NO_CLAIM,
 }
+# INT4 Q/K (issue 13): a 4-bit group has 15 steps, so logits move by ~|q||k|/15 per group: 8-10x the
+# error of INT8 Q/K. Measured with bench/calibrate_budgets.py (interpreter, ci corpus + fuzz); see
+# docs/perf.md. No claim on "extreme" for the same reason as INT8.
+_INT4 = {
+    **_budgets(
+        default=(2.5e-1, 1.5),
+        gaussian=(2.5e-1, 1.5),
+        small=(2.5e-2, 5e-5),
+        saturating=(6e-1, 8.0),
+        outliers=(6e-1, 3e2),
+        degenerate=(2.5e-1, 1.5),
+    ),
+    "extreme": NO_CLAIM,
+}
+_INT4_SEED = _INT4
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
+    "int4": {_F16: _INT4, _BF16: _INT4},
+    "int4_seed": {_F16: _INT4_SEED, _BF16: _INT4_SEED},
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},
     "int8": {_F16: _INT8, _BF16: _INT8},
     "int8_qk": {_F16: _INT8_QK, _BF16: _INT8_QK},
