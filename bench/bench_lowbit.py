@@ -131,12 +131,11 @@ def decode_section(torch, args, interpret, rows, log):
     if not interpret:
         sms = torch.cuda.get_device_properties(0).multi_processor_count
         configs = [
-            DecodeConfig(bm, bn, w, st, tp * sms)
-            for bm in (16,)
+            DecodeConfig(0, bn, w, st, tp * sms)
             for bn in (32, 64, 128)
             for w in (4,)
             for st in (2, 4)
-            for tp in (2, 4, 8)
+            for tp in (2, 8)
         ]
     best = {}
     sweep_n = nks[-1] if args.tiny else 32768

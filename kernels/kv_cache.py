@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -341,6 +341,8 @@ def _combine_splits_kernel(
 
 @dataclass(frozen=True)
 class DecodeConfig:
+    """Tiles of :func:`decode_attention`; ``block_m=0`` picks the rows per program from the shape."""
+
     block_m: int
     block_n: int
     num_warps: int
@@ -354,9 +356,11 @@ def _sm_count(index: int) -> int:
 
 
 def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> DecodeConfig:
-    if override is not None:
-        return override
+    # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
+    # cache is read once; at least 16 (the smallest dot).
     block_m = max(16, min(64, triton.next_power_of_2(max(rows, 1))))
+    if override is not None:
+        return override if override.block_m else replace(override, block_m=block_m)
     if interpreting():
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
     # Enough programs to fill every SM a few times over: decode is bound by the bytes in flight.
