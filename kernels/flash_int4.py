@@ -48,11 +48,9 @@ GPU_TILES: dict[int, tuple[int, int, int, int]] = {
 @triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
 def _flash_int4_kernel(
     QC,
-    QS,
-    QZ,
+    QM,
     KC,
-    KS,
-    KZ,
+    KM,
     V,
     O,
     stride_vb,
@@ -94,13 +92,12 @@ def _flash_int4_kernel(
     QCW: tl.constexpr = HALF if Q_BITS == 4 else 2 * HALF
     QNG: tl.constexpr = 2 * HALF // Q_GSIZE
     q_lo, q_hi = _dequant_halves(
-        QC + bh * Nq * QCW, QS + bh * Nq * QNG, QZ + bh * Nq * QNG, offs_m, offs_h, offs_m < Nq,
+        QC + bh * Nq * QCW, QM + bh * Nq * QNG * 2, offs_m, offs_h, offs_m < Nq,
         Q_BITS, HALF, Q_GSIZE, QNG, DOT_DTYPE, BLOCK_M, BLOCK_H,
     )  # fmt: skip
     KNG: tl.constexpr = 2 * HALF // K_GSIZE
     kc = KC + bh_kv * Nk * HALF
-    ks = KS + bh_kv * Nk * KNG
-    kz = KZ + bh_kv * Nk * KNG
+    km = KM + bh_kv * Nk * KNG * 2
     v_base = V + b * stride_vb + (h // GROUP) * stride_vh
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -112,7 +109,7 @@ def _flash_int4_kernel(
         cols = start_n + offs_n
         n_ok = cols < Nk
         k_lo, k_hi = _dequant_halves(
-            kc, ks, kz, cols, offs_h, n_ok, 4, HALF, K_GSIZE, KNG, DOT_DTYPE, BLOCK_N, BLOCK_H
+            kc, km, cols, offs_h, n_ok, 4, HALF, K_GSIZE, KNG, DOT_DTYPE, BLOCK_N, BLOCK_H
         )
         s = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * qk_scale
         valid = n_ok[None, :]
@@ -174,7 +171,7 @@ def _launch(q, k, v, shape: AttentionShape, *, causal: bool, q_bits: int, smooth
         bm, bn, warps, stages = GPU_TILES[block_d]
     num_m = triton.cdiv(s.n_q, bm)
     _flash_int4_kernel[(num_m * s.batch * s.heads_q,)](
-        qq.codes, qq.scale, qq.offset, qk.codes, qk.scale, qk.offset, v, out,
+        qq.codes, qq.meta, qk.codes, qk.meta, v, out,
         v.stride(0), v.stride(1), v.stride(2),
         s.heads_q, s.heads_kv, s.group, s.n_q, s.n_k, s.sm_scale * LOG2E, num_m,
         CAUSAL=causal, Q_BITS=q_bits, Q_GSIZE=qq.group, K_GSIZE=qk.group, HALF=s.head_dim // 2,

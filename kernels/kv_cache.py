@@ -84,7 +84,7 @@ class QuantizedKV:
 
     def nbytes(self) -> int:
         """Bytes of codes and metadata the cache holds (what a full decode reads)."""
-        parts = (self.k.codes, self.k.scale, self.k.offset, self.v.codes, self.v.scale, self.v.offset)
+        parts = (self.k.codes, self.k.meta, self.v.codes, self.v.meta)
         return sum(t.numel() * t.element_size() for t in parts)
 
 
@@ -161,8 +161,7 @@ def quantize_kv(
 @triton.jit
 def _dequant_halves(
     codes_base,
-    scale_base,
-    offset_base,
+    meta_base,
     cols,
     offs_h,
     n_ok,
@@ -173,7 +172,10 @@ def _dequant_halves(
     OUT_DTYPE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    MATH_DTYPE: tl.constexpr = tl.float32,
 ):
+    """Tokens ``cols`` of a group-quantized tensor as two (BLOCK_N, BLOCK_H) tiles: channels [0, D/2)
+    and [D/2, D), dequantized (code · scale + offset in ``MATH_DTYPE``) and rounded to ``OUT_DTYPE``."""
     # Bytes per token: D/2 packed nibbles at 4 bits, D codes at 8 bits. BLOCK_H is D/2 rounded up to
     # a power of two (D = 96); the padding columns and groups load as zeros.
     CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
@@ -188,16 +190,17 @@ def _dequant_halves(
     else:
         c_lo = tl.load(codes_base + row * CW + offs_h[None, :], mask=cmask, other=0)
         c_hi = tl.load(codes_base + row * CW + HALF + offs_h[None, :], mask=cmask, other=0)
-    offs_g = tl.arange(0, GPH_P)
-    meta = row * NG + offs_g[None, :]
-    gmask = n_ok[:, None] & (offs_g[None, :] < GPH)
-    s_lo = tl.load(scale_base + meta, mask=gmask, other=0.0).to(tl.float32)
-    z_lo = tl.load(offset_base + meta, mask=gmask, other=0.0).to(tl.float32)
-    s_hi = tl.load(scale_base + meta + GPH, mask=gmask, other=0.0).to(tl.float32)
-    z_hi = tl.load(offset_base + meta + GPH, mask=gmask, other=0.0).to(tl.float32)
+    # (scale, offset) pairs of the groups of each half: one contiguous load per half.
+    offs_m = tl.arange(0, 2 * GPH_P)
+    m_ptrs = meta_base + row * (2 * NG) + offs_m[None, :]
+    mmask = n_ok[:, None] & (offs_m[None, :] < 2 * GPH)
+    m_lo = tl.load(m_ptrs, mask=mmask, other=0.0).to(MATH_DTYPE)
+    m_hi = tl.load(m_ptrs + 2 * GPH, mask=mmask, other=0.0).to(MATH_DTYPE)
+    s_lo, z_lo = tl.split(tl.reshape(m_lo, (BLOCK_N, GPH_P, 2)))
+    s_hi, z_hi = tl.split(tl.reshape(m_hi, (BLOCK_N, GPH_P, 2)))
     # One scale and offset per group of GSIZE channels, broadcast over the group in registers.
-    x_lo = tl.reshape(c_lo.to(tl.float32), (BLOCK_N, GPH_P, GSIZE)) * s_lo[:, :, None] + z_lo[:, :, None]
-    x_hi = tl.reshape(c_hi.to(tl.float32), (BLOCK_N, GPH_P, GSIZE)) * s_hi[:, :, None] + z_hi[:, :, None]
+    x_lo = tl.reshape(c_lo.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_lo[:, :, None] + z_lo[:, :, None]
+    x_hi = tl.reshape(c_hi.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_hi[:, :, None] + z_hi[:, :, None]
     x_lo = tl.reshape(x_lo, (BLOCK_N, BLOCK_H)).to(OUT_DTYPE)
     x_hi = tl.reshape(x_hi, (BLOCK_N, BLOCK_H)).to(OUT_DTYPE)
     return x_lo, x_hi
@@ -207,11 +210,9 @@ def _dequant_halves(
 def _decode_kv_kernel(
     Q,
     KC,
-    KS,
-    KZ,
+    KM,
     VC,
-    VS,
-    VZ,
+    VM,
     LENS,
     PACC,
     PM,
@@ -233,6 +234,7 @@ def _decode_kv_kernel(
     GSIZE: tl.constexpr,
     NG: tl.constexpr,
     UPCAST: tl.constexpr,
+    LOW_MATH: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
@@ -257,6 +259,7 @@ def _decode_kv_kernel(
     q_lo = tl.load(q_ptrs, mask=row_ok[:, None] & h_ok[None, :], other=0.0)
     q_hi = tl.load(q_ptrs + HALF, mask=row_ok[:, None] & h_ok[None, :], other=0.0)
     DOT_DTYPE: tl.constexpr = tl.float32 if UPCAST else Q.dtype.element_ty
+    MATH: tl.constexpr = DOT_DTYPE if LOW_MATH else tl.float32
     q_lo = q_lo.to(DOT_DTYPE)
     q_hi = q_hi.to(DOT_DTYPE)
 
@@ -266,7 +269,7 @@ def _decode_kv_kernel(
     CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
     kc = KC + bh_kv * Nmax * CW
     vc = VC + bh_kv * Nmax * CW
-    meta = bh_kv * Nmax * NG
+    meta = bh_kv * Nmax * NG * 2
     # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
     shift = length - Nq
 
@@ -278,7 +281,7 @@ def _decode_kv_kernel(
         cols = start + offs_n
         n_ok = cols < hi
         k_lo, k_hi = _dequant_halves(
-            kc, KS + meta, KZ + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H
+            kc, KM + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, MATH
         )
         s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
         s = s * qk_scale
@@ -292,7 +295,7 @@ def _decode_kv_kernel(
         alpha = tl.math.exp2(m_i - m_use)
         p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(DOT_DTYPE)
         v_lo, v_hi = _dequant_halves(
-            vc, VS + meta, VZ + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H
+            vc, VM + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, MATH
         )
         # The denominator sums the rounded P the dots see, so numerator and denominator agree.
         l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
@@ -348,6 +351,8 @@ class DecodeConfig:
     num_warps: int
     num_stages: int
     target_programs: int
+    # Dequantize in q's dtype instead of fp32 (two roundings instead of one; benchmarks only).
+    low_math: bool = False
 
 
 @functools.lru_cache(maxsize=8)
@@ -415,9 +420,10 @@ def decode_attention(
         scale = float(sm_scale)
     if q.device.type != "cuda" and not interpreting():
         raise ValueError(f"q: expected a CUDA tensor (or TRITON_INTERPRET=1), got device {q.device}")
-    out = q.new_zeros((B, Hq, Nq, D))
-    if out.numel() == 0 or cache.max_length == 0:
-        return out
+    if B * Hq * Nq * D == 0 or cache.max_length == 0:
+        return q.new_zeros((B, Hq, Nq, D))
+    # Every row is written by the merge kernel (zeros where no key is seen).
+    out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
     cfg = _config(q.device, group * Nq, config)
     num_m = triton.cdiv(group * Nq, cfg.block_m)
@@ -433,11 +439,11 @@ def decode_attention(
     pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     kq, vq = cache.k, cache.v
     _decode_kv_kernel[(programs, splits)](
-        q, kq.codes, kq.scale, kq.offset, vq.codes, vq.scale, vq.offset, cache.lengths, pacc, pm, pl,
+        q, kq.codes, kq.meta, vq.codes, vq.meta, cache.lengths, pacc, pm, pl,
         q.stride(0), q.stride(1), q.stride(2),
         Hkv, group, Nq, Nmax, scale * LOG2E, num_m, chunk, splits,
         CAUSAL=causal, BITS=kq.bits, HALF=D // 2, GSIZE=kq.group, NG=D // kq.group,
-        UPCAST=interpreting() and q.dtype == torch.bfloat16,
+        UPCAST=interpreting() and q.dtype == torch.bfloat16, LOW_MATH=cfg.low_math,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         # exp2(s - m) must give exactly 1 at the row maximum (see flash_int8.py).

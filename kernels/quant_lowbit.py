@@ -41,15 +41,25 @@ class GroupQuantized:
     """Codes and per-group metadata of a (…, N, D) tensor.
 
     ``codes``: uint8, (…, N, D/2) packed by halves for 4 bits, (…, N, D) for 8 bits, contiguous.
-    ``scale``, ``offset``: bfloat16 (…, N, D/group), contiguous. ``x ≈ code · scale + offset``.
+    ``meta``: bfloat16 (…, N, D/group, 2), contiguous: each group's (scale, offset) side by side, so a
+    kernel fetches both with one load. ``x ≈ code · scale + offset``.
     """
 
     codes: torch.Tensor
-    scale: torch.Tensor
-    offset: torch.Tensor
+    meta: torch.Tensor
     bits: int
     group: int
     head_dim: int
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """(…, N, D/group) bf16 view of the scales."""
+        return self.meta[..., 0]
+
+    @property
+    def offset(self) -> torch.Tensor:
+        """(…, N, D/group) bf16 view of the offsets."""
+        return self.meta[..., 1]
 
 
 def check_group(head_dim: int, group: int, bits: int) -> None:
@@ -86,39 +96,41 @@ def quantize_groups(
         raise ValueError(f"x: expected a floating dtype, got {x.dtype}")
     D = x.size(-1)
     check_group(D, group, bits)
-    # float64 for the group statistics, so the only roundings are the deliberate ones below.
-    xf = x.double() if center is None else x.double() - center.double()
+    # fp32 is exact for the group statistics of fp16/bf16 inputs (min, max, absmax are input values).
+    xf = x.float() if center is None else x.float() - center.float()
     xg = xf.reshape(*xf.shape[:-1], D // group, group)
     top = (1 << bits) - 1
     if symmetric:
         half = 1 << (bits - 1)
         scale = _round_meta(xg.abs().amax(dim=-1) / (half - 1), up=True)
         # -half * scale is exact in bf16 (a power-of-two multiple).
-        offset = (-half * scale.double()).to(META_DTYPE)
+        offset = (-half * scale.float()).to(META_DTYPE)
     else:
-        lo, hi = xg.amin(dim=-1), xg.amax(dim=-1)
+        lo, hi = xg.aminmax(dim=-1)
         offset = _round_meta(lo, up=False)
-        scale = _round_meta((hi - offset.double()) / top, up=True)
-    s = scale.double()[..., None]
-    safe = torch.where(s > 0, s, torch.ones_like(s))
-    codes = torch.where(s > 0, torch.round((xg - offset.double()[..., None]) / safe), torch.zeros_like(xg))
+        scale = _round_meta((hi - offset.float()) / top, up=True)
+    s = scale.float()[..., None]
+    inv = torch.where(s > 0, 1.0 / torch.where(s > 0, s, 1.0), 0.0)
+    codes = torch.round((xg - offset.float()[..., None]) * inv)
     codes = codes.clamp(0, top).to(torch.uint8).reshape(xf.shape)
     if bits == 4:
         codes = pack_int4(codes)
-    return GroupQuantized(codes.contiguous(), scale.contiguous(), offset.contiguous(), bits, group, D)
+    return GroupQuantized(codes.contiguous(), torch.stack([scale, offset], dim=-1), bits, group, D)
 
 
 def _round_meta(x: torch.Tensor, *, up: bool) -> torch.Tensor:
-    """``x`` rounded to bf16 towards +inf (``up``) or -inf.
+    """fp32 ``x`` rounded to bf16 towards +inf (``up``) or -inf.
 
     Offsets round down and scales up, so the grid ``offset + scale · [0, top]`` still covers the group:
     no code is clamped and every element stays within half a step. Rounding to nearest instead moves
-    the top of an 8-bit grid by up to 255 · 2^-9 ≈ half a step.
+    the top of an 8-bit grid by up to 255 · 2^-9 ≈ half a step. bf16 is the top half of an fp32: drop
+    the low 16 bits (rounding towards zero), then step one bf16 ulp away from zero where bits were
+    dropped and zero was the wrong direction.
     """
-    r = x.to(META_DTYPE)
-    towards = torch.full_like(r, float("inf") if up else float("-inf"))
-    beyond = r.double() < x if up else r.double() > x
-    return torch.where(beyond, torch.nextafter(r, towards), r)
+    bits = x.float().contiguous().view(torch.int32)
+    kept = bits & -65536
+    away = (bits != kept) & ((x > 0) if up else (x < 0))
+    return (kept + away.to(torch.int32) * 65536).view(torch.float32).to(META_DTYPE)
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:
