@@ -368,9 +368,11 @@ def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> D
         return override if override.block_m else replace(override, block_m=block_m)
     if interpreting():
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
-    # Enough programs to fill every SM a few times over: decode is bound by the bytes in flight.
+    # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
+    # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
+    # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).
     sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    return DecodeConfig(block_m=block_m, block_n=64, num_warps=4, num_stages=3, target_programs=4 * sms)
+    return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=2, target_programs=2 * sms)
 
 
 def decode_attention(
