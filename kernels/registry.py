@@ -8,6 +8,8 @@ kernel arithmetic error.
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from kernels._validate import HEAD_DIMS
@@ -112,10 +114,10 @@ def _build_registry() -> dict[str, KernelSpec]:
 
 # ---- INT4 methods (issue 13): kernels/flash_int4.py. Each carries its float64 emulation. -------------
 def _lowbit_specs() -> list[KernelSpec]:
-    def spec(name, bits, description, dequantize, emulate) -> KernelSpec:
+    def spec(name, bits, description, dequantize, emulate, module="flash_int4") -> KernelSpec:
         return KernelSpec(
             name=name,
-            launcher=f"kernels.flash_int4:flash_attention_{name}",
+            launcher=f"kernels.{module}:flash_attention_{name}",
             bits=dict(zip("qkpv", bits, strict=True)),
             head_dims=HEAD_DIMS,
             dtypes=(torch.float16, torch.bfloat16),
@@ -123,16 +125,14 @@ def _lowbit_specs() -> list[KernelSpec]:
             dtype_budgets={torch.bfloat16: BUDGETS[name][torch.bfloat16]},
             description=description,
             dequantize=dequantize,
-            source="kernels/flash_int4.py",
+            source=f"kernels/{module}.py",
             emulate=emulate,
         )
 
-    def lazy(attr):
-        # kernels.flash_int4 defines Triton kernels: import it only when the function is called.
+    def lazy(attr, module="flash_int4"):
+        # These modules define Triton kernels: import them only when the function is called.
         def call(*args, **kwargs):
-            from kernels import flash_int4
-
-            return getattr(flash_int4, attr)(*args, **kwargs)
+            return getattr(importlib.import_module(f"kernels.{module}"), attr)(*args, **kwargs)
 
         call.__name__ = attr
         return call
@@ -153,6 +153,15 @@ def _lowbit_specs() -> list[KernelSpec]:
             "(unpacked, zero point applied), fp16/bf16 P·V",
             lazy("dequantize_int4_seed"),
             lazy("emulate_int4_seed"),
+        ),
+        spec(
+            "mixed",
+            (4, 4, 16, 16),
+            "per head Q/K at 4, 8 or 16 bits by measured logit-error sensitivity (plan: "
+            "kernels.mixed.mixed_plan / format_plan); fp16/bf16 P·V",
+            lazy("dequantize_mixed", "mixed"),
+            lazy("emulate_mixed", "mixed"),
+            module="mixed",
         ),
     ]
 
@@ -246,7 +255,20 @@ _INT4_SEED = {
     ),
     "extreme": NO_CLAIM,
 }
+# mixed: Gaussian heads stay at 4 bits (int4's error); heads whose outliers move the logits get 8 or 16.
+_MIXED = {
+    **_budgets(
+        default=(2.5e-1, 1.5),
+        gaussian=(2.5e-1, 1.5),
+        small=(8e-3, 2e-5),
+        saturating=(8e-1, 1e1),
+        outliers=(5e-1, 1.5e2),
+        degenerate=(3e-1, 1.5),
+    ),
+    "extreme": NO_CLAIM,
+}
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
+    "mixed": {_F16: _MIXED, _BF16: _MIXED},
     "int4": {_F16: _INT4, _BF16: _INT4},
     "int4_seed": {_F16: _INT4_SEED, _BF16: _INT4_SEED},
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},

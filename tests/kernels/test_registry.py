@@ -10,7 +10,7 @@ from kernels.reference import attention_reference
 from kernels.registry import DISTRIBUTION_FAMILIES, NO_CLAIM, REGISTRY, ErrorBudget, KernelSpec, get_spec
 from tests.kernels.cases import rel_l2
 
-EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth", "int4", "int4_seed"}
+EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth", "int4", "int4_seed", "mixed"}
 
 
 def test_registry_names_and_lookup():
@@ -48,13 +48,13 @@ def test_spec_fields(name):
             else:
                 assert budget.claimed and 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
     assert (spec.dequantize is None) == (name == "fp16")
-    q_bits, k_bits = {"int4": (4, 4), "int4_seed": (8, 4)}.get(name, (None, None))
+    q_bits, k_bits = {"int4": (4, 4), "int4_seed": (8, 4), "mixed": (4, 4)}.get(name, (None, None))
     if q_bits is None:
         low = {"fp16": 16, "int8": 8, "int8_qk": 8, "int8_qk_smooth": 8}[name]
         q_bits = k_bits = low
     assert (spec.bits["q"], spec.bits["k"]) == (q_bits, k_bits)
     # The low-bit methods carry their float64 emulation.
-    assert (spec.emulate is not None) == (name in ("int4", "int4_seed"))
+    assert (spec.emulate is not None) == (name in ("int4", "int4_seed", "mixed"))
 
 
 def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():
