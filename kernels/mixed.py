@@ -292,10 +292,11 @@ def flash_attention_mixed(
     return out
 
 
-def _dequantized(q, k, sm_scale, dtype):
-    """Q and K exactly as the kernel feeds them to its dots (K smoothed), in ``dtype``."""
+def dequantized_operands(q, k, *, sm_scale=None, plan: MixedPlan | None = None, dtype=torch.float64):
+    """Q and K exactly as the kernel feeds them to its dots under ``plan`` (default: measured), in
+    ``dtype``; 4- and 8-bit K heads come out smoothed."""
     q4, q8, k4, k8, _ = _quantize_all(q, k)
-    plan = mixed_plan(q, k, sm_scale)
+    plan = mixed_plan(q, k, sm_scale) if plan is None else plan
 
     def pick(x16, x4, x8, bits):
         # fp32 dequantization rounded to the input dtype, as in the kernel; 16-bit heads are the input.
@@ -310,11 +311,11 @@ def _dequantized(q, k, sm_scale, dtype):
 
 def dequantize_mixed(q, k, v, *, causal=False, sm_scale=None):
     """float32 Q, K, V as the ``mixed`` kernel sees them."""
-    dq, dk = _dequantized(q, k, sm_scale, torch.float32)
+    dq, dk = dequantized_operands(q, k, sm_scale=sm_scale, dtype=torch.float32)
     return dq, dk, v.float()
 
 
 def emulate_mixed(q, k, v, *, causal=False, sm_scale=None):
     """float64 emulation of ``mixed``: its plan, quantizers and rounding, then exact attention."""
-    dq, dk = _dequantized(q, k, sm_scale, torch.float64)
+    dq, dk = dequantized_operands(q, k, sm_scale=sm_scale)
     return attention_reference(dq, dk, v, causal=causal, sm_scale=sm_scale)
