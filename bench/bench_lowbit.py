@@ -181,6 +181,8 @@ def decode_section(torch, args, interpret, rows, log):
                 for name, fn in sdpa.items():
                     entries[name] = (lambda fn=fn, q=q, k=k, v=v: fn(q, k, v), fp16_bytes)
                 for bits in (8, 4):
+                    if not interpret:
+                        torch.cuda.synchronize()  # the oracle above runs asynchronously
                     t0 = time.perf_counter()
                     cache = quantize_kv(k, v, bits=bits)
                     if not interpret:
