@@ -166,7 +166,8 @@ def _launch(q, k, v, shape: AttentionShape, *, causal: bool, q_bits: int, smooth
     qq, qk = quantize_qk(q, k, q_bits=q_bits, smooth_k=smooth_k)
     block_d = triton.next_power_of_2(s.head_dim)
     if interpreting():
-        bm, bn, warps, stages = 32, 32, 4, 1
+        # Fewer, larger tiles: the interpreter's cost is per numpy operation more than per element.
+        bm, bn, warps, stages = 64, 64, 4, 1
     else:
         bm, bn, warps, stages = GPU_TILES[block_d]
     num_m = triton.cdiv(s.n_q, bm)

@@ -275,7 +275,8 @@ def flash_attention_mixed(
     q_plan = plan.q_bits.to(device=q.device, dtype=torch.int32).contiguous()
     k_plan = plan.k_bits.to(device=q.device, dtype=torch.int32).contiguous()
     block_d = triton.next_power_of_2(s.head_dim)
-    bm, bn, warps, stages = (32, 32, 4, 1) if interpreting() else GPU_TILES[block_d]
+    # Interpreter: fewer, larger tiles (its cost is per numpy operation more than per element).
+    bm, bn, warps, stages = (64, 64, 4, 1) if interpreting() else GPU_TILES[block_d]
     num_m = triton.cdiv(s.n_q, bm)
     _flash_mixed_kernel[(num_m * s.batch * s.heads_q,)](
         q4.codes, q4.meta, q8.codes, q8.meta, q, k4.codes, k4.meta, k8.codes, k8.meta, k, v, out,

@@ -255,14 +255,17 @@ _INT4_SEED = {
     ),
     "extreme": NO_CLAIM,
 }
-# mixed: Gaussian heads stay at 4 bits (int4's error); heads whose outliers move the logits get 8 or 16.
+# mixed: Gaussian heads stay at 4 bits (int4's error); heads whose channels move the logits (outliers,
+# peaked softmax, near-limit values) get 8 or 16 bits. Worst measured (interpreter calibration):
+# gaussian 0.109, small 3.1e-3, saturating 0.084, outliers 0.072, degenerate 0.151; "extreme" 3e-3
+# in 12 examples, too few to claim.
 _MIXED = {
     **_budgets(
         default=(2.5e-1, 1.5),
         gaussian=(2.5e-1, 1.5),
         small=(8e-3, 2e-5),
-        saturating=(8e-1, 1e1),
-        outliers=(5e-1, 1.5e2),
+        saturating=(2e-1, 1.0),
+        outliers=(2e-1, 1e1),
         degenerate=(3e-1, 1.5),
     ),
     "extreme": NO_CLAIM,
