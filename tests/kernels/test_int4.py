@@ -17,7 +17,9 @@ EMULATION = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("case", AWKWARD[:6], ids=lambda c: c.id)
+# Four awkward shapes (GQA decode-like, MQA bf16 D=32, causal Nq > Nk D=96, bf16 D=128); every shape is
+# also checked against the oracle by tests/kernels/test_awkward_shapes.py.
+@pytest.mark.parametrize("case", AWKWARD[:4], ids=lambda c: c.id)
 def test_matches_emulation_and_oracle(method, case):
     spec = REGISTRY[method]
     q, k, v = make_case(case, seed=13)
