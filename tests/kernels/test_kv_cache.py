@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import quant
 from kernels.kv_cache import DecodeConfig, QuantizedKV, decode_attention, decode_emulate, quantize_kv
@@ -137,3 +139,30 @@ def test_cache_reports_its_shape():
     assert isinstance(cache, QuantizedKV)
     assert cache.shape == (2, 2, 20, 32) and cache.bits == 8 and cache.max_length == 20
     assert cache.lengths.tolist() == [20, 7] and cache.dtype == BF16
+
+
+# About 10 s an example in the interpreter: nightly (slow); the fixed CASES above run in CI.
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(
+    heads=st.sampled_from([(1, 1), (4, 1), (4, 2), (6, 3)]),
+    n_q=st.integers(1, 16),
+    n_max=st.integers(1, 64),
+    fill=st.floats(0.0, 1.0),
+    d=st.sampled_from([32, 64, 96]),
+    dtype=st.sampled_from([F16, BF16]),
+    bits=st.sampled_from([4, 8]),
+    causal=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_decode_fuzz_against_emulation(heads, n_q, n_max, fill, d, dtype, bits, causal, seed):
+    """Hypothesis draws the shape, the filled length and a seed; tensors come from the seed."""
+    hq, hkv = heads
+    q, k, v = _qkv(seed, 2, hq, hkv, n_q, n_max, d, dtype, k_offset=0.5)
+    lens = torch.tensor([n_max, round(fill * n_max)], dtype=torch.int32)
+    cache = quantize_kv(k, v, bits=bits, lengths=lens)
+    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=8)
+    out = decode_attention(q, cache, causal=causal, config=cfg)
+    assert torch.isfinite(out).all()
+    assert rel_l2(out, decode_emulate(q, cache, causal=causal)) <= EMULATION[dtype]
+    assert rel_l2(out, _oracle(q, k, v, lens, causal)) <= ORACLE[bits]
