@@ -334,7 +334,8 @@ def main(argv=None) -> int:
         ptxas = "unknown"
     header = (
         f"{gpu}, torch {torch.__version__}, triton {triton.__version__}, ptxas {ptxas}, "
-        f"python {platform.python_version()}; kernels: _decode_kv_kernel, _flash_int4_kernel"
+        f"python {platform.python_version()}; "
+        "kernels: _decode_kv_kernel, _flash_int4_kernel, _flash_mixed_kernel"
     )
     log(header)
     copy_gbps = copy_bandwidth(torch, interpret)
