@@ -89,7 +89,9 @@ def _quantize_all(q: torch.Tensor, k: torch.Tensor):
     return q4, q8, k4, k8, kc
 
 
-def mixed_plan(q: torch.Tensor, k: torch.Tensor, sm_scale: float | None = None) -> MixedPlan:
+def mixed_plan(
+    q: torch.Tensor, k: torch.Tensor, sm_scale: float | None = None, *, _quantized=None
+) -> MixedPlan:
     """The widths ``mixed`` uses for these inputs (shapes as :func:`kernels.attention`).
 
     Each operand's quantization moves a logit ``sm_scale · q · k`` by an error whose variance, for the
@@ -107,7 +109,7 @@ def mixed_plan(q: torch.Tensor, k: torch.Tensor, sm_scale: float | None = None) 
     if k.size(2) == 0 or q.size(2) == 0:
         zq, zk = qf.new_zeros(B, Hq), qf.new_zeros(B, Hkv)
         return MixedPlan(_widths(zq, zq), _widths(zk, zk), zq, zq, zk, zk)
-    q4, q8, k4, k8, kc = _quantize_all(q, k)
+    q4, q8, k4, k8, kc = _quantize_all(q, k) if _quantized is None else _quantized
     q2 = qf.pow(2).mean(dim=2).reshape(B, Hkv, group, D)
     k2 = kc.pow(2).mean(dim=2)[:, :, None, :]
 
@@ -261,9 +263,10 @@ def flash_attention_mixed(
         return out
     if s.n_k == 0:
         return out.zero_()
-    q4, q8, k4, k8, _ = _quantize_all(q, k)
+    quantized = _quantize_all(q, k)
+    q4, q8, k4, k8, _ = quantized
     if plan is None:
-        plan = mixed_plan(q, k, sm_scale)
+        plan = mixed_plan(q, k, sm_scale, _quantized=quantized)
     if plan.q_bits.shape != (s.batch, s.heads_q) or plan.k_bits.shape != (s.batch, s.heads_kv):
         raise ValueError(
             f"plan: expected widths of shapes {(s.batch, s.heads_q)} and {(s.batch, s.heads_kv)}, got "
@@ -296,8 +299,9 @@ def flash_attention_mixed(
 def dequantized_operands(q, k, *, sm_scale=None, plan: MixedPlan | None = None, dtype=torch.float64):
     """Q and K exactly as the kernel feeds them to its dots under ``plan`` (default: measured), in
     ``dtype``; 4- and 8-bit K heads come out smoothed."""
-    q4, q8, k4, k8, _ = _quantize_all(q, k)
-    plan = mixed_plan(q, k, sm_scale) if plan is None else plan
+    quantized = _quantize_all(q, k)
+    q4, q8, k4, k8, _ = quantized
+    plan = mixed_plan(q, k, sm_scale, _quantized=quantized) if plan is None else plan
 
     def pick(x16, x4, x8, bits):
         # fp32 dequantization rounded to the input dtype, as in the kernel; 16-bit heads are the input.
