@@ -253,3 +253,7 @@ def dequantize_per_token(x_int8: torch.Tensor, scale: torch.Tensor) -> torch.Ten
 def dequantize_per_channel(x_int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """float32 values that per-channel INT8 data ``x_int8`` with ``scale`` stands for."""
     return x_int8.float() * scale[:, :, None, :]
+
+
+# The low-bit KV cache's quantizer lives with its decode kernel; exported here beside the others.
+from kernels.kv_cache import QuantizedKV, quantize_kv  # noqa: E402, F401

@@ -8,6 +8,8 @@ kernel arithmetic error.
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from kernels import emulation
@@ -132,7 +134,62 @@ def _build_registry() -> dict[str, KernelSpec]:
             emulation.emulate_sage_qk_int8,
         ),
     ]
+    specs += _lowbit_specs()
     return {spec.name: spec for spec in specs}
+
+
+# ---- INT4 methods (issue 13): kernels/flash_int4.py. Each carries its float64 emulation. -------------
+def _lowbit_specs() -> list[KernelSpec]:
+    def spec(name, bits, description, dequantize, emulate, module="flash_int4") -> KernelSpec:
+        return KernelSpec(
+            name=name,
+            launcher=f"kernels.{module}:flash_attention_{name}",
+            bits=dict(zip("qkpv", bits, strict=True)),
+            head_dims=HEAD_DIMS,
+            dtypes=(torch.float16, torch.bfloat16),
+            budgets=BUDGETS[name][torch.float16],
+            dtype_budgets={torch.bfloat16: BUDGETS[name][torch.bfloat16]},
+            description=description,
+            dequantize=dequantize,
+            source=f"kernels/{module}.py",
+            emulate=emulate,
+        )
+
+    def lazy(attr, module="flash_int4"):
+        # These modules define Triton kernels: import them only when the function is called.
+        def call(*args, **kwargs):
+            return getattr(importlib.import_module(f"kernels.{module}"), attr)(*args, **kwargs)
+
+        call.__name__ = attr
+        return call
+
+    return [
+        spec(
+            "int4",
+            (4, 4, 16, 16),
+            "INT4 Q/K: asymmetric groups of 32 along D packed two per byte, K smoothed; unpacked and "
+            "dequantized in registers, fp16/bf16 dots",
+            lazy("dequantize_int4"),
+            lazy("emulate_int4"),
+        ),
+        spec(
+            "int4_seed",
+            (8, 4, 16, 16),
+            "the seed paper's scheme done correctly: Q 8-bit, K 4-bit asymmetric groups of 32 along D "
+            "(unpacked, zero point applied), fp16/bf16 P·V",
+            lazy("dequantize_int4_seed"),
+            lazy("emulate_int4_seed"),
+        ),
+        spec(
+            "mixed",
+            (4, 4, 16, 16),
+            "per head Q/K at 4, 8 or 16 bits by measured logit-error sensitivity (plan: "
+            "kernels.mixed.mixed_plan / format_plan); fp16/bf16 P·V",
+            lazy("dequantize_mixed", "mixed"),
+            lazy("emulate_mixed", "mixed"),
+            module="mixed",
+        ),
+    ]
 
 
 def get_spec(name: str) -> KernelSpec:
@@ -227,7 +284,53 @@ _SAGE_FP8 = {
     "extreme": NO_CLAIM,
 }
 LENGTH_BUDGETS: dict[str, dict[int, dict[str, ErrorBudget]]] = {"int8": _INT8_LENGTHS}
+# INT4 Q/K (issue 13): a 4-bit group has 15 steps, so logits move by ~|q||k|/15 per group, 8-10x the
+# error of INT8 Q/K: rel-L2 ~1.1e-1 (int4) and ~8e-2 (int4_seed, 8-bit Q) on Gaussian inputs at any
+# length. Worst measured by bench/calibrate_budgets.py (interpreter, ci corpus + 60 fuzz examples) and
+# bench/bench_lowbit.py (H100, N up to 16k), budgets about 2x that (docs/perf.md). Heavy tails
+# ("outliers") are where 4-bit Q fails: worst measured 0.56 rel-L2, so int4's bound there is a sanity
+# bound only. No claim on "extreme" for the same reason as INT8.
+_INT4 = {
+    **_budgets(
+        default=(2.5e-1, 1.5),
+        gaussian=(2.5e-1, 1.5),
+        small=(8e-3, 2e-5),
+        saturating=(8e-1, 1e1),
+        outliers=(9.5e-1, 3e2),
+        degenerate=(3e-1, 1.5),
+    ),
+    "extreme": NO_CLAIM,
+}
+_INT4_SEED = {
+    **_budgets(
+        default=(2e-1, 1.5),
+        gaussian=(2e-1, 1.5),
+        small=(8e-3, 2e-5),
+        saturating=(7.5e-1, 1e1),
+        outliers=(5e-1, 1.5e2),
+        degenerate=(3e-1, 1.5),
+    ),
+    "extreme": NO_CLAIM,
+}
+# mixed: Gaussian heads stay at 4 bits (int4's error); heads whose channels move the logits (outliers,
+# peaked softmax, near-limit values) get 8 or 16 bits. Worst measured (interpreter calibration):
+# gaussian 0.109, small 3.1e-3, saturating 0.084, outliers 0.072, degenerate 0.151; "extreme" 3e-3
+# in 12 examples, too few to claim.
+_MIXED = {
+    **_budgets(
+        default=(2.5e-1, 1.5),
+        gaussian=(2.5e-1, 1.5),
+        small=(8e-3, 2e-5),
+        saturating=(2e-1, 1.0),
+        outliers=(2e-1, 1e1),
+        degenerate=(3e-1, 1.5),
+    ),
+    "extreme": NO_CLAIM,
+}
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
+    "mixed": {_F16: _MIXED, _BF16: _MIXED},
+    "int4": {_F16: _INT4, _BF16: _INT4},
+    "int4_seed": {_F16: _INT4_SEED, _BF16: _INT4_SEED},
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},
     "int8": {_F16: _INT8, _BF16: _INT8},
     "int8_qk": {_F16: _INT8_QK, _BF16: _INT8_QK},

@@ -10,7 +10,17 @@ from kernels.reference import attention_reference
 from kernels.registry import DISTRIBUTION_FAMILIES, NO_CLAIM, REGISTRY, ErrorBudget, KernelSpec, get_spec
 from tests.kernels.cases import on_device, rel_l2
 
-EXPECTED = {"fp16", "int8", "int8_qk", "int8_qk_smooth", "sage_fp8", "sage_qk_int8"}
+EXPECTED = {
+    "fp16",
+    "int8",
+    "int8_qk",
+    "int8_qk_smooth",
+    "sage_fp8",
+    "sage_qk_int8",
+    "int4",
+    "int4_seed",
+    "mixed",
+}
 
 
 def test_registry_names_and_lookup():
@@ -48,8 +58,11 @@ def test_spec_fields(name):
             else:
                 assert budget.claimed and 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
     assert (spec.dequantize is None) == (name == "fp16")
-    low = 16 if name == "fp16" else 8
-    assert spec.bits["q"] == spec.bits["k"] == low
+    qk_bits = {"fp16": (16, 16), "int4": (4, 4), "int4_seed": (8, 4), "mixed": (4, 4)}
+    q_bits, k_bits = qk_bits.get(name, (8, 8))
+    assert (spec.bits["q"], spec.bits["k"]) == (q_bits, k_bits)
+    # The low-bit methods carry their float64 emulation.
+    assert (spec.emulate is not None) == (name in ("int4", "int4_seed", "mixed", "sage_fp8", "sage_qk_int8"))
 
 
 def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():

@@ -1,0 +1,494 @@
+"""A low-bit KV cache and its split-K (flash-decoding) attention kernel.
+
+Quantize once, attend many times::
+
+    cache = quantize_kv(k, v, bits=4)                  # k, v: (B, Hkv, Nmax, D) fp16/bf16
+    o = decode_attention(q, cache, causal=True)        # q: (B, Hq, Nq, D), Nq small (1..16)
+
+Layout (see :mod:`kernels.quant_lowbit`): every token's K and V are quantized per group of channels
+along D, asymmetric (min/max), scale and offset in bf16; 4-bit codes packed two per byte by halves.
+Asymmetric per-token groups were chosen by measurement (bench/kv_layouts.py; docs/perf.md): on
+Gaussian and channel-outlier caches they beat symmetric groups by 15-40% in output rel-L2, and came
+within ~10% of per-channel K quantized over blocks of tokens (KIVI's layout) while letting the cache
+grow token by token and sharing one code path for K and V. Bytes read per token and head at D=128:
+160 at 4 bits (64 of codes + 16 of metadata, for K and for V), 272 at 8 bits, against 512 for fp16.
+
+K smoothing: the per-(b, h) mean of K over the filled tokens is subtracted before quantizing (in a copy;
+the caller's tensor is only read). Softmax cannot see a per-row constant and ``q · mean`` is one, so the
+cache never needs the mean back, while outlier channel offsets no longer eat the 16 levels of a group.
+
+The kernel: one program per (batch, KV head, block of rows, split of the keys). Its rows are every
+(query head of the GQA group, query) pair, so a K/V tile is loaded once for all the query heads that
+share it. Each K/V tile is loaded as packed codes, unpacked (mask and shift) and dequantized in
+registers (``code · scale + offset`` in fp32, rounded to q's dtype) and fed to tensor-core dots split
+over the two halves of D; the online softmax is fp32. Each split writes its unnormalized partial sum,
+maximum and denominator; a second small kernel merges the splits. Fixed splits and no atomics: reruns
+are bit-identical.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._validate import HEAD_DIMS, SUPPORTED_DTYPES
+from kernels.backend import interpreting
+from kernels.quant_lowbit import GroupQuantized, check_group, dequantize_groups, quantize_groups
+from kernels.reference import attention_reference
+
+LOG2E = math.log2(math.e)
+
+
+def default_kv_group(head_dim: int, bits: int) -> int:
+    """Channels per group: 32 at 4 bits, 64 at 8 bits, smaller where a half of D needs it (D = 32, 96).
+
+    A group never straddles the two halves of D, so the kernel broadcasts one scale per group of a
+    half tile instead of gathering a scale per element.
+    """
+    half = head_dim // 2
+    for g in (64, 32, 16, 8) if bits == 8 else (32, 16, 8):
+        if half % g == 0:
+            return g
+    return 2
+
+
+@dataclass(frozen=True)
+class QuantizedKV:
+    """A quantized K/V cache: K and V as :class:`GroupQuantized` (B, Hkv, Nmax, ·), ``lengths`` (B,)."""
+
+    k: GroupQuantized
+    v: GroupQuantized
+    lengths: torch.Tensor
+    max_length: int
+    dtype: torch.dtype
+    smooth_k: bool
+
+    @property
+    def bits(self) -> int:
+        return self.k.bits
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(B, Hkv, Nmax, D) of the cache."""
+        B, H, N = self.k.codes.shape[:3]
+        return B, H, N, self.k.head_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.k.codes.device
+
+    def nbytes(self) -> int:
+        """Bytes of codes and metadata the cache holds (what a full decode reads)."""
+        parts = (self.k.codes, self.k.meta, self.v.codes, self.v.meta)
+        return sum(t.numel() * t.element_size() for t in parts)
+
+
+def _check_lengths(lengths, batch: int, capacity: int, device: torch.device) -> torch.Tensor:
+    if lengths is None:
+        return torch.full((batch,), capacity, dtype=torch.int32, device=device)
+    if isinstance(lengths, int) and not isinstance(lengths, bool):
+        if not 0 <= lengths <= capacity:
+            raise ValueError(f"lengths: expected an int in [0, {capacity}], got {lengths}")
+        return torch.full((batch,), lengths, dtype=torch.int32, device=device)
+    if not isinstance(lengths, torch.Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
+        raise ValueError(
+            f"lengths: expected None, an int or an integer tensor of shape ({batch},), got {lengths!r}"
+        )
+    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > capacity):
+        raise ValueError(f"lengths: expected values in [0, {capacity}], got {lengths.tolist()}")
+    return lengths.to(device=device, dtype=torch.int32).contiguous()
+
+
+def quantize_kv(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bits: int = 4,
+    *,
+    lengths: int | torch.Tensor | None = None,
+    group: int | None = None,
+    smooth_k: bool = True,
+) -> QuantizedKV:
+    """Quantize a K/V cache once for :func:`decode_attention`.
+
+    ``k``, ``v``: (B, Hkv, Nmax, D), fp16 or bf16, one device, D in 32, 64, 96, 128, 256.
+    ``bits``: 4 (codes packed two per byte) or 8. ``lengths``: filled tokens per batch entry (None:
+    all Nmax; an int; or an integer tensor (B,)); tokens past a row's length are never read (they are
+    zeroed in the quantized copy, so uninitialized memory cannot leak NaN into the metadata).
+    ``group``: channels per scale (default :func:`default_kv_group`). ``smooth_k``: subtract K's mean
+    over the filled tokens first (see the module doc). Inputs are never modified.
+    """
+    for name, t in (("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            raise ValueError(
+                f"{name}: expected a 4-d tensor (B, Hkv, Nmax, D), got {getattr(t, 'shape', t)!r}"
+            )
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"{name}: expected dtype torch.float16 or torch.bfloat16, got {t.dtype}")
+    if v.shape != k.shape:
+        raise ValueError(f"v: expected the shape of k {tuple(k.shape)}, got {tuple(v.shape)}")
+    if v.dtype != k.dtype or v.device != k.device:
+        raise ValueError(
+            f"v: expected dtype {k.dtype} on {k.device} (same as k), got {v.dtype} on {v.device}"
+        )
+    if isinstance(bits, bool) or bits not in (4, 8):
+        raise ValueError(f"bits: expected 4 or 8, got {bits!r}")
+    B, _, N, D = k.shape
+    if D not in HEAD_DIMS:
+        raise ValueError(f"head dim: expected one of {', '.join(map(str, HEAD_DIMS))}, got {D}")
+    group = default_kv_group(D, bits) if group is None else group
+    check_group(D, group, bits)
+    if (D // 2) % group != 0 or group & (group - 1):
+        raise ValueError(f"group: expected a power of two dividing half the head dim ({D // 2}), got {group}")
+    lens = _check_lengths(lengths, B, N, k.device)
+    filled = (torch.arange(N, device=k.device)[None, :] < lens[:, None].long())[:, None, :, None]
+    kf = torch.where(filled, k.float(), 0.0)
+    vf = torch.where(filled, v.float(), 0.0)
+    center = None
+    if smooth_k:
+        count = lens.clamp(min=1).float()[:, None, None, None]
+        center = torch.where(filled, kf.sum(dim=2, keepdim=True) / count, 0.0)
+    qk = quantize_groups(kf, bits=bits, group=group, center=center)
+    qv = quantize_groups(vf, bits=bits, group=group)
+    max_length = int(lens.max()) if B else 0
+    return QuantizedKV(qk, qv, lens, max_length, k.dtype, smooth_k)
+
+
+@triton.jit
+def _dequant_halves(
+    codes_base,
+    meta_base,
+    cols,
+    offs_h,
+    n_ok,
+    BITS: tl.constexpr,
+    HALF: tl.constexpr,
+    GSIZE: tl.constexpr,
+    NG: tl.constexpr,
+    OUT_DTYPE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    MATH_DTYPE: tl.constexpr = tl.float32,
+):
+    """Tokens ``cols`` of a group-quantized tensor as two (BLOCK_N, BLOCK_H) tiles: channels [0, D/2)
+    and [D/2, D), dequantized (code · scale + offset in ``MATH_DTYPE``) and rounded to ``OUT_DTYPE``."""
+    # Bytes per token: D/2 packed nibbles at 4 bits, D codes at 8 bits. BLOCK_H is D/2 rounded up to
+    # a power of two (D = 96); the padding columns and groups load as zeros.
+    CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
+    GPH: tl.constexpr = HALF // GSIZE
+    GPH_P: tl.constexpr = BLOCK_H // GSIZE
+    row = cols[:, None].to(tl.int64)
+    cmask = n_ok[:, None] & (offs_h[None, :] < HALF)
+    if BITS == 4:
+        packed = tl.load(codes_base + row * CW + offs_h[None, :], mask=cmask, other=0)
+        c_lo = packed & 15
+        c_hi = packed >> 4
+    else:
+        c_lo = tl.load(codes_base + row * CW + offs_h[None, :], mask=cmask, other=0)
+        c_hi = tl.load(codes_base + row * CW + HALF + offs_h[None, :], mask=cmask, other=0)
+    # (scale, offset) pairs of the groups of each half: one contiguous load per half.
+    offs_m = tl.arange(0, 2 * GPH_P)
+    m_ptrs = meta_base + row * (2 * NG) + offs_m[None, :]
+    mmask = n_ok[:, None] & (offs_m[None, :] < 2 * GPH)
+    m_lo = tl.load(m_ptrs, mask=mmask, other=0.0).to(MATH_DTYPE)
+    m_hi = tl.load(m_ptrs + 2 * GPH, mask=mmask, other=0.0).to(MATH_DTYPE)
+    s_lo, z_lo = tl.split(tl.reshape(m_lo, (BLOCK_N, GPH_P, 2)))
+    s_hi, z_hi = tl.split(tl.reshape(m_hi, (BLOCK_N, GPH_P, 2)))
+    # One scale and offset per group of GSIZE channels, broadcast over the group in registers.
+    x_lo = tl.reshape(c_lo.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_lo[:, :, None] + z_lo[:, :, None]
+    x_hi = tl.reshape(c_hi.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_hi[:, :, None] + z_hi[:, :, None]
+    x_lo = tl.reshape(x_lo, (BLOCK_N, BLOCK_H)).to(OUT_DTYPE)
+    x_hi = tl.reshape(x_hi, (BLOCK_N, BLOCK_H)).to(OUT_DTYPE)
+    return x_lo, x_hi
+
+
+@triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
+def _decode_kv_kernel(
+    Q,
+    KC,
+    KM,
+    VC,
+    VM,
+    LENS,
+    PACC,
+    PM,
+    PL,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    Hkv,
+    GROUP,
+    Nq,
+    Nmax,
+    qk_scale,
+    NUM_M_BLOCKS,
+    CHUNK,
+    NUM_SPLITS,
+    CAUSAL: tl.constexpr,
+    BITS: tl.constexpr,
+    HALF: tl.constexpr,
+    GSIZE: tl.constexpr,
+    NG: tl.constexpr,
+    UPCAST: tl.constexpr,
+    LOW_MATH: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    bh_kv = (pid // NUM_M_BLOCKS).to(tl.int64)
+    m_block = pid % NUM_M_BLOCKS
+    b = bh_kv // Hkv
+    hkv = bh_kv % Hkv
+    # Rows: (query head of the group, query) pairs, so the K/V tile serves every head that shares it.
+    rows = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < GROUP * Nq
+    qi = rows % Nq
+    hq = hkv * GROUP + rows // Nq
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_n = tl.arange(0, BLOCK_N)
+    h_ok = offs_h < HALF
+    q_ptrs = (
+        Q + b * stride_qb + hq[:, None].to(tl.int64) * stride_qh + qi[:, None] * stride_qn + offs_h[None, :]
+    )
+    q_lo = tl.load(q_ptrs, mask=row_ok[:, None] & h_ok[None, :], other=0.0)
+    q_hi = tl.load(q_ptrs + HALF, mask=row_ok[:, None] & h_ok[None, :], other=0.0)
+    DOT_DTYPE: tl.constexpr = tl.float32 if UPCAST else Q.dtype.element_ty
+    MATH: tl.constexpr = DOT_DTYPE if LOW_MATH else tl.float32
+    q_lo = q_lo.to(DOT_DTYPE)
+    q_hi = q_hi.to(DOT_DTYPE)
+
+    length = tl.load(LENS + b)
+    lo = split * CHUNK
+    hi = tl.minimum(lo + CHUNK, length)
+    CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
+    kc = KC + bh_kv * Nmax * CW
+    vc = VC + bh_kv * Nmax * CW
+    meta = bh_kv * Nmax * NG * 2
+    # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
+    shift = length - Nq
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc_lo = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    acc_hi = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    for start in range(lo, hi, BLOCK_N):
+        cols = start + offs_n
+        n_ok = cols < hi
+        k_lo, k_hi = _dequant_halves(
+            kc, KM + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, MATH
+        )
+        s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
+        s = s * qk_scale
+        valid = n_ok[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= qi[:, None] + shift)
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_use)
+        p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(DOT_DTYPE)
+        v_lo, v_hi = _dequant_halves(
+            vc, VM + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, MATH
+        )
+        # The denominator sums the rounded P the dots see, so numerator and denominator agree.
+        l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
+        acc_lo = tl.dot(p, v_lo, acc_lo * alpha[:, None])
+        acc_hi = tl.dot(p, v_hi, acc_hi * alpha[:, None])
+        m_i = m_new
+
+    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
+    slot = row_id * NUM_SPLITS + split
+    tl.store(PM + slot, m_i, mask=row_ok)
+    tl.store(PL + slot, l_i, mask=row_ok)
+    acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
+    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
+
+
+@triton.jit
+def _combine_splits_kernel(
+    PACC,
+    PM,
+    PL,
+    O,
+    NUM_SPLITS,
+    D,
+    BLOCK_S: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_ok = offs_s < NUM_SPLITS
+    m = tl.load(PM + row * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))
+    l = tl.load(PL + row * NUM_SPLITS + offs_s, mask=s_ok, other=0.0)
+    m_max = tl.max(m, axis=0)
+    # Splits that saw no key (m = -inf) weigh 0; a row that saw none at all comes out as zeros.
+    w = tl.math.exp2(m - tl.where(m_max == float("-inf"), 0.0, m_max))
+    denom = tl.sum(w * l, axis=0)
+    acc = tl.load(
+        PACC + (row * NUM_SPLITS + offs_s[:, None]) * D + offs_d[None, :],
+        mask=s_ok[:, None] & (offs_d[None, :] < D),
+        other=0.0,
+    )
+    out = tl.sum(acc * w[:, None], axis=0) / tl.where(denom > 0, denom, 1.0)
+    tl.store(O + row * D + offs_d, out.to(O.dtype.element_ty), mask=offs_d < D)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Tiles of :func:`decode_attention`; ``block_m=0`` picks the rows per program from the shape."""
+
+    block_m: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+    target_programs: int
+    # Dequantize in q's dtype instead of fp32 (two roundings instead of one; benchmarks only).
+    low_math: bool = False
+
+
+@functools.lru_cache(maxsize=8)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> DecodeConfig:
+    # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
+    # cache is read once; at least 16 (the smallest dot).
+    block_m = max(16, min(64, triton.next_power_of_2(max(rows, 1))))
+    if override is not None:
+        return override if override.block_m else replace(override, block_m=block_m)
+    if interpreting():
+        return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
+    # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
+    # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
+    # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).
+    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=2, target_programs=2 * sms)
+
+
+def decode_attention(
+    q: torch.Tensor,
+    cache: QuantizedKV,
+    *,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    config: DecodeConfig | None = None,
+) -> torch.Tensor:
+    """softmax(sm_scale · Q K^T [+ causal mask]) · V against a :func:`quantize_kv` cache.
+
+    ``q``: (B, Hq, Nq, D) in the cache's dtype and on its device, Hq a multiple of the cache's Hkv
+    (MHA, GQA, MQA; query head h reads KV head h // (Hq // Hkv)), last dimension contiguous. Batch
+    entry b sees its first ``cache.lengths[b]`` keys; with ``causal`` (bottom-right within that length)
+    query i sees key j iff j <= i + lengths[b] - Nq. A row that sees no key is zeros. ``sm_scale``
+    defaults to 1/sqrt(D). Returns a new contiguous (B, Hq, Nq, D) tensor in q's dtype.
+    ``config`` overrides the tile sizes and split count (benchmarks). Unusable input raises ValueError.
+    """
+    if not isinstance(cache, QuantizedKV):
+        raise ValueError(f"cache: expected a QuantizedKV from quantize_kv, got {type(cache).__name__}")
+    if not isinstance(q, torch.Tensor) or q.dim() != 4:
+        raise ValueError(f"q: expected a 4-d tensor (B, Hq, Nq, D), got {getattr(q, 'shape', q)!r}")
+    B, Hkv, Nmax, D = cache.shape
+    Bq, Hq, Nq, Dq = q.shape
+    if q.dtype != cache.dtype:
+        raise ValueError(f"q: expected dtype {cache.dtype} (the cache's), got {q.dtype}")
+    if q.device != cache.device:
+        raise ValueError(f"q: expected device {cache.device} (the cache's), got {q.device}")
+    if Bq != B or Dq != D:
+        raise ValueError(f"q: expected batch {B} and head dim {D} (the cache's), got shape {tuple(q.shape)}")
+    if Hq == 0 or Hq % Hkv != 0:
+        raise ValueError(f"q: expected a multiple of the cache's {Hkv} heads (MHA, GQA or MQA), got {Hq}")
+    if q.stride(-1) != 1:
+        raise ValueError(f"q: expected the last dimension to be contiguous (stride 1), got {q.stride()}")
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal: expected a bool, got {type(causal).__name__}")
+    if sm_scale is None:
+        scale = 1.0 / math.sqrt(D)
+    elif (
+        isinstance(sm_scale, bool)
+        or not isinstance(sm_scale, (int, float))
+        or not (math.isfinite(sm_scale) and sm_scale > 0)
+    ):
+        raise ValueError(f"sm_scale: expected a finite positive float or None, got {sm_scale!r}")
+    else:
+        scale = float(sm_scale)
+    if q.device.type != "cuda" and not interpreting():
+        raise ValueError(f"q: expected a CUDA tensor (or TRITON_INTERPRET=1), got device {q.device}")
+    if B * Hq * Nq * D == 0 or cache.max_length == 0:
+        return q.new_zeros((B, Hq, Nq, D))
+    # Every row is written by the merge kernel (zeros where no key is seen).
+    out = q.new_empty((B, Hq, Nq, D))
+    group = Hq // Hkv
+    cfg = _config(q.device, group * Nq, config)
+    num_m = triton.cdiv(group * Nq, cfg.block_m)
+    programs = B * Hkv * num_m
+    splits = max(
+        1, min(triton.cdiv(cfg.target_programs, programs), triton.cdiv(cache.max_length, cfg.block_n))
+    )
+    chunk = triton.cdiv(triton.cdiv(cache.max_length, splits), cfg.block_n) * cfg.block_n
+    splits = triton.cdiv(cache.max_length, chunk)
+    rows = B * Hq * Nq
+    pacc = torch.empty((rows, splits, D), dtype=torch.float32, device=q.device)
+    pm = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
+    pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
+    kq, vq = cache.k, cache.v
+    _decode_kv_kernel[(programs, splits)](
+        q, kq.codes, kq.meta, vq.codes, vq.meta, cache.lengths, pacc, pm, pl,
+        q.stride(0), q.stride(1), q.stride(2),
+        Hkv, group, Nq, Nmax, scale * LOG2E, num_m, chunk, splits,
+        CAUSAL=causal, BITS=kq.bits, HALF=D // 2, GSIZE=kq.group, NG=D // kq.group,
+        UPCAST=interpreting() and q.dtype == torch.bfloat16, LOW_MATH=cfg.low_math,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        # exp2(s - m) must give exactly 1 at the row maximum (see flash_int8.py).
+        enable_fp_fusion=False,
+    )  # fmt: skip
+    _combine_splits_kernel[(rows,)](
+        pacc, pm, pl, out, splits, D,
+        BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=triton.next_power_of_2(D), num_warps=4,
+    )  # fmt: skip
+    return out
+
+
+def dequantize_kv(
+    cache: QuantizedKV, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K (smoothed, if the cache was) and V as the cache stores them, (B, Hkv, Nmax, D) in ``dtype``."""
+    return dequantize_groups(cache.k, dtype), dequantize_groups(cache.v, dtype)
+
+
+def decode_emulate(
+    q: torch.Tensor, cache: QuantizedKV, *, causal: bool = False, sm_scale: float | None = None
+) -> torch.Tensor:
+    """float64 emulation of :func:`decode_attention`: the kernel's own dequantized K/V (rounded to q's
+    dtype as the kernel rounds them for its dots), then exact attention over each row's filled keys."""
+    k, v = dequantize_kv(cache, torch.float32)
+    k, v = k.to(cache.dtype), v.to(cache.dtype)
+    outs = []
+    for b in range(q.size(0)):
+        n = int(cache.lengths[b])
+        outs.append(
+            attention_reference(
+                q[b : b + 1], k[b : b + 1, :, :n], v[b : b + 1, :, :n], causal=causal, sm_scale=sm_scale
+            )
+        )
+    return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape, dtype=torch.float64)
+
+
+__all__ = [
+    "DecodeConfig",
+    "QuantizedKV",
+    "decode_attention",
+    "decode_emulate",
+    "default_kv_group",
+    "dequantize_kv",
+    "quantize_kv",
+]
