@@ -73,7 +73,7 @@ def test_faults_are_recorded_against_the_case_in_flight(db):
         assert alias in run["note"]
     rows = by_kernel(store, run["id"])
     ids = quick_corpus_ids()
-    first, second = ids[0], ids[1]
+    second = ids[1]
 
     assert [r["case_id"] for r in rows["ok"]] == ids
     assert {r["status"] for r in rows["ok"]} == {"pass"}
