@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from harness.run.config import COMPILE_GRACE_S, FUZZ_PROFILE, RunUsageError, case_timeout
+from harness.run.config import FUZZ_PROFILE, RunUsageError, case_timeout, compile_grace
 from harness.run.plan import KernelPlan, RunPlan, derive_seed
 from harness.run.protocol import IDLE, WorkerProcess, crash_row, describe_exit, log_tail, skipped_row
 from harness.run.summary import KernelSummary, Progress, RunOutcome
@@ -295,7 +295,7 @@ class _Attempt:
                     in_flight = message
                     timeout = case_timeout(plan.case_timeout_s, plan.device, message["params"])
                     # The first kernel call may compile: it is not counted against the case.
-                    deadline = time.monotonic() + timeout + COMPILE_GRACE_S[plan.device]
+                    deadline = time.monotonic() + timeout + compile_grace(plan.device)
                     run.progress.phase(run.name, message["phase"])
                     run.progress.case_started(run.name, message["case_id"])
                 elif kind == "first_call_done" and in_flight is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -19,19 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from harness.core.timeouts import describe_exit
+
+__all__ = ["IDLE", "WorkerProcess", "crash_row", "describe_exit", "log_tail", "skipped_row", "worker_env"]
+
 # Returned by WorkerProcess.get when no message arrived in time; None means the worker closed its pipe.
 IDLE: dict = {"type": "idle"}
-
-
-def describe_exit(returncode: int) -> str:
-    """Human description of a worker's exit status (negative: killed by a signal)."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name} (exit status {returncode})"
-    return f"exited with status {returncode}"
 
 
 def worker_env(device: str) -> dict[str, str]:

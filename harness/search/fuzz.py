@@ -292,7 +292,12 @@ def fuzz(
     )
 
 
-def replay(target: KernelTarget, case: Case, device: str) -> CaseResult:
-    """Check exactly one case (what a repro command runs)."""
+def replay(
+    target: KernelTarget,
+    case: Case,
+    device: str,
+    check: Callable[[KernelTarget, Case, str], CaseResult] | None = None,
+) -> CaseResult:
+    """Check exactly one case (what a repro command runs); ``check`` as in :func:`fuzz`."""
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        return check_case(target, case, device)
+        return (check or check_case)(target, case, device)
