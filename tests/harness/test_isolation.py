@@ -42,13 +42,13 @@ def test_segfault_is_a_crashed_failure_and_the_next_case_gets_a_fresh_worker():
     target = load_kernel(f"c3={CK}:crash_on_every_third_length")
     with IsolatedChecker(target, "cpu", timeout_s=60) as check:
         assert check.isolated and not check.note
-        ok = check(target, case(16), "cpu")
+        ok = check(target, case(17), "cpu")
         assert ok.status == "pass", ok.message
-        crashed = check(target, case(18), "cpu")
+        crashed = check(target, case(16), "cpu")
         assert (crashed.status, crashed.failed_property) == ("fail", "crashed")
         assert "killed by SIGSEGV" in crashed.message
         assert "lowbit fuzz --kernel" in crashed.repro_command
-        again = check(target, case(20), "cpu")
+        again = check(target, case(18), "cpu")
         assert again.status == "pass"
         assert check.workers_started == 2
 
