@@ -32,8 +32,20 @@ STARTUP_LIMIT_S = 600.0
 def _serve(conn: Any, blob: bytes, device: str) -> None:
     """The child: check each case sent as params; report the first kernel call's end, then the result."""
     import faulthandler
+    import os
+    import threading
 
     faulthandler.enable()
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        # A search killed with SIGKILL must not leave a kernel hung in its worker.
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     from harness.search.device import select_device
 
     select_device(device)  # before the kernel's module is imported by unpickling the target
