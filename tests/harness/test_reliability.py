@@ -71,7 +71,7 @@ def gone(pid: int, limit_s: float = 15) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_signal_writes_what_was_measured_and_ends_the_run_interrupted(tmp_path, signum):
     db, marker = f"sqlite:///{tmp_path / 'h.db'}", tmp_path / "marker"
     proc = start_runner(db, marker, f"hang={CK}:hang_on_second_marked", f"ok={CK}:correct")
