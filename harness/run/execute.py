@@ -310,6 +310,11 @@ class _Attempt:
                     self.fuzz_finished = True
                 elif kind == "done":
                     done = True
+                elif kind == "context_lost":
+                    run.summary.notes.append(
+                        f"a {message.get('phase')} case left the CUDA context unusable "
+                        f"({message.get('message')}): the next cases run in a fresh worker"
+                    )
                 elif kind == "garbage":
                     run.summary.notes.append(f"unreadable worker message: {message['text'][:200]}")
                 if message is IDLE:

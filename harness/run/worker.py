@@ -14,6 +14,8 @@ there). Messages, in order:
   :class:`harness.store.ResultRow`, ``budget`` the error budget it was judged against;
 - ``{"type": "error", "phase", "message"}`` when the harness itself failed outside a case;
 - ``{"type": "fuzz_report", "examples", "failures", "elapsed_s"}`` when the fuzz budget is spent;
+- ``{"type": "context_lost", "phase", "message"}`` when a case left the CUDA context unusable (an
+  illegal address): the worker exits with status 4 and the parent goes on in a fresh one;
 - ``{"type": "done"}`` at the end.
 
 The worker runs in a session of its own; it exits if its parent goes away (a runner killed with
@@ -37,6 +39,9 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import IO, Any
+
+# Exit status of a worker whose CUDA context a kernel broke (after reporting that kernel's case).
+EXIT_CONTEXT_LOST = 4
 
 
 class Reporter:
@@ -206,6 +211,8 @@ class Worker:
             return None
 
     def report(self, result: Any, phase: str) -> None:
+        from harness.search.isolation import cuda_context_error
+
         self.reporter.send(
             {
                 "type": "result",
@@ -214,6 +221,13 @@ class Worker:
                 "budget": _budget(result),
             }
         )
+        broken = cuda_context_error(self.device)
+        if broken is not None:
+            # Every later CUDA call in this process would fail: end here; the parent starts a fresh
+            # worker for the cases not yet run.
+            self.reporter.send({"type": "context_lost", "phase": phase, "message": broken})
+            sys.stdout.flush()
+            os._exit(EXIT_CONTEXT_LOST)
 
     def run_cases(self, phase: str, cases_params: list[dict]) -> None:
         from harness.search.cases import Case

@@ -74,6 +74,25 @@ def _serve(conn: Any, blob: bytes, device: str) -> None:
         calls[0] = 0
         result = check_case(timed, Case.from_params(params), device)
         conn.send(("result", result))
+        if cuda_context_error(device) is not None:
+            return  # the next case gets a fresh worker (and a fresh CUDA context)
+
+
+def cuda_context_error(device: str) -> str | None:
+    """Why the CUDA context is unusable (a kernel hit an illegal address, ...), or None if it is fine.
+
+    After such a fault every later CUDA call in the process fails too: the worker must end after
+    reporting the case that caused it, and a fresh worker goes on.
+    """
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    try:
+        torch.cuda.synchronize()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
 
 
 def fault_result(target: KernelTarget, case: Case, prop: str, message: str, elapsed: float) -> CaseResult:
