@@ -203,7 +203,7 @@ def _first_open_race(backend: str, rounds: int, tmp_path, request) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_first_opens_of_a_new_database_do_not_race(backend, tmp_path, request):
     """8 processes open the same brand-new database at once, several rounds: every open succeeds."""
-    _first_open_race(backend, 3, tmp_path, request)
+    _first_open_race(backend, 2, tmp_path, request)
 
 
 @pytest.mark.slow
