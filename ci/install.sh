@@ -5,7 +5,9 @@
 #   LOWBIT_TORCH=skip bash ci/install.sh   # GPU runner whose image already has a CUDA torch + triton
 #
 # torch is installed first and pinned, because a bare `torch` requirement with no torch present pulls a
-# multi-GB CUDA build. Triton 3.6.0's CPU interpreter needs numpy < 2.4.
+# multi-GB CUDA build. Triton 3.6.0's CPU interpreter needs numpy < 2.4. Everything else comes in at the
+# exact versions of ci/constraints.txt (refreshed on purpose with `bash ci/lock.sh`), so the same install
+# resolves the same tools today and next month.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,5 +23,5 @@ if [ "${LOWBIT_TORCH:-}" != "skip" ]; then
   pip_install "triton==3.6.0" "numpy<2.4"
 fi
 echo "lowbit install: project with dev extras"
-pip_install -e ".[dev]"
+pip_install -c ci/constraints.txt -e ".[dev]"
 "$PY" -c 'import torch, triton, numpy; print(f"torch {torch.__version__}, triton {triton.__version__}, numpy {numpy.__version__}")'

@@ -9,8 +9,11 @@ Usage::
         lowbit_fuzz("mypkg.attn:attention", head_dims=(64, 128))   # or a callable, or a KernelSpec
 
 The test fails with the shrunk case, the failed property and a repro command if any property fails.
+The kernel runs in a worker process (:mod:`harness.search.isolation`): a kernel that segfaults or hangs
+fails the test (property ``crashed`` or ``timed_out``) and the session goes on.
 Options: ``--lowbit-profile dev|ci|nightly`` (default: ci when the CI environment variable is set,
-else dev), ``--lowbit-examples N``, ``--lowbit-seed S``, ``--lowbit-device cpu|cuda``.
+else dev), ``--lowbit-examples N``, ``--lowbit-seed S``, ``--lowbit-device cpu|cuda``,
+``--lowbit-case-timeout SECONDS`` (default: $LOWBIT_CASE_TIMEOUT, else sized by device and shape).
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--lowbit-device", choices=("cpu", "cuda"), default=None, help="Device (default: cuda if present)."
     )
+    group.addoption(
+        "--lowbit-case-timeout",
+        type=float,
+        default=None,
+        help="Seconds one case may run before its worker is killed (default: $LOWBIT_CASE_TIMEOUT, else "
+        "sized by device and shape).",
+    )
 
 
 def _default_profile() -> str:
@@ -50,6 +60,7 @@ class LowbitFuzzer:
         self.examples: int | None = config.getoption("lowbit_examples")
         self.seed: int | None = config.getoption("lowbit_seed")
         self.device_option: str | None = config.getoption("lowbit_device")
+        self.case_timeout: float | None = config.getoption("lowbit_case_timeout")
 
     def __call__(
         self,
@@ -63,12 +74,14 @@ class LowbitFuzzer:
         max_n: int | None = None,
         name: str | None = None,
         database: bool = True,
+        isolate: bool = True,
     ):
         """Fuzz ``kernel`` (ref string, callable, KernelSpec or KernelTarget); return the FuzzReport.
 
         ``examples`` here wins over ``--lowbit-examples`` only when that option is not given.
         ``head_dims``/``dtypes`` describe a bare callable (defaults: harness.search.targets's). ``max_n`` caps
-        sequence lengths (useful for kernels run by the Triton interpreter).
+        sequence lengths (useful for kernels run by the Triton interpreter). ``isolate=False`` calls the
+        kernel in this process (faster start, but a crash takes the session down).
         """
         from harness.search.device import select_device
 
@@ -102,15 +115,32 @@ class LowbitFuzzer:
         limits = size_limits(self.profile, device)
         if max_n is not None:
             limits = dataclasses.replace(limits, max_n=min(limits.max_n, max_n))
-        report = fuzz(
-            target,
-            examples=self.examples or examples,
-            seed=self.seed,
-            device=device,
-            profile=self.profile,
-            database=database,
-            sizes=limits,
-        )
+        from harness.core.timeouts import configured_case_timeout
+        from harness.search.isolation import IsolatedChecker
+
+        try:
+            timeout = configured_case_timeout(self.case_timeout, "--lowbit-case-timeout")
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        checker = IsolatedChecker(target, device, timeout) if isolate else None
+        if checker is not None and checker.note:
+            import warnings
+
+            warnings.warn(checker.note, stacklevel=2)
+        try:
+            report = fuzz(
+                target,
+                examples=self.examples or examples,
+                seed=self.seed,
+                device=device,
+                profile=self.profile,
+                database=database,
+                sizes=limits,
+                check=checker,
+            )
+        finally:
+            if checker is not None:
+                checker.close()
         if not report.ok:
             pytest.fail(_render(report), pytrace=False)
         return report

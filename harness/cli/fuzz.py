@@ -103,6 +103,14 @@ def kernels_command(device: str | None, as_json: bool) -> None:
     default=True,
     help="Use the example database under .lowbit/hypothesis (never under the ci profile).",
 )
+@click.option(
+    "--case-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="A case running longer is a failure (timed_out); its worker is killed. The first, possibly "
+    "compiling, kernel call is not counted. Default: $LOWBIT_CASE_TIMEOUT, else sized by device and shape.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def fuzz_command(
     kernel_ref: str,
@@ -115,10 +123,21 @@ def fuzz_command(
     max_n: int | None,
     case_json_text: str | None,
     database: bool,
+    case_timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Search shapes and value distributions for an input where the kernel is wrong."""
+    """Search shapes and value distributions for an input where the kernel is wrong.
+
+    The kernel runs in a worker process: a segfault, an abort, a CUDA fault or a hang is a failed case
+    (property crashed or timed_out), shrunk and printed with its repro line like any other.
+    """
+    from harness.core.timeouts import configured_case_timeout
+
     profile = profile or ("ci" if in_ci() else "dev")
+    try:
+        timeout = configured_case_timeout(case_timeout)
+    except ValueError as exc:
+        _fail_usage(str(exc))
     device = _select(device)
 
     from harness.cli.render import console
@@ -130,6 +149,11 @@ def fuzz_command(
     except KernelLoadError as exc:
         _fail_usage(str(exc))
     out, err = console(), console(stderr=True)
+    from harness.search.isolation import IsolatedChecker
+
+    checker = IsolatedChecker(target, device, timeout)
+    if checker.note:
+        err.print(f"lowbit: warning: {checker.note}", highlight=False, markup=False)
 
     if case_json_text is not None:
         try:
@@ -139,7 +163,8 @@ def fuzz_command(
         from harness.cli.render import case_json, render_case_result
         from harness.search.fuzz import replay
 
-        result = replay(target, case, device)
+        with checker:
+            result = replay(target, case, device, check=checker)
         if as_json:
             click.echo(json.dumps(case_json(result)))
         else:
@@ -156,7 +181,7 @@ def fuzz_command(
     if max_n is not None:
         limits = dataclasses.replace(limits, max_n=min(limits.max_n, max_n))
     total = examples or DEFAULT_EXAMPLES[profile]
-    with FuzzProgress(err, total, f"fuzz {target.name}") as progress:
+    with checker, FuzzProgress(err, total, f"fuzz {target.name}") as progress:
         report = fuzz(
             target,
             examples=examples,
@@ -166,6 +191,7 @@ def fuzz_command(
             on_result=progress.update,
             database=database,
             sizes=limits,
+            check=checker,
         )
     if as_json:
         click.echo(json.dumps(fuzz_json(report)))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 import click
+
+from harness.cli.errors import fail_usage
 
 # Same as harness.run.corpus.SUITES (a test checks), spelled out to keep `lowbit --help` free of torch
 # imports.
@@ -71,6 +74,10 @@ class RichProgress:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
+    def case_started(self, name: str, case_id: str) -> None: ...
+
+    def tick(self) -> None: ...
+
     def kernel_started(self, name: str, total: int) -> None:
         self.failures[name] = 0
         self.tasks[name] = self.progress.add_task(name, total=total, kernel=name, phase="start", failures=0)
@@ -80,7 +87,7 @@ class RichProgress:
 
     def case_done(self, name: str, row: dict) -> None:
         task = self.tasks[name]
-        if row["status"] in ("fail", "error", "crash"):
+        if row["status"] in ("fail", "error", "crash", "timeout", "skipped"):
             self.failures[name] += 1
         # Fuzzing may check more examples than planned (shrinking): grow the bar rather than overflow it.
         current = self.progress.tasks[self.progress.task_ids.index(task)]
@@ -96,11 +103,73 @@ class RichProgress:
             self.console.print(f"[yellow]{summary.name}[/]: {note}", markup=True, highlight=False)
 
 
+class LineProgress:
+    """Progress for logs (output not a terminal): plain lines, at least one every ``interval`` seconds."""
+
+    def __init__(self, console, interval: float = 30.0) -> None:
+        self.console = console
+        self.interval = interval
+        self.last = time.monotonic()
+        self.kernel = ""
+        self.phase_name = ""
+        self.total = 0
+        self.done = 0
+        self.failing = 0
+        self.case_id = ""
+        self.case_since = time.monotonic()
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def _line(self, text: str) -> None:
+        self.console.print(f"lowbit run: {text}", highlight=False, markup=False)
+        self.last = time.monotonic()
+
+    def kernel_started(self, name: str, total: int) -> None:
+        self.kernel, self.total, self.done, self.failing = name, total, 0, 0
+        self._line(f"{name}: started, {total} case(s) planned")
+
+    def phase(self, name: str, phase: str) -> None:
+        self.phase_name = phase
+
+    def case_started(self, name: str, case_id: str) -> None:
+        self.case_id, self.case_since = case_id, time.monotonic()
+
+    def case_done(self, name: str, row: dict) -> None:
+        self.done += 1
+        if row["status"] in ("fail", "error", "crash", "timeout", "skipped"):
+            self.failing += 1
+        self.case_id = ""
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        running = f", case {self.case_id} running for {now - self.case_since:.0f} s" if self.case_id else ""
+        self._line(
+            f"{self.kernel}: {self.phase_name} {self.done}/{self.total} case(s) done, "
+            f"{self.failing} not passing{running}"
+        )
+
+    def kernel_finished(self, summary) -> None:
+        self._line(
+            f"{summary.name}: finished, {summary.measured} measured, {summary.failed + summary.errors} "
+            f"failed, {summary.crashed} crashed, {summary.timed_out} timed out, {summary.skipped} skipped"
+        )
+        for note in summary.notes:
+            self._line(f"{summary.name}: {note}")
+
+
 def summary_table(outcome):
     from rich.table import Table
 
     table = Table(title=f"lowbit run {outcome.run_id}: {outcome.status}")
-    for column in ("kernel", "cases", "pass", "fail", "unsupported", "crash", "worst rel_l2 / budget"):
+    columns = ("kernel", "measured", "pass", "fail", "unsupported", "crash", "timeout", "skipped")
+    for column in (*columns, "worst rel_l2 / budget"):
         table.add_column(column, justify="left" if column == "kernel" else "right")
     table.add_column("median latency", justify="right")
     for s in outcome.summaries:
@@ -108,11 +177,13 @@ def summary_table(outcome):
         ratio = _format_worst(s)
         table.add_row(
             s.name,
-            str(s.cases),
+            str(s.measured),
             str(s.passed),
             str(s.failed + s.errors),
             str(s.unsupported),
             str(s.crashed),
+            str(s.timed_out),
+            str(s.skipped + s.fuzz_examples_not_run),
             f"[red]{ratio}[/]" if over else ratio,
             _format_latency(s),
         )
@@ -165,11 +236,26 @@ def run_commands() -> list[click.Command]:
         metavar="S",
         help="Fuzz seed (default: from the commit).",
     )
-    def run(db, commit, branch, suite, kernels, shard, device, fuzz_examples, seed) -> None:
+    @click.option(
+        "--case-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Kill a kernel's worker when one case runs longer (first, possibly compiling, call not "
+        "counted). Default: $LOWBIT_CASE_TIMEOUT, else sized by device and shape.",
+    )
+    @click.option(
+        "--allow-short", is_flag=True, help="Record a short --commit that git cannot expand as given."
+    )
+    def run(
+        db, commit, branch, suite, kernels, shard, device, fuzz_examples, seed, case_timeout, allow_short
+    ) -> None:
         """Measure kernels on one commit: replay counterexamples, run the corpus, fuzz; record it all.
 
-        Exit status: 0 every property held, 1 a property failed or a kernel worker crashed, 2 bad usage
-        (unknown kernel, malformed commit or shard, unusable database).
+        Exit status: 0 every case measured and every property held; 1 a property failed, a case crashed,
+        timed out or was skipped; 2 bad usage (unknown kernel, malformed commit or shard, unusable
+        database); 128+N when signal N (SIGINT, SIGTERM) stopped the run, which is then recorded as
+        interrupted with everything measured so far.
         """
         from harness.run.runner import RunConfig, RunUsageError, execute, prepare
 
@@ -184,6 +270,8 @@ def run_commands() -> list[click.Command]:
             device=device,
             fuzz_examples=fuzz_examples,
             seed=seed,
+            case_timeout_s=case_timeout,
+            allow_short=allow_short,
         )
         try:
             plan = prepare(config)
@@ -196,13 +284,13 @@ def run_commands() -> list[click.Command]:
                 highlight=False,
             )
             try:
-                with RichProgress(err) as progress:
+                display = RichProgress(err) if err.is_terminal else LineProgress(err)
+                with display as progress:
                     outcome = execute(plan, progress)
             finally:
                 plan.store.close()
         except RunUsageError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
-            sys.exit(2)
+            fail_usage(str(exc))
         _console(stderr=False).print(summary_table(outcome))
         sys.exit(outcome.exit_code)
 

@@ -1,7 +1,8 @@
 """Commands `lowbit db upgrade|current`, `lowbit ingest`, `lowbit export`.
 
 Every database problem is a :class:`harness.store.StoreError`: printed (never with a password) and exit
-status 2, like any unusable input.
+status 2, like any unusable input. A short commit SHA is expanded to the full one through the git
+repository here (outside one it is refused unless ``--allow-short``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import __version__
+from harness.cli.errors import fail_usage
 from harness.store import StoreError, current, open_store, redact_url, resolve_url, upgrade
+from harness.store.migrate import check_known
 
 DB_HELP = "Database URL (any SQLAlchemy URL). Default: $LOWBIT_DB_URL, else ./lowbit.db (SQLite)."
 
@@ -36,8 +39,20 @@ def _exit_2_on_bad_input() -> Iterator[None]:
     try:
         yield
     except (StoreError, IngestError, ValueError) as exc:
-        _err().print(f"[bold red]error:[/] {escape(str(exc))}")
-        sys.exit(2)
+        fail_usage(str(exc))
+
+
+ALLOW_SHORT_HELP = "Accept a short SHA that git cannot expand here (recorded/matched as given)."
+
+
+def _full_commit(commit: str, allow_short: bool) -> str:
+    """``commit`` expanded to the full SHA through git (see harness.run.gitinfo.expand_sha)."""
+    from harness.run.gitinfo import GitInfoError, expand_sha
+
+    try:
+        return expand_sha(commit, allow_short=allow_short)
+    except GitInfoError as exc:
+        fail_usage(str(exc))
 
 
 @click.group("db")
@@ -68,6 +83,8 @@ def db_current(db_url: str | None) -> None:
     url = resolve_url(db_url)
     with _exit_2_on_bad_input():
         revision, head = current(url)
+        # A newer schema: `lowbit db upgrade` cannot help, a newer lowbit can.
+        check_known(revision)
     state = (
         "up to date" if revision == head else ("empty" if revision is None else "needs `lowbit db upgrade`")
     )
@@ -81,13 +98,26 @@ def db_current(db_url: str | None) -> None:
 @click.option("--commit", required=True, help="Commit the benchmarks were measured at (hex SHA).")
 @click.option("--branch", default=None, help="Branch name to record.")
 @click.option("--db", "db_url", metavar="URL", help=DB_HELP)
-def ingest_command(file: Path, commit: str, branch: str | None, db_url: str | None) -> None:
-    """Import a pytest-benchmark JSON file (pytest --benchmark-json FILE) as one run at COMMIT."""
+@click.option("--allow-short", is_flag=True, help=ALLOW_SHORT_HELP)
+def ingest_command(
+    file: Path, commit: str, branch: str | None, db_url: str | None, allow_short: bool
+) -> None:
+    """Import a pytest-benchmark JSON file (pytest --benchmark-json FILE) as one run at COMMIT.
+
+    Ingesting the same file for the same commit again records nothing new.
+    """
     from harness.store.ingest import ingest
 
     url = resolve_url(db_url)
     with _exit_2_on_bad_input():
+        commit = _full_commit(commit, allow_short)
         summary = ingest(file, url=url, commit=commit, branch=branch, lowbit_version=__version__)
+    if summary.already:
+        _out().print(
+            f"{escape(str(file))} was already ingested for commit {commit[:12]} as run "
+            f"[bold]{summary.run_id}[/]: nothing new recorded"
+        )
+        return
     _out().print(
         f"ingested {summary.benchmarks} benchmark(s) of {len(summary.kernels)} group(s) as run "
         f"[bold]{summary.run_id}[/] into {escape(redact_url(url))}"
@@ -112,6 +142,7 @@ def ingest_command(file: Path, commit: str, branch: str | None, db_url: str | No
     default=None,
     help="Write here instead of stdout.",
 )
+@click.option("--allow-short", is_flag=True, help=ALLOW_SHORT_HELP)
 def export_command(
     db_url: str | None,
     run_id: int | None,
@@ -119,13 +150,18 @@ def export_command(
     commits: str | None,
     fmt: str,
     output: Path | None,
+    allow_short: bool,
 ) -> None:
     """Write the results of a run, a commit, or a commit range as CSV or JSON."""
     from harness.store.export import export
 
     if sum(x is not None for x in (run_id, commit, commits)) != 1:
-        _err().print("[bold red]error:[/] give exactly one of --run ID, --commit SHA, --commits A..B")
-        sys.exit(2)
+        fail_usage("give exactly one of --run ID, --commit SHA, --commits A..B")
+    if commit is not None:
+        commit = _full_commit(commit, allow_short)
+    if commits is not None and ".." in commits:
+        first, _, last = commits.partition("..")
+        commits = f"{_full_commit(first, allow_short)}..{_full_commit(last, allow_short)}"
     url = resolve_url(db_url)
     with _exit_2_on_bad_input(), open_store(url, create=False) as store:
         text, n_runs, n_results = export(store, fmt, run_id=run_id, commit=commit, commits=commits)
@@ -135,8 +171,7 @@ def export_command(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _err().print(f"[bold red]error:[/] cannot write {escape(str(output))}: {escape(str(exc))}")
-        sys.exit(2)
+        fail_usage(f"cannot write {output}: {exc}")
     _err().print(f"wrote {n_results} result(s) of {n_runs} run(s) to {escape(str(output))}")
 
 

@@ -78,20 +78,56 @@ def _branch_of_head(cwd: Path) -> str | None:
     return None
 
 
+FULL_SHA_LENGTH = 40
+
+
+def expand_sha(commit: str, cwd: str | Path | None = None, *, allow_short: bool = False) -> str:
+    """``commit`` as a full SHA: an abbreviated one is resolved by the git repository in ``cwd``.
+
+    Histories are keyed by the full SHA: a short one stored as given never matches the same commit
+    recorded in full, and grows ambiguous as the repository grows. So a short SHA that git cannot
+    resolve (outside a repository, or unknown to it) is refused unless ``allow_short``.
+    """
+    sha = validate_sha(commit)
+    if len(sha) == FULL_SHA_LENGTH:
+        return sha
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    if _inside_repo(where):
+        full = _git(where, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
+        if full:
+            return full
+        if allow_short:
+            return sha
+        raise GitInfoError(
+            f"commit {sha} is not known to the git repository at {where}: give the full 40-digit SHA "
+            "(or --allow-short to record the abbreviation as given)"
+        )
+    if allow_short:
+        return sha
+    raise GitInfoError(
+        f"short commit {sha} cannot be resolved: {where} is not inside a git repository; give the full "
+        "40-digit SHA (or --allow-short to record the abbreviation as given)"
+    )
+
+
 def resolve_commit(
-    commit: str | None = None, branch: str | None = None, cwd: str | Path | None = None
+    commit: str | None = None,
+    branch: str | None = None,
+    cwd: str | Path | None = None,
+    *,
+    allow_short: bool = False,
 ) -> CommitInfo:
     """Commit, parents and branch for a run.
 
-    With ``commit`` given it is validated; when the repository in ``cwd`` knows it, an abbreviated SHA is
-    expanded and its parents are read, otherwise it is recorded as given with no parents. Without
-    ``commit``, HEAD of the repository in ``cwd`` is used, and outside a repository that is an error.
-    ``branch`` overrides the branch read from git (or from the CI's environment on a detached HEAD).
+    With ``commit`` given it is validated and expanded to the full SHA (:func:`expand_sha`); its parents
+    are read when the repository in ``cwd`` knows it. Without ``commit``, HEAD of the repository in
+    ``cwd`` is used, and outside a repository that is an error. ``branch`` overrides the branch read from
+    git (or from the CI's environment on a detached HEAD).
     """
     where = Path(cwd) if cwd is not None else Path.cwd()
     in_repo = _inside_repo(where)
     if commit is not None:
-        sha = validate_sha(commit)
+        sha = expand_sha(commit, where, allow_short=allow_short)
         parents: list[str] = []
         if in_repo:
             full = _git(where, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")

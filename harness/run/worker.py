@@ -8,10 +8,18 @@ there). Messages, in order:
 - ``{"type": "ready", "name", "source_hash"}`` once the kernel is loaded;
 - ``{"type": "start", "phase", "case_id", "params"}`` before a case runs: if the worker dies now, the
   parent records a crash against exactly this case;
+- ``{"type": "first_call_done"}`` when the case's first kernel call returned: that call may have
+  compiled, so the parent starts the case's time-out only now (the first call has a grace of its own);
 - ``{"type": "result", "phase", "row", "budget"}`` after it ran; ``row`` holds the fields of
   :class:`harness.store.ResultRow`, ``budget`` the error budget it was judged against;
 - ``{"type": "error", "phase", "message"}`` when the harness itself failed outside a case;
+- ``{"type": "fuzz_report", "examples", "failures", "elapsed_s"}`` when the fuzz budget is spent;
+- ``{"type": "context_lost", "phase", "message"}`` when a case left the CUDA context unusable (an
+  illegal address): the worker exits with status 4 and the parent goes on in a fresh one;
 - ``{"type": "done"}`` at the end.
+
+The worker runs in a session of its own; it exits if its parent goes away (a runner killed with
+SIGKILL must not leave a hung kernel behind).
 
 A Python exception raised by the kernel is a property failure that
 :func:`harness.search.properties.check_case` records; the worker goes on with the next case. Each line is
@@ -26,10 +34,14 @@ import faulthandler
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import IO, Any
+
+# Exit status of a worker whose CUDA context a kernel broke (after reporting that kernel's case).
+EXIT_CONTEXT_LOST = 4
 
 
 class Reporter:
@@ -52,17 +64,39 @@ def _json_default(value: Any) -> Any:
 
 
 class CallTimer:
-    """Wraps a kernel callable and keeps the wall time of each call (the interpreter's "latency")."""
+    """Wraps a kernel callable and keeps the wall time of each call (the interpreter's "latency").
 
-    def __init__(self, fn: Callable) -> None:
+    ``after_first`` runs once the first call since the last :meth:`reset` has returned.
+    """
+
+    def __init__(self, fn: Callable, after_first: Callable[[], None] | None = None) -> None:
         self.fn = fn
+        self.after_first = after_first
         self.samples_s: list[float] = []
+
+    def reset(self) -> None:
+        self.samples_s.clear()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         out = self.fn(*args, **kwargs)
         self.samples_s.append(time.perf_counter() - start)
+        if len(self.samples_s) == 1 and self.after_first is not None:
+            self.after_first()
         return out
+
+
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """Exit at once when the parent process goes away (checked from a daemon thread)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="lowbit-parent-watch", daemon=True).start()
 
 
 def _case_fields(case: Any, phase: str) -> dict:
@@ -131,7 +165,7 @@ class Worker:
         self.reporter = reporter
         self.device = job["device"]
         loaded = load_kernel(job["kernel_ref"])
-        self.timer = CallTimer(loaded.fn)
+        self.timer = CallTimer(loaded.fn, after_first=lambda: reporter.send({"type": "first_call_done"}))
         # The harness calls the timed wrapper: every kernel call of a case is also a latency sample.
         self.target = dataclasses.replace(loaded, fn=self.timer)
         self.raw_fn = loaded.fn
@@ -140,7 +174,7 @@ class Worker:
         reporter.send({"type": "ready", "name": loaded.name, "source_hash": loaded.source_hash})
 
     def announce(self, case: Any) -> None:
-        self.timer.samples_s.clear()
+        self.timer.reset()
         self.reporter.send(
             {
                 "type": "start",
@@ -177,6 +211,8 @@ class Worker:
             return None
 
     def report(self, result: Any, phase: str) -> None:
+        from harness.search.isolation import cuda_context_error
+
         self.reporter.send(
             {
                 "type": "result",
@@ -185,6 +221,13 @@ class Worker:
                 "budget": _budget(result),
             }
         )
+        broken = cuda_context_error(self.device)
+        if broken is not None:
+            # Every later CUDA call in this process would fail: end here; the parent starts a fresh
+            # worker for the cases not yet run.
+            self.reporter.send({"type": "context_lost", "phase": phase, "message": broken})
+            sys.stdout.flush()
+            os._exit(EXIT_CONTEXT_LOST)
 
     def run_cases(self, phase: str, cases_params: list[dict]) -> None:
         from harness.search.cases import Case
@@ -209,16 +252,9 @@ class Worker:
             self.report(result, phase)
 
     def run_fuzz(self, spec: dict) -> None:
-        import harness.search.fuzz
-        import harness.search.properties
+        from harness.search.fuzz import fuzz
 
         self.phase = "fuzz"
-        original = harness.search.properties.check_case
-
-        def announcing_check_case(target: Any, case: Any, device: str) -> Any:
-            self.announce(case)
-            return original(target, case, device)
-
         recorded: set[str] = set()
 
         def on_result(result: Any) -> None:
@@ -229,18 +265,14 @@ class Worker:
             recorded.add(result.case.case_id)
             self.report(result, "fuzz")
 
-        # fuzz() judges each example with check_case; announcing it first lets the parent attribute a
-        # crash to the example in flight.
-        harness.search.properties.check_case = announcing_check_case
-        if hasattr(harness.search.fuzz, "check_case"):
-            harness.search.fuzz.check_case = announcing_check_case
         sizes = None
         if spec.get("tiny"):
             from harness.search.profiles import TINY
 
             sizes = TINY
         try:
-            report = harness.search.fuzz.fuzz(
+            # Each example is announced before it runs, so the parent attributes a crash to it.
+            report = fuzz(
                 self.target,
                 examples=spec["examples"],
                 seed=spec["seed"],
@@ -249,18 +281,15 @@ class Worker:
                 sizes=sizes,
                 on_result=on_result,
                 database=False,
+                before_case=self.announce,
             )
         except Exception as exc:
             self.reporter.send({"type": "error", "phase": "fuzz", "message": _exception_text(exc)})
             return
-        finally:
-            harness.search.properties.check_case = original
-            if hasattr(harness.search.fuzz, "check_case"):
-                harness.search.fuzz.check_case = original
         for failure in report.failures:
             if failure.case.case_id not in recorded:
                 recorded.add(failure.case.case_id)
-                self.timer.samples_s.clear()  # its kernel calls were not the last ones timed
+                self.timer.reset()  # its kernel calls were not the last ones timed
                 self.report(failure, "fuzz")
         self.reporter.send(
             {
@@ -292,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     # On a segfault or abort, Python's traceback goes to the worker's log, which the parent quotes in
     # the crash record.
     faulthandler.enable()
+    exit_with_parent()
     job = json.load(sys.stdin)
     reporter = Reporter(os.fdopen(args.fd, "w", encoding="utf-8"))
 

@@ -162,6 +162,8 @@ def fuzz(
     database: bool = True,
     sizes: SizeLimits | None = None,
     keep_going: bool = False,
+    before_case: Callable[[Case], None] | None = None,
+    check: Callable[[KernelTarget, Case, str], CaseResult] | None = None,
 ) -> FuzzReport:
     """Search for a case where ``target`` breaks a property; return what was tried and found.
 
@@ -175,6 +177,10 @@ def fuzz(
     off (otherwise the profile decides: ``ci`` derandomized, the others random); ``sizes`` overrides the
     profile's shape limits.
     ``on_result`` sees every checked example, shrinking steps included (``result.phase == "shrink"``).
+    Hooks around each example: ``before_case(case)`` runs before it is checked (the runner's worker
+    announces the case there, so a crash is attributed to it); ``check`` replaces
+    :func:`~harness.search.properties.check_case` (an isolated checker runs the kernel in a worker
+    process).
     """
     check_profile(profile)
     if examples is not None and examples < 1:
@@ -197,8 +203,12 @@ def fuzz(
     failures: list[CaseResult] = []
     notes: list[str] = []
 
+    judge = check or check_case
+
     def run_one(case: Case) -> None:
-        result = check_case(target, case, device)
+        if before_case is not None:
+            before_case(case)
+        result = judge(target, case, device)
         result.phase = state["phase"]
         if result.phase == "explore":
             state["explored"] += 1
@@ -282,7 +292,12 @@ def fuzz(
     )
 
 
-def replay(target: KernelTarget, case: Case, device: str) -> CaseResult:
-    """Check exactly one case (what a repro command runs)."""
+def replay(
+    target: KernelTarget,
+    case: Case,
+    device: str,
+    check: Callable[[KernelTarget, Case, str], CaseResult] | None = None,
+) -> CaseResult:
+    """Check exactly one case (what a repro command runs); ``check`` as in :func:`fuzz`."""
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        return check_case(target, case, device)
+        return (check or check_case)(target, case, device)

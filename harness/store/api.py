@@ -7,10 +7,12 @@ wait), PostgreSQL reports a deadlock/serialisation failure, or a portable get-or
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -36,8 +38,13 @@ from harness.store.upsert import CHUNK, insert_ignore, is_retryable, upsert_coun
 
 T = TypeVar("T")
 
-FINISHED_STATUSES = ("complete", "failed", "crashed")
+FINISHED_STATUSES = ("complete", "interrupted", "crashed", "abandoned")
 WRITE_ATTEMPTS = 8
+# The runner refreshes its run's heartbeat this often; a "running" run whose heartbeat is older than
+# ABANDON_AFTER_S (default; $LOWBIT_ABANDON_AFTER overrides) is marked "abandoned" by the next open.
+HEARTBEAT_S = 10.0
+ABANDON_AFTER_S = 120.0
+ABANDON_ENV_VAR = "LOWBIT_ABANDON_AFTER"
 
 _cases = Case.__table__
 _results = Result.__table__
@@ -145,8 +152,12 @@ class Store:
         shard: str | None,
         environment: dict,
         lowbit_version: str,
+        content_hash: str | None = None,
     ) -> int:
-        """Record a new run with status "running"; returns its id."""
+        """Record a new run with status "running" and a fresh heartbeat; returns its id.
+
+        ``content_hash`` (ingests) is unique: StoreError if a run with that hash exists already.
+        """
         if not commit:
             raise ValueError("start_run: commit must be a non-empty string")
         for name, value in (
@@ -160,13 +171,16 @@ class Store:
         for parent in parents:
             check_length("start_run: parent commit", parent, Run.__table__.c.commit)
         env_id = self.environment_id(environment)
+        now = utc_now()
         values = {
             "commit": commit,
             "parents": list(parents),
             "branch": branch,
             "suite": suite,
             "shard": shard,
-            "started_at": utc_now(),
+            "started_at": now,
+            "heartbeat_at": now,
+            "content_hash": content_hash,
             "status": "running",
             "note": "",
             "lowbit_version": lowbit_version,
@@ -213,22 +227,75 @@ class Store:
 
         self._write(work)
 
-    def finish_run(self, run_id: int, status: str, note: str = "") -> None:
-        """Close a run: status "complete", "failed" (a property failed) or "crashed"."""
+    def finish_run(self, run_id: int, status: str, note: str = "", *, keep_content_hash: bool = True) -> None:
+        """Close a run: "complete", "interrupted", "crashed" (or "abandoned").
+
+        A run another process marked abandoned (its heartbeat looked stale) is closed all the same: the
+        runner that finishes it knows better. ``keep_content_hash=False`` frees the hash of a failed
+        ingest, so the same file can be ingested again.
+        """
         if status not in FINISHED_STATUSES:
             raise ValueError(f"finish_run: status must be one of {FINISHED_STATUSES}, got {status!r}")
         table = Run.__table__
+        values: dict = {"status": status, "note": note, "ended_at": utc_now()}
+        if not keep_content_hash:
+            values["content_hash"] = None
 
         def work(conn: Connection) -> None:
-            done = conn.execute(
-                table.update()
-                .where(table.c.id == run_id)
-                .values(status=status, note=note, ended_at=utc_now())
-            )
+            done = conn.execute(table.update().where(table.c.id == run_id).values(**values))
             if done.rowcount != 1:
                 raise StoreError(f"finish_run: no run with id {run_id}")
 
         self._write(work)
+
+    def heartbeat(self, run_id: int) -> bool:
+        """Refresh a running run's heartbeat; False if the run is no longer "running"."""
+        table = Run.__table__
+
+        def work(conn: Connection) -> bool:
+            done = conn.execute(
+                table.update()
+                .where(table.c.id == run_id, table.c.status == "running")
+                .values(heartbeat_at=utc_now())
+            )
+            return done.rowcount == 1
+
+        return self._write(work)
+
+    def mark_abandoned(self, older_than_s: float) -> list[int]:
+        """Mark "abandoned" every running run whose heartbeat (or start) is older than ``older_than_s``."""
+        table = Run.__table__
+        cutoff = utc_now() - timedelta(seconds=older_than_s)
+        last_sign = sa.func.coalesce(table.c.heartbeat_at, table.c.started_at)
+
+        stale = sa.select(table.c.id).where(table.c.status == "running", last_sign < cutoff)
+        # Looked up first without a write lock: opening a database whose runs are alive only reads.
+        if not self._read(lambda conn: list(conn.execute(stale).scalars())):
+            return []
+
+        def work(conn: Connection) -> list[int]:
+            ids = list(conn.execute(stale).scalars())
+            if ids:
+                note = f"abandoned: no heartbeat for more than {older_than_s:.0f} s (process gone?)"
+                conn.execute(
+                    table.update()
+                    .where(table.c.id.in_(ids), table.c.status == "running")
+                    .values(status="abandoned", ended_at=utc_now(), note=note)
+                )
+            return ids
+
+        return self._write(work)
+
+    def run_with_content_hash(self, content_hash: str) -> dict | None:
+        """The run recorded with this content hash (an earlier ingest of the same file), if any."""
+        found = self.runs(content_hash=content_hash)
+        return found[0] if found else None
+
+    def commits_with_prefix(self, prefix: str) -> list[str]:
+        """Distinct recorded commits starting with ``prefix``."""
+        table = Run.__table__
+        query = sa.select(table.c.commit).where(table.c.commit.startswith(prefix, autoescape=True)).distinct()
+        return self._read(lambda conn: sorted(conn.execute(query).scalars()))
 
     # -- reading ------------------------------------------------------------------------------------
     def counterexamples(self, kernel_name: str) -> list[dict]:
@@ -305,6 +372,7 @@ class Store:
         commit: str | None = None,
         branch: str | None = None,
         status: str | None = None,
+        content_hash: str | None = None,
         limit: int | None = None,
     ) -> list[dict]:
         """Runs matching every filter given, oldest first (``limit`` keeps the newest ``limit``).
@@ -323,6 +391,8 @@ class Store:
             query = query.where(runs.c.branch == branch)
         if status is not None:
             query = query.where(runs.c.status == status)
+        if content_hash is not None:
+            query = query.where(runs.c.content_hash == content_hash)
         query = query.order_by(runs.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
@@ -363,8 +433,22 @@ def _engine_for(url: str) -> tuple[URL, Engine]:
     return parsed, create_engine(parsed)
 
 
+def abandon_after_s() -> float:
+    """Seconds without a heartbeat after which a running run counts as abandoned ($LOWBIT_ABANDON_AFTER)."""
+    text = os.environ.get(ABANDON_ENV_VAR, "").strip()
+    if not text:
+        return ABANDON_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise StoreError(f"${ABANDON_ENV_VAR}: expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def open_store(url: str, *, create: bool = True) -> Store:
-    """Open the lowbit database at ``url``.
+    """Open the lowbit database at ``url``; runs whose heartbeat went stale are marked abandoned.
 
     ``create=True``: a missing SQLite file or an empty database gets the current schema. StoreError for a
     malformed URL, an unreachable server, a corrupt SQLite file, a foreign database, a schema newer than
@@ -376,10 +460,12 @@ def open_store(url: str, *, create: bool = True) -> Store:
         raise StoreError(f"no lowbit database at {path}")
     try:
         _check_schema(engine, parsed, create)
+        store = Store(parsed, engine)
+        store.mark_abandoned(abandon_after_s())
     except BaseException:
         engine.dispose()
         raise
-    return Store(parsed, engine)
+    return store
 
 
 def _connect(engine: Engine, url: URL) -> Connection:
@@ -392,13 +478,17 @@ def _connect(engine: Engine, url: URL) -> Connection:
 def _check_schema(engine: Engine, url: URL, create: bool) -> None:
     """Refuse unusable schemas; create the schema in an empty database when ``create``.
 
-    The common case (schema at head) is a lock-free read; only creating takes the schema lock, and
-    re-checks under it, since another process may have created the schema meanwhile.
+    The version and the table list are always read in ONE transaction, so a process never sees half of a
+    schema another process is creating. PostgreSQL reads each statement's own snapshot, so that
+    transaction first takes the schema's advisory lock (and waits for a creator to commit). SQLite reads
+    one snapshot per transaction and an open only reads (readers never wait for writers); creating takes
+    the write lock (``BEGIN IMMEDIATE``) and checks again under it.
     """
     head = migrate.head_revision()
     with _connect(engine, url) as conn:
         try:
             with conn.execution_options(**{READ_ONLY: True}).begin():
+                migrate.lock_schema(conn)
                 revision = migrate.current_revision(conn)
             if revision is None and create:
                 with conn.execution_options(**{READ_ONLY: False}).begin():

@@ -11,6 +11,9 @@ timeout so an unreachable server fails fast.
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -105,6 +108,27 @@ def create_engine(url: str | URL) -> Engine:
         ) from None
 
 
+def _set_wal(cur) -> None:
+    """Switch a SQLite file to WAL (persistent: once one process did, the others find it so).
+
+    Switching needs an exclusive lock and SQLite answers "database is locked" at once, without its busy
+    handler, while another process holds any lock (as when eight processes open a new file together):
+    retry for up to the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
@@ -116,7 +140,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
         if url.database not in (None, "", ":memory:"):
-            cur.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cur)
         cur.execute("PRAGMA synchronous = FULL")
         cur.close()
 

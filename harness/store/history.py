@@ -17,10 +17,10 @@ from harness.store.api import Store
 from harness.store.models import ChangePoint, Environment, Kernel, Result, Run
 from harness.store.rows import FAILING_STATUSES, from_json_float, utc_iso, utc_now
 
-# A run whose every case was measured: "complete" (every property held) or "failed" (a property failed,
-# which is a finished measurement too). "running", "crashed" (a worker died, cases are missing) and any
-# status added later ("interrupted", "abandoned") are not comparable.
-FINISHED_RUN_STATUSES = ("complete", "failed")
+# A run whose every case was accounted for: "complete" (whether or not a property failed; revision 0004
+# folded the older "failed" status into it). "running", "interrupted" (SIGINT/SIGTERM: cases skipped),
+# "crashed" and "abandoned" (the runner vanished) are never comparable.
+FINISHED_RUN_STATUSES = ("complete",)
 
 # Metrics a series can follow: the error columns, the latency columns, and "failures" (failing results
 # of the case in that run: 0 or more).

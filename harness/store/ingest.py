@@ -2,7 +2,9 @@
 
 Mapping onto lowbit's tables, so a team's existing benchmarks show up next to lowbit's own runs:
 
-- one run (suite "bench", status "complete") for the file, at the commit given on the command line;
+- one run (suite "bench", status "complete") for the file, at the commit given on the command line
+  (the CLI expands a short SHA through git first); the run keeps a content hash of the file and the
+  commit, so ingesting the same file for the same commit again records nothing new;
 - the environment is the file's ``machine_info`` (host, CPU, Python; plus gpu/cuda/torch/triton/driver
   when a ``pytest_benchmark_update_machine_info`` hook added them);
 - one kernel per benchmark group (the ``group`` field; without one, the test's fullname without its
@@ -47,6 +49,12 @@ class IngestSummary:
     run_id: int
     benchmarks: int
     kernels: list[str]
+    already: bool = False  # the same file was ingested for the same commit before: nothing written
+
+
+def content_hash(data: bytes, commit: str) -> str:
+    """What makes two ingests the same: the file's bytes and the commit they are recorded at."""
+    return hashlib.sha256(commit.encode() + b"\0" + data).hexdigest()
 
 
 def _number(stats: dict, key: str, where: str) -> float:
@@ -185,23 +193,42 @@ def ingest(
     """
     commit = validate_commit(commit)
     fingerprint, benchmarks = parse_benchmark_json(path)
+    digest = content_hash(Path(path).read_bytes(), commit)
     by_kernel: dict[str, list[ResultRow]] = {}
     for bench in benchmarks:
         by_kernel.setdefault(bench.kernel, []).append(bench.row)
+
+    def summary(run_id: int, already: bool) -> IngestSummary:
+        return IngestSummary(run_id, len(benchmarks), sorted(by_kernel), already=already)
+
     with open_store(url) as store:
-        run_id = store.start_run(
-            commit=commit,
-            parents=[],
-            branch=branch,
-            suite=SUITE,
-            shard=None,
-            environment=fingerprint,
-            lowbit_version=lowbit_version,
-        )
+        earlier = store.run_with_content_hash(digest)
+        if earlier is not None:
+            return summary(earlier["id"], True)
+        try:
+            run_id = store.start_run(
+                commit=commit,
+                parents=[],
+                branch=branch,
+                suite=SUITE,
+                shard=None,
+                environment=fingerprint,
+                lowbit_version=lowbit_version,
+                content_hash=digest,
+            )
+        except StoreError:
+            # A concurrent ingest of the same file took the hash first (unique): that run is this one.
+            earlier = store.run_with_content_hash(digest)
+            if earlier is not None:
+                return summary(earlier["id"], True)
+            raise
         try:
             store.record_batches(run_id, [(store.kernel_id(k, ""), rows) for k, rows in by_kernel.items()])
         except (StoreError, ValueError) as exc:
-            store.finish_run(run_id, "crashed", note=f"ingest of {Path(path).name} failed: {exc}")
+            # The hash is freed, so the same file can be ingested again once the cause is fixed.
+            store.finish_run(
+                run_id, "crashed", note=f"ingest of {Path(path).name} failed: {exc}", keep_content_hash=False
+            )
             raise
         store.finish_run(run_id, "complete", note=f"ingested from {Path(path).name}")
-    return IngestSummary(run_id=run_id, benchmarks=len(benchmarks), kernels=sorted(by_kernel))
+    return summary(run_id, False)

@@ -43,8 +43,13 @@ NAMING_CONVENTION = {
 # SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere results get 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-RUN_STATUSES = ("running", "complete", "failed", "crashed")
-RESULT_STATUSES = ("pass", "fail", "unsupported", "error", "crash")
+# How a run ended (revision 0004): "complete" every planned case accounted for, "interrupted" stopped by
+# SIGINT/SIGTERM after writing what was measured, "crashed" the runner itself failed, "abandoned" its
+# process vanished (stale heartbeat). What the cases found is in the results, not here.
+RUN_STATUSES = ("running", "complete", "interrupted", "crashed", "abandoned")
+# "timeout": the kernel ran past the case time-out and its worker was killed; "skipped": a planned case
+# never measured (its worker kept dying, or the run was interrupted first), with the reason.
+RESULT_STATUSES = ("pass", "fail", "unsupported", "error", "crash", "timeout", "skipped")
 PHASES = ("replay", "corpus", "fuzz", "bench")
 
 
@@ -82,6 +87,8 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_commit", "commit"),
         Index("ix_runs_branch_started_at", "branch", "started_at"),
+        Index("ix_runs_status", "status"),  # revision 0004
+        Index("ix_runs_content_hash", "content_hash", unique=True),  # revision 0004
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -97,6 +104,10 @@ class Run(Base):
     lowbit_version: Mapped[str] = mapped_column(String(64))
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
     host: Mapped[str | None] = mapped_column(String(200))  # revision 0003
+    # Revision 0004: refreshed by the runner while it works; a stale one on a "running" run means abandoned.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Revision 0004: SHA-256 of an ingested file and its commit (NULL for `lowbit run`); unique.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Kernel(Base):

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.store.models import LATENCY_COLUMNS, METRIC_COLUMNS, PHASES, RESULT_STATUSES, Case, Result
 
-FAILING_STATUSES = ("fail", "error", "crash")
+FAILING_STATUSES = ("fail", "error", "crash", "timeout")
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ResultRow:
     family: str
     shape_class: str
     phase: str  # "replay" | "corpus" | "fuzz" | "bench"
-    status: str  # "pass" | "fail" | "unsupported" | "error" | "crash"
+    status: str  # one of harness.store.models.RESULT_STATUSES
     failed_property: str | None
     verdicts: dict[str, bool | None]
     metrics: dict[str, float]  # inf allowed; NaN is stored as NULL
@@ -203,6 +203,7 @@ def run_dict(r: dict) -> dict:
         "started_at": utc_iso(r["started_at"]),
         "ended_at": utc_iso(r["ended_at"]),
         "status": r["status"],
+        "heartbeat_at": utc_iso(r.get("heartbeat_at")),
         "note": r["note"],
         "lowbit_version": r["lowbit_version"],
         "environment_id": r["environment_id"],

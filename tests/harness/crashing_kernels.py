@@ -86,6 +86,28 @@ def hang_on_second(q, k, v, *, causal=False, sm_scale=None):
     return correct(q, k, v, causal=causal, sm_scale=sm_scale)
 
 
+# Where hang_on_second_marked writes its marker: a test waits for the file, then knows the runner is
+# inside the second case (and sends it a signal).
+MARKER_ENV = "LOWBIT_TEST_HANG_MARKER"
+
+
+def hang_on_second_marked(q, k, v, *, causal=False, sm_scale=None):
+    if _case_number(q, k, v, causal, sm_scale) == 2:
+        marker = os.environ.get(MARKER_ENV)
+        if marker:
+            with open(marker, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        time.sleep(3600)
+    return correct(q, k, v, causal=causal, sm_scale=sm_scale)
+
+
+def crash_on_every_third_length(q, k, v, *, causal=False, sm_scale=None):
+    """Segfaults on every third key length (Nk = 1, 4, 7, ...): a kernel broken on some shapes only."""
+    if k.shape[2] % 3 == 1:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return correct(q, k, v, causal=causal, sm_scale=sm_scale)
+
+
 def wrong(q, k, v, *, causal=False, sm_scale=None):
     """Off by far more than any budget on every case: every corpus case fails error_budget."""
     return (correct(q, k, v, causal=causal, sm_scale=sm_scale).float() * 1.5 + 0.5).to(q.dtype)

@@ -160,3 +160,53 @@ def test_kill_9_loses_at_most_the_batch_in_flight(db_url):
         # The database is still writable.
         store.finish_run(run["id"], "crashed", note="writer killed")
         assert store.runs()[0]["status"] == "crashed"
+
+
+OPENERS = 8
+
+
+def _opener(urls: list[str], barrier, errors) -> None:
+    """Opens each fresh database in turn, released together with the other openers by the barrier."""
+    for url in urls:
+        barrier.wait(120)
+        try:
+            open_store(url).close()
+        except Exception as exc:
+            errors.put(f"{url.rsplit('/', 1)[-1]}: {type(exc).__name__}: {exc}")
+
+
+def _first_open_race(backend: str, rounds: int, tmp_path, request) -> None:
+    if backend == "sqlite":
+        urls = [f"sqlite:///{tmp_path / f'race{r}.db'}" for r in range(rounds)]
+    else:
+        from tests.harness.postgres import start_server
+
+        server = start_server()
+        urls = [server.url(server.create_database()) for _ in range(rounds)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, errors = ctx.Barrier(OPENERS), ctx.Queue()
+    procs = [ctx.Process(target=_opener, args=(urls, barrier, errors)) for _ in range(OPENERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert [p.exitcode for p in procs] == [0] * OPENERS
+    assert failures == []
+    for url in urls:
+        with open_store(url, create=False) as store:
+            assert store.runs() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_first_opens_of_a_new_database_do_not_race(backend, tmp_path, request):
+    """8 processes open the same brand-new database at once, several rounds: every open succeeds."""
+    _first_open_race(backend, 2, tmp_path, request)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_first_opens_do_not_race_many_rounds(backend, tmp_path, request):
+    _first_open_race(backend, 40, tmp_path, request)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness.run.gitinfo import BRANCH_ENV_VARS, GitInfoError, resolve_commit, validate_sha
+from harness.run.gitinfo import BRANCH_ENV_VARS, GitInfoError, expand_sha, resolve_commit, validate_sha
 
 
 def _git(cwd, *args) -> str:
@@ -53,11 +53,26 @@ def test_detached_head_takes_branch_from_ci_environment(repo, monkeypatch):
     assert resolve_commit(branch="release", cwd=repo).branch == "release"
 
 
-def test_given_commit_unknown_to_repo_is_kept_as_given(repo):
-    info = resolve_commit("ABCDEF1234567", branch="x", cwd=repo)
+def test_short_commit_unknown_to_repo_is_refused_unless_allowed(repo):
+    with pytest.raises(GitInfoError, match=r"not known to the git repository.*--allow-short"):
+        resolve_commit("ABCDEF1234567", branch="x", cwd=repo)
+    info = resolve_commit("ABCDEF1234567", branch="x", cwd=repo, allow_short=True)
     assert info.commit == "abcdef1234567"
     assert info.parents == []
     assert info.branch == "x"
+
+
+def test_full_commit_unknown_to_repo_is_kept(repo):
+    assert resolve_commit("A" * 40, cwd=repo).commit == "a" * 40
+
+
+def test_short_commit_is_expanded_inside_and_refused_outside_a_repo(repo, tmp_path_factory):
+    head = resolve_commit(cwd=repo).commit
+    assert expand_sha(head[:7].upper(), repo) == head
+    outside = tmp_path_factory.mktemp("not-a-repo")
+    with pytest.raises(GitInfoError, match="not inside a git repository"):
+        expand_sha(head[:7], outside)
+    assert expand_sha(head[:7], outside, allow_short=True) == head[:7]
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "abcdef", "xyz1234", "g" * 40, "a" * 41, "12345-67", "HEAD"])

@@ -85,14 +85,14 @@ def db_url(request, tmp_path) -> str:
 def test_ingest_command_records_a_run(bench_json, db_url):
     url = db_url
     result = CliRunner().invoke(
-        cli, ["ingest", str(bench_json), "--commit", "ABCDEF1", "--db", url, "--branch", "dev"]
+        cli, ["ingest", str(bench_json), "--commit", "ABCDEF1" + "0" * 33, "--db", url, "--branch", "dev"]
     )
     assert result.exit_code == 0, result.output + result.stderr
     assert "ingested 3 benchmark(s)" in result.output
     with open_store(url, create=False) as store:
         [run] = store.runs()
         assert (run["commit"], run["branch"], run["suite"], run["status"]) == (
-            "abcdef1",
+            "abcdef1" + "0" * 33,
             "dev",
             "bench",
             "complete",
@@ -108,7 +108,9 @@ def test_ingest_command_records_a_run(bench_json, db_url):
         assert store.count("kernels") == 2
 
     # The same file again at another commit: same cases and kernels, a second run.
-    again = CliRunner().invoke(cli, ["ingest", str(bench_json), "--commit", "abcdef2", "--db", url])
+    again = CliRunner().invoke(
+        cli, ["ingest", str(bench_json), "--commit", "abcdef2" + "0" * 33, "--db", url]
+    )
     assert again.exit_code == 0
     with open_store(url, create=False) as store:
         assert store.count("runs") == 2 and store.count("cases") == 3 and store.count("kernels") == 2
@@ -131,7 +133,7 @@ def test_bad_files_exit_2_and_write_nothing(tmp_path, content, message):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     url = f"sqlite:///{tmp_path / 'lowbit.db'}"
-    result = CliRunner().invoke(cli, ["ingest", str(bad), "--commit", "abcdef1", "--db", url])
+    result = CliRunner().invoke(cli, ["ingest", str(bad), "--commit", "abcdef1" + "0" * 33, "--db", url])
     assert result.exit_code == 2
     assert message in result.stderr
     assert not (tmp_path / "lowbit.db").exists()
@@ -142,7 +144,7 @@ def test_bad_files_exit_2_and_write_nothing(tmp_path, content, message):
 def test_missing_file_and_bad_commit_exit_2(bench_json, tmp_path):
     url = f"sqlite:///{tmp_path / 'lowbit.db'}"
     missing = CliRunner().invoke(
-        cli, ["ingest", str(tmp_path / "nope.json"), "--commit", "abcdef1", "--db", url]
+        cli, ["ingest", str(tmp_path / "nope.json"), "--commit", "abcdef1" + "0" * 33, "--db", url]
     )
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
     bad_commit = CliRunner().invoke(cli, ["ingest", str(bench_json), "--commit", "not-a-sha", "--db", url])

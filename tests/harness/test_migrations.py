@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -204,3 +204,57 @@ def test_upgrade_to_0003_merges_environments_that_differ_only_by_host(db_url):
         # A new run on a third runner with the same stack joins the same environment.
         new = store.environment_id({**stack, "host": "runner-c"})
         assert new == store.environment_id({**stack, "host": "runner-a"})
+
+
+def test_upgrade_to_0004_ends_old_runs_honestly(db_url, monkeypatch):
+    """ "failed" (every case run, some failing) becomes "complete"; a run left "running" by an old lowbit
+    has no heartbeat and is marked abandoned at the first open; ingest hashes are unique."""
+    _migrate_to(db_url, "0003")
+    now = datetime.now(timezone.utc)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO environments (fingerprint_hash, fingerprint, created_at) "
+                "VALUES ('h', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        for i, status in enumerate(["failed", "crashed", "running", "complete"]):
+            conn.execute(
+                sa.text(
+                    'INSERT INTO runs ("commit", parents, suite, started_at, status, note, lowbit_version, '
+                    "environment_id) VALUES (:c, '[]', 'ci', :started, :status, '', '0.0.1', 1)"
+                ),
+                {"c": f"{i}" * 40, "started": now - timedelta(hours=1), "status": status},
+            )
+    engine.dispose()
+    upgrade(db_url)
+    with open_store(db_url) as store:
+        runs = store.runs()
+        assert [r["status"] for r in runs] == ["complete", "crashed", "abandoned", "complete"]
+        assert all(r["heartbeat_at"] is None for r in runs)
+        fresh = start_run(store, commit="e" * 40)
+        assert store.runs(run_ids=[fresh])[0]["heartbeat_at"] is not None
+        store.start_run(
+            commit="f" * 40,
+            parents=[],
+            branch=None,
+            suite="bench",
+            shard=None,
+            environment={},
+            lowbit_version="t",
+            content_hash="1" * 64,
+        )
+        with pytest.raises(StoreError):
+            store.start_run(
+                commit="f" * 40,
+                parents=[],
+                branch=None,
+                suite="bench",
+                shard=None,
+                environment={},
+                lowbit_version="t",
+                content_hash="1" * 64,
+            )
+        assert store.run_with_content_hash("1" * 64)["commit"] == "f" * 40

@@ -63,7 +63,7 @@ def test_concurrent_shards_account_for_every_case(db_url):
     store = open_store(db_url, create=False)
     runs = store.runs(commit="ab" * 20)
     assert sorted(r["shard"] for r in runs) == [f"{i}/{SHARDS}" for i in range(1, SHARDS + 1)]
-    assert all(r["status"] in ("complete", "failed") for r in runs)
+    assert {r["status"] for r in runs} == {"complete"}
     ids = [
         c.case_id
         for c in build_corpus("quick", select_device(None), DEFAULT_HEAD_DIMS, ("float16", "bfloat16"))
@@ -76,6 +76,5 @@ def test_concurrent_shards_account_for_every_case(db_url):
             assert got == sorted(c for c in ids if shard_of(c, SHARDS) == index)
         # A shard's exit code follows from what it recorded.
         failed = any(r["status"] == "fail" for r in rows)
-        assert run["status"] == ("failed" if failed else "complete")
         assert codes[index - 1] == (1 if failed else 0)
     assert sum(len(store.results(r["id"])) for r in runs) == 2 * len(ids)

@@ -41,11 +41,11 @@ def test_roundtrip_run_results_counterexamples(db_url):
         assert store.kernel_id("int8", "def") != kernel
         rows = make_rows(30, fail_every=10, tag="r1")
         store.record_results(run, kernel, rows)
-        store.finish_run(run, "failed", note="error_budget failed")
+        store.finish_run(run, "interrupted", note="error_budget failed")
 
         [info] = store.runs(commit="c0ffee1")
         assert info["id"] == run
-        assert (info["status"], info["shard"], info["note"]) == ("failed", "1/2", "error_budget failed")
+        assert (info["status"], info["shard"], info["note"]) == ("interrupted", "1/2", "error_budget failed")
         assert info["ended_at"] is not None and info["environment"]["torch"] == "2.13.0"
 
         got = store.results(run)

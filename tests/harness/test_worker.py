@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,15 +51,17 @@ def test_protocol_announces_each_case_then_reports_it():
     assert messages[0] == {"type": "ready", "name": "ok", "source_hash": messages[0]["source_hash"]}
     assert messages[-1] == {"type": "done"}
     body = messages[1:-1]
-    corpus = body[: 2 * len(case_ids)]
-    assert [m["type"] for m in corpus] == ["start", "result"] * len(case_ids)
+    corpus = body[: 3 * len(case_ids)]
+    # Between announcing a case and its result: the first (possibly compiling) kernel call returned.
+    assert [m["type"] for m in corpus] == ["start", "first_call_done", "result"] * len(case_ids)
+    corpus = [m for m in corpus if m["type"] != "first_call_done"]
     for start, result in zip(corpus[::2], corpus[1::2], strict=True):
         assert start["case_id"] == result["row"]["case_id"]
         assert result["row"]["status"] == "pass"
         assert result["row"]["phase"] == "corpus"
         assert result["budget"]["max_rel_l2"] > 0
     assert [start["case_id"] for start in corpus[::2]] == case_ids
-    fuzz = body[2 * len(case_ids) :]
+    fuzz = body[3 * len(case_ids) :]
     fuzz_results = [m for m in fuzz if m["type"] == "result"]
     assert len(fuzz_results) >= 1
     assert all(m["row"]["phase"] == "fuzz" for m in fuzz_results)
@@ -71,7 +74,7 @@ def test_protocol_announces_each_case_then_reports_it():
 def test_segfault_leaves_the_case_in_flight_announced():
     messages, rc, output, case_ids = run_worker(f"seg={CK}:segfault_on_second")
     assert rc == -signal.SIGSEGV
-    assert [m["type"] for m in messages] == ["ready", "start", "result", "start"]
+    assert [m["type"] for m in messages] == ["ready", "start", "first_call_done", "result", "start"]
     assert messages[-1]["case_id"] == case_ids[1]
     assert "Fatal Python error" in output  # faulthandler's report, quoted in the crash record
 
@@ -115,3 +118,42 @@ def test_worker_env_fixes_triton_backend(monkeypatch):
     assert [p or os.getcwd() for p in sys.path if (p or os.getcwd()) in paths] == [
         p or os.getcwd() for p in sys.path
     ]
+
+
+def test_worker_exits_when_its_parent_dies(tmp_path):
+    """A runner killed with SIGKILL must not leave its worker hung in a kernel forever."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import json, os, subprocess, sys\n"
+        "from harness.run.corpus import build_corpus\n"
+        "cases = build_corpus('quick', 'cpu', (64,), ('float16',))[:3]\n"
+        f"job = {{'kernel_ref': 'h={CK}:hang_on_second', 'device': 'cpu', 'fuzz': None,\n"
+        "       'phases': [{'phase': 'corpus', 'cases': [c.params() for c in cases]}]}\n"
+        "r, w = os.pipe()\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'harness.run.worker', '--fd', str(w)],\n"
+        "                     stdin=subprocess.PIPE, pass_fds=(w,), text=True, start_new_session=True)\n"
+        "p.stdin.write(json.dumps(job)); p.stdin.close()\n"
+        "stream = os.fdopen(r)\n"
+        "starts = 0\n"
+        "for line in stream:\n"
+        "    if json.loads(line)['type'] == 'start':\n"
+        "        starts += 1\n"
+        "    if starts == 2:\n"
+        "        break\n"
+        "print(p.pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=worker_env("cpu"), timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent")
