@@ -1,0 +1,242 @@
+"""Pure transformations of the small frames the loaders return (no Streamlit, no database).
+
+Kept apart from the pages so each can be tested on a hand-made frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Iterable
+
+import pandas as pd
+
+# Points a trend chart sends to the browser at most; longer series are thinned (marked points kept).
+MAX_POINTS = 400
+UNFINISHED_RUN_STATUSES = ("running", "interrupted", "abandoned")
+
+
+def short_sha(commit: str) -> str:
+    return str(commit)[:8]
+
+
+def git_order(runs: pd.DataFrame) -> dict[str, int]:
+    """Position of each commit in git order: parents before children, recorded order among equals.
+
+    Uses the parents each run recorded; commits whose parents were never measured start a chain of their
+    own at the position they were first recorded. Kahn's algorithm over the recorded graph, ties broken
+    by first recording, so the order is deterministic.
+    """
+    if runs.empty:
+        return {}
+    first_seen: dict[str, int] = {}
+    parents: dict[str, list[str]] = {}
+    for position, row in enumerate(runs.sort_values("id").itertuples(index=False)):
+        first_seen.setdefault(row.commit, position)
+        parents.setdefault(row.commit, [])
+        for parent in row.parents or []:
+            if parent not in parents[row.commit]:
+                parents[row.commit].append(parent)
+    known = set(first_seen)
+    children: dict[str, list[str]] = {c: [] for c in known}
+    waiting = {}
+    for commit, ps in parents.items():
+        measured = [p for p in ps if p in known and p != commit]
+        waiting[commit] = len(measured)
+        for p in measured:
+            children[p].append(commit)
+    ready = sorted((c for c, n in waiting.items() if n == 0), key=first_seen.__getitem__)
+    order: dict[str, int] = {}
+    while ready:
+        commit = ready.pop(0)
+        order[commit] = len(order)
+        for child in children[commit]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+        ready.sort(key=first_seen.__getitem__)
+    # A cycle cannot happen in git; recorded parents could still be inconsistent: append the rest.
+    for commit in sorted(known - set(order), key=first_seen.__getitem__):
+        order[commit] = len(order)
+    return order
+
+
+def latest_measurements(runs: pd.DataFrame) -> pd.DataFrame:
+    """The newest commit per (branch, environment) and every run of it there (shards, retries).
+
+    One row per (branch, environment): ``commit``, ``run_ids`` (list), ``status`` (the worst of its
+    runs: an unfinished or crashed shard makes the whole measurement so), ``started_at``.
+    """
+    if runs.empty:
+        return pd.DataFrame(columns=["branch", "environment_id", "commit", "run_ids", "status", "started_at"])
+    runs = runs.assign(branch=runs["branch"].fillna("(no branch)"))
+    newest = runs.sort_values("id").groupby(["branch", "environment_id"], as_index=False).last()
+    out = []
+    for row in newest.itertuples(index=False):
+        same = runs[
+            (runs["branch"] == row.branch)
+            & (runs["environment_id"] == row.environment_id)
+            & (runs["commit"] == row.commit)
+        ]
+        # Per shard label, only the newest run counts (a retried shard replaces the failed one).
+        same = same.assign(shard=same["shard"].fillna("all")).sort_values("id").groupby("shard").last()
+        out.append(
+            {
+                "branch": row.branch,
+                "environment_id": row.environment_id,
+                "commit": row.commit,
+                "run_ids": [int(i) for i in same["id"]],
+                "status": worst_status(same["status"]),
+                "started_at": row.started_at,
+            }
+        )
+    return pd.DataFrame(out).sort_values(["branch", "environment_id"]).reset_index(drop=True)
+
+
+_STATUS_RANK = {
+    "complete": 0,
+    "failed": 1,
+    "crashed": 2,
+    "running": 3,
+    "interrupted": 4,
+    "abandoned": 5,
+}
+
+
+def worst_status(statuses: Iterable[str]) -> str:
+    """The status that describes a set of runs: any unfinished run makes it unfinished, never complete."""
+    statuses = list(statuses)
+    if not statuses:
+        return "none"
+    return max(statuses, key=lambda s: _STATUS_RANK.get(s, 6))
+
+
+def environment_label(row: dict | pd.Series) -> str:
+    """A short name for an environment: the GPU (or the CPU), torch and triton versions."""
+    device = row.get("gpu") or (f"CPU {row.get('cpu')}" if row.get("cpu") else "CPU")
+    parts = [str(device)]
+    if row.get("torch"):
+        parts.append(f"torch {row['torch']}")
+    if row.get("triton"):
+        parts.append(f"triton {row['triton']}")
+    return ", ".join(parts)
+
+
+def downsample(frame: pd.DataFrame, max_points: int = MAX_POINTS, keep: str | None = None) -> pd.DataFrame:
+    """At most about ``max_points`` rows, evenly spaced, always keeping the first, the last and every row
+    where column ``keep`` is true (regressions, change points)."""
+    if len(frame) <= max_points:
+        return frame
+    step = math.ceil(len(frame) / max_points)
+    positions = pd.Series(range(len(frame)), index=frame.index)
+    mask = (positions % step == 0) | (positions == len(frame) - 1)
+    if keep is not None and keep in frame:
+        mask |= frame[keep].fillna(False).astype(bool)
+    return frame[mask]
+
+
+def mark_jumps(
+    frame: pd.DataFrame, metric: str, threshold: float, *, by: str = "environment_id"
+) -> pd.Series:
+    """True where ``metric`` grew by more than ``threshold`` (a fraction) over the previous point of the
+    same series (``by``); the frame must be in git order. A finite value turning infinite is a jump."""
+    if frame.empty or metric not in frame:
+        return pd.Series(False, index=frame.index, dtype=bool)
+    previous = frame.groupby(by)[metric].shift(1)
+    current = frame[metric]
+    grew = (current > previous * (1 + threshold)) & previous.notna() & current.notna()
+    return grew.fillna(False).astype(bool)
+
+
+def repro_command(kernel: str, params: dict) -> str:
+    """The shell line that re-runs exactly this case (``lowbit fuzz --case``), as the fuzzer prints it."""
+    case = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return " ".join(shlex.quote(w) for w in ["lowbit", "fuzz", "--kernel", kernel, "--case", case])
+
+
+def case_label(params: dict) -> str:
+    """One line naming a case's shape, masking, dtype, distribution and seed."""
+    if not params:
+        return "?"
+    layout = f" {params['layout']}" if params.get("layout") else ""
+    return (
+        f"B={params.get('batch')} Hq={params.get('hq')} Hkv={params.get('hkv')} Nq={params.get('nq')} "
+        f"Nk={params.get('nk')} D={params.get('head_dim')} {params.get('dtype')}"
+        f"{' causal' if params.get('causal') else ''}{layout} {params.get('distribution')} "
+        f"seed={params.get('seed')}"
+    )
+
+
+def ratio(new: float | None, old: float | None) -> float | None:
+    """new / old, with 0/0 = 1 and x/0 = inf; None when either side is missing or NaN."""
+    if new is None or old is None or (isinstance(new, float) and math.isnan(new)):
+        return None
+    if isinstance(old, float) and math.isnan(old):
+        return None
+    if old == 0:
+        return 1.0 if new == 0 else math.inf
+    return new / old
+
+
+FAILING_STATUSES = ("fail", "error", "crash")
+# Until a rule from harness.verdicts judges a pair, these decide what the pages call a change.
+PRECISION_THRESHOLD = 0.10
+PRECISION_FLOOR = 1e-5
+LATENCY_THRESHOLD = 0.05
+COMPARABLE_LATENCY_KINDS = ("cuda", "bench")
+
+
+def case_changes(pairs: pd.DataFrame, significance=None) -> pd.DataFrame:
+    """Per case measured on both sides (columns of ``History.compare``): ratios B/A and what changed.
+
+    ``speed_ratio`` = p50 B / p50 A (above 1: slower), ``error_ratio`` = rel-L2 B / A (above 1: less
+    precise). ``significant`` says whether the latency change passes ``significance(samples_a,
+    samples_b)`` (a callable returning bool or None); timings of the interpreter are never judged.
+    ``change`` is one of: "newly failing", "fixed", "less precise", "more precise", "slower", "faster", "".
+    """
+    if pairs.empty:
+        return pairs.assign(speed_ratio=[], error_ratio=[], significant=[], change=[], case=[])
+    out = pairs.copy()
+    out["speed_ratio"] = [ratio(b, a) for a, b in zip(out["p50_ms_a"], out["p50_ms_b"], strict=True)]
+    out["error_ratio"] = [ratio(b, a) for a, b in zip(out["rel_l2_a"], out["rel_l2_b"], strict=True)]
+    significant = []
+    for row in out.itertuples(index=False):
+        if row.latency_kind not in COMPARABLE_LATENCY_KINDS or significance is None:
+            significant.append(None)
+        else:
+            significant.append(significance(row.samples_a, row.samples_b))
+    out["significant"] = significant
+    changes = []
+    for row in out.itertuples(index=False):
+        a_fails, b_fails = row.status_a in FAILING_STATUSES, row.status_b in FAILING_STATUSES
+        grew = (
+            row.rel_l2_a is not None
+            and row.rel_l2_b is not None
+            and not pd.isna(row.rel_l2_b)
+            and row.rel_l2_b - (row.rel_l2_a if not pd.isna(row.rel_l2_a) else 0) > PRECISION_FLOOR
+            and (row.error_ratio is None or row.error_ratio > 1 + PRECISION_THRESHOLD)
+        )
+        shrank = (
+            row.error_ratio is not None
+            and row.error_ratio < 1 / (1 + PRECISION_THRESHOLD)
+            and row.rel_l2_a - row.rel_l2_b > PRECISION_FLOOR
+        )
+        timed = row.significant is True and row.speed_ratio is not None
+        if b_fails and not a_fails:
+            changes.append("newly failing")
+        elif a_fails and not b_fails:
+            changes.append("fixed")
+        elif grew:
+            changes.append("less precise")
+        elif shrank:
+            changes.append("more precise")
+        elif timed and row.speed_ratio > 1 + LATENCY_THRESHOLD:
+            changes.append("slower")
+        elif timed and row.speed_ratio < 1 / (1 + LATENCY_THRESHOLD):
+            changes.append("faster")
+        else:
+            changes.append("")
+    out["change"] = changes
+    out["case"] = out["case_id"]
+    return out

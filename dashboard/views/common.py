@@ -1,0 +1,60 @@
+"""What every page shares: the header naming the database, and measurement choosers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import frames, loaders
+
+
+def header(title: str, caption: str) -> tuple[str, tuple]:
+    """The page title and a caption; returns ``(url, token)`` for the loaders."""
+    url, token = loaders.current()
+    st.title(title)
+    history = loaders.history(url)
+    st.caption(f"{caption} · database {history.url} · {token[0]} runs")
+    return url, token
+
+
+def measurements(url: str, token: tuple) -> pd.DataFrame:
+    """Newest measurement per (branch, environment), labelled for choosers."""
+    all_runs = loaders.runs(url, token)
+    latest = frames.latest_measurements(all_runs)
+    env = all_runs.drop_duplicates("environment_id").set_index("environment_id")["environment"]
+    latest["environment"] = latest["environment_id"].map(env)
+    latest["label"] = [
+        f"{r.branch} · {r.environment} · {frames.short_sha(r.commit)} ({r.status})"
+        for r in latest.itertuples(index=False)
+    ]
+    return latest
+
+
+def commit_measurements(url: str, token: tuple) -> pd.DataFrame:
+    """Every (commit, branch, environment) measured, newest first, with its run ids and status."""
+    all_runs = loaders.runs(url, token)
+    rows = []
+    for (commit, branch, env_id), group in all_runs.groupby(
+        ["commit", "branch", "environment_id"], sort=False
+    ):
+        group = group.assign(shard=group["shard"].fillna("all")).sort_values("id").groupby("shard").last()
+        first = group.iloc[0]
+        rows.append(
+            {
+                "commit": commit,
+                "branch": branch,
+                "environment_id": env_id,
+                "environment": first["environment"],
+                "position": int(first["position"]),
+                "run_ids": tuple(int(i) for i in group["id"]),
+                "last_id": int(group["id"].max()),
+                "status": frames.worst_status(group["status"]),
+                "started_at": first["started_at"],
+            }
+        )
+    out = pd.DataFrame(rows).sort_values(["position", "last_id"], ascending=False).reset_index(drop=True)
+    out["label"] = [
+        f"{frames.short_sha(r.commit)} · {r.branch} · {r.environment} · {str(r.started_at)[:16]} ({r.status})"
+        for r in out.itertuples(index=False)
+    ]
+    return out
