@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from harness import __version__
+from harness.cli.dashboard import dashboard_commands
 from harness.cli.fuzz import fuzz_commands
 from harness.cli.run import run_commands
 from harness.cli.store import store_commands
@@ -20,7 +21,7 @@ def cli() -> None:
     """Prove low-bit attention kernels correct and fast, commit after commit."""
 
 
-for _command in (*fuzz_commands(), *run_commands(), *store_commands()):
+for _command in (*fuzz_commands(), *run_commands(), *store_commands(), *dashboard_commands()):
     cli.add_command(_command)
 
 
