@@ -37,39 +37,56 @@ def _finite(frame: pd.DataFrame, column: str, cap: float | None = None) -> pd.Se
     return values.mask(values.isin([math.inf, -math.inf]), fill)
 
 
-def trend_chart(frame: pd.DataFrame, metric: str, title: str, *, log: bool = False) -> alt.LayerChart:
+def trend_chart(
+    frame: pd.DataFrame, metric: str, title: str, *, log: bool = False, flag: str = "flag"
+) -> alt.LayerChart:
     """One metric across commits in git order, one line per series, jumps and change points marked.
 
     Needs: ``position`` (git order), ``short`` (short sha), ``series`` (line label), ``metric``, ``commit``,
-    ``started_at``, ``note``, ``run_status``, ``flag`` (bool: a regression or change point here).
+    ``started_at``, ``note``, ``run_status`` and the boolean column ``flag`` (a regression or change point
+    of this metric here).
     """
-    _require(frame, ["position", "short", "series", metric, "commit", "started_at", "flag"], "trend_chart")
-    data = frame.assign(value=_finite(frame, metric), infinite=frame[metric].astype(float).isin([math.inf]))
+    _require(
+        frame,
+        ["position", "short", "series", metric, "commit", "started_at", "note", "run_status", flag],
+        "trend_chart",
+    )
+    data = frame.assign(
+        value=_finite(frame, metric),
+        infinite=pd.to_numeric(frame[metric], errors="coerce").astype(float).isin([math.inf]),
+        marked=frame[flag].fillna(False).astype(bool),
+    )
     top = data["value"].max() if data["value"].notna().any() else 1.0
-    # An infinite error (NaN output) is drawn at the top of the chart in the regression marker.
+    # An infinite error (NaN output) is drawn above the highest finite point, in the regression marker.
     data["value"] = data["value"].where(~data["infinite"], top * 1.5 if top and top > 0 else 1.0)
+    data["marked"] = data["marked"] | data["infinite"]
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     x = alt.X(
-        "position:Q",
-        title="commit (git order)",
-        axis=alt.Axis(labelExpr="datum.value == floor(datum.value) ? datum.value : ''", tickMinStep=1),
+        "short:O",
+        title="commit (git order, oldest left)",
+        sort=alt.EncodingSortField(field="position", op="min"),
+        axis=alt.Axis(labelAngle=-45, labelOverlap="greedy"),
     )
     tooltip = [
-        alt.Tooltip("short:N", title="commit"),
-        alt.Tooltip("series:N", title="series"),
+        alt.Tooltip("commit:N", title="commit"),
+        alt.Tooltip("series:N", title="branch · environment"),
         alt.Tooltip("value:Q", title=metric, format=".3~g"),
         alt.Tooltip("started_at:N", title="recorded (UTC)"),
         alt.Tooltip("run_status:N", title="run"),
         alt.Tooltip("note:N", title="note"),
     ]
     base = alt.Chart(data).encode(x=x, y=alt.Y("value:Q", title=metric, scale=scale))
-    lines = base.mark_line(point=True).encode(color=alt.Color("series:N", title=None), tooltip=tooltip)
+    lines = base.mark_line(point=True).encode(
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=600)),
+        detail="series:N",
+        tooltip=tooltip,
+    )
     flags = (
-        base.transform_filter(alt.datum.flag)
-        .mark_point(shape="triangle-up", size=160, filled=True, color="#c62828")
+        base.transform_filter(alt.datum.marked)
+        .mark_point(shape="triangle-up", size=180, filled=True, color="#c62828", opacity=1)
         .encode(tooltip=tooltip)
     )
-    return (lines + flags).properties(title=title, height=260)
+    return alt.layer(lines, flags).properties(title=title, height=260)
 
 
 def status_chart(frame: pd.DataFrame) -> alt.Chart:
@@ -91,7 +108,7 @@ def status_chart(frame: pd.DataFrame) -> alt.Chart:
             tooltip=["kernel:N", "status:N", "count:Q"],
         )
         .transform_calculate(status_rank=f"indexof({order!r}, datum.status)")
-        .properties(height=max(60, 28 * frame["kernel"].nunique()))
+        .properties(height=alt.Step(26))
     )
 
 
@@ -111,7 +128,7 @@ def speed_chart(frame: pd.DataFrame) -> alt.Chart:
         )
     )
     one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
-    return (bars + one).properties(height=max(60, 36 * data["kernel"].nunique()))
+    return alt.layer(bars, one).properties(height=alt.Step(14))
 
 
 def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
@@ -142,7 +159,7 @@ def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
         ],
     )
     text = base.mark_text(fontSize=12).encode(text="label:N")
-    return (cells + text).properties(height=36 * max(1, data["family"].nunique()) + 40)
+    return alt.layer(cells, text).properties(height=alt.Step(34))
 
 
 def tradeoff_chart(frame: pd.DataFrame) -> alt.LayerChart:

@@ -9,7 +9,7 @@ from dashboard.views import common
 from harness.store.dashboard_queries import ALL_PHASES, FIXED_PHASES, CaseFilter
 
 # A point is flagged when its metric grew by more than this over the previous commit in its series.
-JUMP = {"rel_l2": 0.10, "max_abs": 0.10, "worst_row_rel_l2": 0.10, "p50_ms": 0.05}
+JUMP = {"rel_l2": 0.10, "max_abs": 0.10, "worst_row_rel_l2": 0.10, "error_ratio": 0.10, "p50_ms": 0.05}
 CHARTS = (
     ("rel_l2", "worst rel-L2 over the cases", True),
     ("max_abs", "worst max-abs", True),
@@ -53,17 +53,15 @@ def render() -> None:
     if frame.empty:
         st.info(f"No results of {kernel} match these filters.")
         return
-    flags = None
-    for metric, threshold in JUMP.items():
-        jump = frames.mark_jumps(frame, metric, threshold, by="series")
-        flags = jump if flags is None else flags | jump
-    frame = frame.assign(flag=flags)
+    marks = {f"flag_{m}": frames.mark_jumps(frame, m, t, by="series") for m, t in JUMP.items()}
+    frame = frame.assign(**marks)
+    frame["flag"] = frame[list(marks)].any(axis=1)
     cols = st.columns(4)
     cols[0].metric("commits", frame["commit"].nunique())
     cols[1].metric("series", frame["series"].nunique())
     cols[2].metric("cases in newest run", int(frame.iloc[-1]["cases"]))
     cols[3].metric("marked jumps", int(frame["flag"].sum()))
-    shown = frames.downsample(frame, keep="flag")
+    shown = frames.downsample(frame, keep="flag").assign(no_flag=False)
     if len(shown) < len(frame):
         st.caption(f"{len(frame)} runs thinned to {len(shown)} points; every marked point is kept.")
     left, right = st.columns(2)
@@ -74,7 +72,13 @@ def render() -> None:
         positive = shown[metric].dropna()
         target = left if slot % 2 == 0 else right
         target.altair_chart(
-            charts.trend_chart(shown, metric, title, log=log and bool((positive > 0).all())),
+            charts.trend_chart(
+                shown,
+                metric,
+                title,
+                log=log and bool((positive > 0).all()),
+                flag=f"flag_{metric}" if f"flag_{metric}" in shown else "no_flag",
+            ),
             width="stretch",
         )
         slot += 1
