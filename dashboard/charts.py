@@ -196,18 +196,21 @@ def tradeoff_chart(frame: pd.DataFrame) -> alt.LayerChart:
     ).properties(height=360)
 
 
-def history_chart(frame: pd.DataFrame) -> alt.Chart:
-    """One case's error across its recorded runs, coloured by status. Needs ``position``, ``short``,
-    ``rel_l2``, ``status``."""
+def history_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """One case's error across its recorded runs (oldest left), points coloured by status. Needs
+    ``position`` (run index), ``short`` (commit), ``rel_l2``, ``status``."""
     _require(frame, ["position", "short", "rel_l2", "status"], "history_chart")
     data = frame.assign(rel_l2=_finite(frame, "rel_l2"))
     order = list(STATUS_COLOURS)
-    return alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=80, filled=True), color="#9e9e9e").encode(
-        x=alt.X("position:Q", title="run (oldest → newest)"),
+    base = alt.Chart(data).encode(
+        x=alt.X(
+            "position:Q", title="recorded result (oldest → newest)", axis=alt.Axis(tickMinStep=1, format="d")
+        ),
         y=alt.Y("rel_l2:Q", title="rel-L2", scale=alt.Scale(zero=False)),
-        tooltip=["short:N", "status:N", alt.Tooltip("rel_l2:Q", format=".3~g")],
-    ).properties(height=220) + alt.Chart(data).mark_point(size=90, filled=True).encode(
-        x="position:Q",
-        y="rel_l2:Q",
-        color=alt.Color("status:N", scale=alt.Scale(domain=order, range=[STATUS_COLOURS[s] for s in order])),
+        tooltip=[alt.Tooltip("short:N", title="commit"), "status:N", alt.Tooltip("rel_l2:Q", format=".3~g")],
     )
+    line = base.mark_line(color="#9e9e9e")
+    points = base.mark_point(size=90, filled=True, opacity=1).encode(
+        color=alt.Color("status:N", scale=alt.Scale(domain=order, range=[STATUS_COLOURS[s] for s in order]))
+    )
+    return alt.layer(line, points).properties(height=220)

@@ -159,7 +159,7 @@ def test_empty_database_says_what_fills_it(empty_db):
 
 def test_opened_read_only(history):
     with (
-        pytest.raises(sa.exc.OperationalError, match="readonly|read-only|read only"),
+        pytest.raises(sa.exc.OperationalError, match=r"readonly|read-only|read only"),
         history.engine.connect() as conn,
     ):
         conn.execute(sa.text("DELETE FROM runs"))
