@@ -103,6 +103,6 @@ def test_history_chart_plots_in_recording_order_coloured_by_status():
         {"position": [0, 1], "short": ["b", "a"], "rel_l2": [1e-3, math.inf], "status": ["pass", "fail"]}
     )
     spec, data = _layer_data(charts.history_chart(frame))
-    assert spec["encoding"]["x"]["field"] == "position"
+    assert spec["layer"][0]["encoding"]["x"]["field"] == "position"
     assert spec["layer"][1]["encoding"]["color"]["field"] == "status"
     assert data[1]["rel_l2"] is None  # Vega-Lite cannot draw inf: it is left out, the status still shows
