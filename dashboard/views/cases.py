@@ -29,10 +29,18 @@ def render() -> None:
         "rank", ascending=False
     )
     options = [f"{r.family} × {r.shape_class}" for r in ranked.itertuples(index=False)]
+    # A new kernel or measurement starts again from its worst cell and worst case.
+    context = (kernel, label)
+    if st.session_state.get("cases_context") != context:
+        st.session_state["cases_context"] = context
+        st.session_state["cases_cell"] = options[0]
+        st.session_state.pop("cases_case", None)
     cell = st.selectbox("cell (worst first)", options, key="cases_cell")
     family, shape_class = cell.split(" × ", 1)
     listed = loaders.cell_cases(url, token, run_ids, kernel, family, shape_class)
     listed = listed.assign(case=[frames.case_label(p) for p in listed["params"]])
+    if st.session_state.get("cases_case") not in set(listed["case_id"]):
+        st.session_state["cases_case"] = listed["case_id"].iloc[0]
     st.dataframe(
         listed[["case_id", "case", "phase", "status", "failed_property", "rel_l2", "max_abs", "error_ratio"]],
         hide_index=True,
