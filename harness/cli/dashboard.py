@@ -24,21 +24,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def app_path() -> Path:
-    """The dashboard's Streamlit entry point (dashboard/app.py, installed next to harness/)."""
-    spec = importlib.util.find_spec("dashboard")
-    if spec is None or not spec.submodule_search_locations:
-        raise click.ClickException("the dashboard package is not installed with this lowbit")
-    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
-
-
-def streamlit_command(app: Path, host: str, port: int) -> list[str]:
+def streamlit_command(host: str, port: int) -> list[str]:
+    """The server's command line: ``streamlit run dashboard/app.py`` with the dashboard's modules
+    imported before it listens (:mod:`dashboard.serve`)."""
     return [
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(app),
+        "dashboard.serve",
         "--server.address",
         host,
         "--server.port",
@@ -73,7 +65,7 @@ def dashboard_commands() -> list[click.Command]:
         from harness.store import StoreError, redact_url, resolve_url
         from harness.store.dashboard_queries import NoHistory, open_history
 
-        if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("altair") is None:
+        if any(importlib.util.find_spec(m) is None for m in ("streamlit", "altair", "dashboard")):
             click.echo(
                 "error: the dashboard needs Streamlit and Altair: pip install 'lowbit[dashboard]'", err=True
             )
@@ -96,7 +88,7 @@ def dashboard_commands() -> list[click.Command]:
         click.echo(f"lowbit dashboard: {redact_url(url)} at http://{host}:{port}", err=True)
         env = {**os.environ, "LOWBIT_DASHBOARD_DB": url}
         try:
-            code = subprocess.call(streamlit_command(app_path(), host, port), env=env)
+            code = subprocess.call(streamlit_command(host, port), env=env)
         except KeyboardInterrupt:
             code = 0
         sys.exit(code)
