@@ -1,7 +1,8 @@
 """``lowbit``: the one command-line entry point.
 
 Each group of commands lives in its own module; this file only assembles them. Exit codes: 0 success,
-1 a property failed (or a regression was found), 2 bad usage or an unusable input.
+1 a property failed (or a regression was found), 2 bad usage or an unusable input; ``lowbit check`` adds 3,
+nothing comparable was measured.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import click
 
 from harness import __version__
+from harness.cli.check import check_commands
 from harness.cli.dashboard import dashboard_commands
 from harness.cli.fuzz import fuzz_commands
 from harness.cli.run import run_commands
@@ -21,7 +23,13 @@ def cli() -> None:
     """Prove low-bit attention kernels correct and fast, commit after commit."""
 
 
-for _command in (*fuzz_commands(), *run_commands(), *store_commands(), *dashboard_commands()):
+for _command in (
+    *fuzz_commands(),
+    *run_commands(),
+    *store_commands(),
+    *check_commands(),
+    *dashboard_commands(),
+):
     cli.add_command(_command)
 
 

@@ -175,6 +175,35 @@ class Counterexample(Base):
     occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
+class ChangePoint(Base):
+    """Where one kernel x case series of one metric stepped to a new level, in one environment.
+
+    Revision 0005. ``run_id``/``commit`` is the first run at the new level, ``previous_commit`` the last
+    run before it; ``before``/``after`` are the medians of the two segments, ``ratio`` = after / before.
+    """
+
+    __tablename__ = "change_points"
+    __table_args__ = (
+        UniqueConstraint("kernel_name", "case_id", "metric", "environment_id", "run_id"),
+        Index("ix_change_points_kernel_name_case_id", "kernel_name", "case_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kernel_name: Mapped[str] = mapped_column(String(255))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    metric: Mapped[str] = mapped_column(String(32))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    commit: Mapped[str] = mapped_column(String(64))
+    previous_commit: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[float | None] = mapped_column(Float)
+    after: Mapped[float | None] = mapped_column(Float)
+    ratio: Mapped[float | None] = mapped_column(Float)
+    direction: Mapped[str] = mapped_column(String(16))  # "up" | "down"
+    method: Mapped[str] = mapped_column(String(64))
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 # The metrics that have a real column; anything else goes to Result.metrics.
 METRIC_COLUMNS = ("rel_l2", "max_abs", "kernel_rel_l2", "kernel_max_abs")
 LATENCY_COLUMNS = ("p20_ms", "p50_ms", "p80_ms", "mean_ms", "stddev_ms", "tflops")
