@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from harness.verdicts.rules import COMPARABLE_LATENCY_KINDS, Thresholds, latency_rule, precision_rule
+
 # Points a trend chart sends to the browser at most; longer series are thinned (marked points kept).
 MAX_POINTS = 400
 UNFINISHED_RUN_STATUSES = ("running", "interrupted", "abandoned")
@@ -180,63 +182,54 @@ def ratio(new: float | None, old: float | None) -> float | None:
 
 
 FAILING_STATUSES = ("fail", "error", "crash")
-# Until a rule from harness.verdicts judges a pair, these decide what the pages call a change.
-PRECISION_THRESHOLD = 0.10
-PRECISION_FLOOR = 1e-5
-LATENCY_THRESHOLD = 0.05
-COMPARABLE_LATENCY_KINDS = ("cuda", "bench")
 
 
-def case_changes(pairs: pd.DataFrame, significance=None) -> pd.DataFrame:
-    """Per case measured on both sides (columns of ``History.compare``): ratios B/A and what changed.
+def case_changes(pairs: pd.DataFrame, thresholds: Thresholds | None = None) -> pd.DataFrame:
+    """Per case measured on both sides (columns of ``History.compare``): ratios B/A and what changed,
+    judged by ``harness.verdicts.rules`` (the rules ``lowbit check`` applies).
 
     ``speed_ratio`` = p50 B / p50 A (above 1: slower), ``error_ratio`` = rel-L2 B / A (above 1: less
-    precise). ``significant`` says whether the latency change passes ``significance(samples_a,
-    samples_b)`` (a callable returning bool or None); timings of the interpreter are never judged.
-    ``change`` is one of: "newly failing", "fixed", "less precise", "more precise", "slower", "faster", "".
+    precise). ``significant``: whether the latency rule (Mann-Whitney U and a threshold on the medians)
+    called the change, None where it cannot judge (interpreter timings, too few samples).
+    ``change``: "newly failing", "fixed", "less precise", "more precise", "slower", "faster" or "".
     """
+    thresholds = thresholds or Thresholds()
     if pairs.empty:
         return pairs.assign(speed_ratio=[], error_ratio=[], significant=[], change=[], case=[])
     out = pairs.copy()
     out["speed_ratio"] = [ratio(b, a) for a, b in zip(out["p50_ms_a"], out["p50_ms_b"], strict=True)]
     out["error_ratio"] = [ratio(b, a) for a, b in zip(out["rel_l2_a"], out["rel_l2_b"], strict=True)]
-    significant = []
+    significant, changes = [], []
     for row in out.itertuples(index=False):
-        if row.latency_kind not in COMPARABLE_LATENCY_KINDS or significance is None:
-            significant.append(None)
-        else:
-            significant.append(significance(row.samples_a, row.samples_b))
-    out["significant"] = significant
-    changes = []
-    for row in out.itertuples(index=False):
+        latency = None
+        if row.latency_kind in COMPARABLE_LATENCY_KINDS:
+            latency = latency_rule(row.samples_a, row.samples_b, thresholds)
+        significant.append(
+            None if latency is None or latency.direction == "not-compared" else latency.direction != "same"
+        )
+        precision = precision_rule(
+            {"rel_l2": _num(row.rel_l2_a), "max_abs": _num(row.max_abs_a)},
+            {"rel_l2": _num(row.rel_l2_b), "max_abs": _num(row.max_abs_b)},
+            thresholds,
+        )
         a_fails, b_fails = row.status_a in FAILING_STATUSES, row.status_b in FAILING_STATUSES
-        grew = (
-            row.rel_l2_a is not None
-            and row.rel_l2_b is not None
-            and not pd.isna(row.rel_l2_b)
-            and row.rel_l2_b - (row.rel_l2_a if not pd.isna(row.rel_l2_a) else 0) > PRECISION_FLOOR
-            and (row.error_ratio is None or row.error_ratio > 1 + PRECISION_THRESHOLD)
-        )
-        shrank = (
-            row.error_ratio is not None
-            and row.error_ratio < 1 / (1 + PRECISION_THRESHOLD)
-            and row.rel_l2_a - row.rel_l2_b > PRECISION_FLOOR
-        )
-        timed = row.significant is True and row.speed_ratio is not None
         if b_fails and not a_fails:
             changes.append("newly failing")
         elif a_fails and not b_fails:
             changes.append("fixed")
-        elif grew:
+        elif precision.direction == "worse":
             changes.append("less precise")
-        elif shrank:
+        elif precision.direction == "better":
             changes.append("more precise")
-        elif timed and row.speed_ratio > 1 + LATENCY_THRESHOLD:
-            changes.append("slower")
-        elif timed and row.speed_ratio < 1 / (1 + LATENCY_THRESHOLD):
-            changes.append("faster")
+        elif latency is not None and latency.direction in ("slower", "faster"):
+            changes.append(latency.direction)
         else:
             changes.append("")
+    out["significant"] = significant
     out["change"] = changes
     out["case"] = out["case_id"]
     return out
+
+
+def _num(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)

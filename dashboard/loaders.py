@@ -105,6 +105,16 @@ def trend(
 
 
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+def change_points(
+    url: str, token: tuple, kernel: str, flt: CaseFilter, environment_ids: tuple[int, ...]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        history(url).change_points(kernel, flt, environment_ids=environment_ids),
+        columns=["run_id", "metric", "direction", "environment_id", "cases", "largest_step"],
+    )
+
+
+@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
 def heatmap(url: str, token: tuple, run_ids: tuple[int, ...], kernel: str) -> pd.DataFrame:
     return pd.DataFrame(history(url).heatmap(run_ids, kernel))
 

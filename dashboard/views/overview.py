@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import charts, frames, loaders
 from dashboard.views import common
+from harness.store.history import FINISHED_RUN_STATUSES
 
 SUMMARY_COLUMNS = {
     "kernel": "kernel",
@@ -25,13 +26,14 @@ SUMMARY_COLUMNS = {
 
 
 def baseline_of(measured: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
-    """The measurement a commit is judged against: its nearest earlier measured commit (git order) in the
-    same environment and branch, finished."""
+    """The measurement a commit is judged against: its nearest earlier commit (git order) in the same
+    environment and branch whose runs all finished ("complete" or "failed", as ``lowbit check`` requires;
+    crashed, interrupted and abandoned runs are never a baseline)."""
     earlier = candidates[
         (candidates["environment_id"] == measured["environment_id"])
         & (candidates["branch"] == measured["branch"])
         & (candidates["position"] < measured["position"])
-        & (~candidates["status"].isin(frames.UNFINISHED_RUN_STATUSES))
+        & (candidates["status"].isin(FINISHED_RUN_STATUSES))
     ]
     if earlier.empty:
         return None

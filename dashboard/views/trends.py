@@ -54,6 +54,12 @@ def render() -> None:
         st.info(f"No results of {kernel} match these filters.")
         return
     marks = {f"flag_{m}": frames.mark_jumps(frame, m, t, by="series") for m, t in JUMP.items()}
+    # Change points stored by `lowbit history` (harness.verdicts) mark the run where a new level starts.
+    steps = loaders.change_points(url, token, kernel, flt, envs)
+    for metric, group in steps.groupby("metric"):
+        stepped = frame["run_id"].isin(group["run_id"])
+        key = f"flag_{metric}"
+        marks[key] = (marks[key] | stepped) if key in marks else stepped
     frame = frame.assign(**marks)
     frame["flag"] = frame[list(marks)].any(axis=1)
     cols = st.columns(4)
@@ -61,6 +67,10 @@ def render() -> None:
     cols[1].metric("series", frame["series"].nunique())
     cols[2].metric("cases in newest run", int(frame.iloc[-1]["cases"]))
     cols[3].metric("marked jumps", int(frame["flag"].sum()))
+    st.caption(
+        "▲ marks a commit where a metric grew past its threshold over the previous commit of the same "
+        "series, or where `lowbit history` found a change point."
+    )
     shown = frames.downsample(frame, keep="flag").assign(no_flag=False)
     if len(shown) < len(frame):
         st.caption(f"{len(frame)} runs thinned to {len(shown)} points; every marked point is kept.")
@@ -86,6 +96,14 @@ def render() -> None:
     if kinds - set(frames.COMPARABLE_LATENCY_KINDS):
         st.caption(
             "Latencies from the CPU interpreter measure the interpreter; they are never compared to GPU."
+        )
+    if not steps.empty:
+        st.subheader(f"Change points ({len(steps)})")
+        shown_steps = steps.merge(frame[["run_id", "short", "series"]], on="run_id", how="left")
+        st.dataframe(
+            shown_steps[["short", "series", "metric", "direction", "cases", "largest_step"]],
+            hide_index=True,
+            width="stretch",
         )
     flagged = frame[frame["flag"]]
     st.subheader(f"Marked jumps ({len(flagged)})")

@@ -31,7 +31,7 @@ from harness.store import migrate
 from harness.store.api import translate_error
 from harness.store.engine import CONNECT_TIMEOUT_S, parse_url, redact_url, sqlite_path
 from harness.store.errors import StoreError
-from harness.store.models import Case, Counterexample, Environment, Kernel, Result, Run
+from harness.store.models import Case, ChangePoint, Counterexample, Environment, Kernel, Result, Run
 from harness.store.rows import from_json_float, utc_iso
 
 T = TypeVar("T")
@@ -52,6 +52,7 @@ C = Case.__table__
 RUN = Run.__table__
 ENV = Environment.__table__
 CX = Counterexample.__table__
+CP = ChangePoint.__table__
 
 
 class NoHistory(StoreError):
@@ -199,6 +200,8 @@ _TEXT_KEYS = {
     "first_seen_commit",
     "last_status",
     "last_commit",
+    "metric",
+    "direction",
 }
 
 
@@ -449,6 +452,33 @@ class History:
             query = query.where(RUN.c.branch.in_(list(branches)))
         if environment_ids:
             query = query.where(RUN.c.environment_id.in_([int(e) for e in environment_ids]))
+        return self._rows(query)
+
+    def change_points(
+        self, kernel: str, flt: CaseFilter = CaseFilter(), *, environment_ids: Sequence[int] = ()
+    ) -> list[dict]:
+        """Stored change points of ``kernel`` (``lowbit history`` detects them) over the cases ``flt``
+        selects, per (run where the new level starts, metric, direction): how many cases stepped and the
+        largest step (after / before, or before / after for steps down)."""
+        step = sa.case((CP.c.direction == "up", CP.c.ratio), else_=1.0 / sa.func.nullif(CP.c.ratio, 0.0))
+        query = (
+            sa.select(
+                CP.c.run_id,
+                CP.c.metric,
+                CP.c.direction,
+                CP.c.environment_id,
+                sa.func.count().label("cases"),
+                sa.func.max(step).label("largest_step"),
+            )
+            .where(CP.c.kernel_name == kernel)
+            .group_by(CP.c.run_id, CP.c.metric, CP.c.direction, CP.c.environment_id)
+            .order_by(CP.c.run_id, CP.c.metric)
+        )
+        cases = _case_ids(flt)
+        if cases is not None:
+            query = query.where(CP.c.case_id.in_(cases))
+        if environment_ids:
+            query = query.where(CP.c.environment_id.in_([int(e) for e in environment_ids]))
         return self._rows(query)
 
     def heatmap(self, run_ids: Sequence[int], kernel: str, phases: Sequence[str] = ALL_PHASES) -> list[dict]:

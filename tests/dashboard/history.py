@@ -8,6 +8,7 @@ Planted on purpose, so tests and the benchmark have something to find:
   and one case failing its error budget (a counterexample that stays open);
 - ``attn`` at ``slow_at`` and later: 1.6x the latency on every case;
 - a second environment (an H200) on a second branch every ``gpu_every`` commits;
+- a stored change point (as ``lowbit history`` writes) for each int8 "outliers" case at ``regress_at``;
 - the newest run "running" (results still landing) when ``running_tail``.
 """
 
@@ -20,6 +21,7 @@ import random
 from dataclasses import dataclass
 
 from harness.store import ResultRow, Store
+from harness.store.history import replace_change_points
 
 FAMILIES = ("gaussian", "small", "saturating", "outliers", "degenerate")
 SHAPES = (  # (hq, hkv, nq, nk, causal)
@@ -176,6 +178,7 @@ def build_history(
                 lowbit_version="0.1.0",
             )
             planted.run_ids.append(run_id)
+            env_id = store.runs(run_ids=[run_id])[0]["environment_id"]
             for kernel in kernels:
                 rows = [_row(kernel, p, i, planted, rng, "corpus") for p in cases]
                 for j in range(fuzz_rows):
@@ -183,6 +186,29 @@ def build_history(
                     rows.append(_row(kernel, fuzz, i, planted, rng, "fuzz"))
                 store.record_results(run_id, kernel_ids[kernel], rows)
                 planted.cases_per_run = len(rows)
+            if branch == "main" and i == regress_at and "int8" in kernels:
+                # What `lowbit history` stores: int8's outliers cases stepped up in rel-L2 here.
+                for params in cases:
+                    if params["distribution"] == "outliers":
+                        replace_change_points(
+                            store,
+                            "int8",
+                            case_id(params),
+                            "rel_l2",
+                            env_id,
+                            [
+                                {
+                                    "run_id": run_id,
+                                    "commit": sha,
+                                    "previous_commit": parent[0],
+                                    "before": 1.0,
+                                    "after": 3.0,
+                                    "ratio": 3.0,
+                                    "direction": "up",
+                                    "method": "synthetic",
+                                }
+                            ],
+                        )
             last = running_tail and i == commits - 1 and branch == "main"
             if not last:
                 failed = i >= regress_at and "int8" in kernels

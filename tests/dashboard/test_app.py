@@ -91,7 +91,9 @@ def test_trends_filters_change_the_charts(monkeypatch, history_db):
     assert int(metrics["cases in newest run"]) < cases_all
     assert metrics["commits"] == str(len(planted.commits))
     assert int(metrics["marked jumps"]) >= 1  # the planted error jump at regress_at
-    flagged = at.dataframe[0].value
+    steps, flagged = at.dataframe[0].value, at.dataframe[1].value
+    assert list(steps["short"]) == [planted.commits[planted.regress_at][:8]]
+    assert list(steps["metric"]) == ["rel_l2"]
     assert planted.commits[planted.regress_at][:8] in set(flagged["short"])
     at.multiselect(key="trend_head_dim").set_value([128]).run()
     assert int(_metrics(at)["cases in newest run"]) < int(metrics["cases in newest run"])

@@ -143,8 +143,8 @@ def _pairs(**overrides):
         "p50_ms_a": 1.0,
         "p50_ms_b": 1.0,
         "latency_kind": "cuda",
-        "samples_a": [1.0] * 5,
-        "samples_b": [1.0] * 5,
+        "samples_a": [1.0 + 0.001 * i for i in range(12)],
+        "samples_b": [1.0 + 0.001 * i for i in range(12)],
     }
     row.update(overrides)
     return pd.DataFrame([row])
@@ -159,20 +159,31 @@ def _pairs(**overrides):
         ({"rel_l2_b": 2e-3}, "less precise"),
         ({"rel_l2_b": 5e-4}, "more precise"),
         ({"rel_l2_b": 1e-3 + 1e-6}, ""),
-        ({"p50_ms_b": 1.5}, "slower"),
-        ({"p50_ms_b": 0.5}, "faster"),
-        ({"p50_ms_b": 1.5, "latency_kind": "cpu-interpreter"}, ""),
+        ({"p50_ms_b": 1.5, "samples_b": [1.5 + 0.001 * i for i in range(12)]}, "slower"),
+        ({"p50_ms_b": 0.5, "samples_b": [0.5 + 0.001 * i for i in range(12)]}, "faster"),
+        (
+            {
+                "p50_ms_b": 1.5,
+                "samples_b": [1.5 + 0.001 * i for i in range(12)],
+                "latency_kind": "cpu-interpreter",
+            },
+            "",
+        ),
     ],
 )
 def test_case_changes(overrides, change):
-    out = frames.case_changes(_pairs(**overrides), significance=lambda a, b: True)
-    assert out["change"].tolist() == [change]
+    assert frames.case_changes(_pairs(**overrides))["change"].tolist() == [change]
 
 
-def test_case_changes_insignificant_latency_is_no_change():
-    out = frames.case_changes(_pairs(p50_ms_b=1.5), significance=lambda a, b: False)
+def test_case_changes_latency_needs_significance():
+    # Medians 50% apart, but three samples a side cannot reach p < 0.002: not judged, no change.
+    few = _pairs(p50_ms_b=1.5, samples_a=[1.0, 1.1, 0.9], samples_b=[1.5, 1.6, 1.4])
+    out = frames.case_changes(few)
     assert out["change"].tolist() == [""]
+    assert out["significant"].tolist() == [None]
     assert out["speed_ratio"].tolist() == [1.5]
+    same = frames.case_changes(_pairs())
+    assert same["significant"].tolist() == [False]
 
 
 def test_ratio_edge_cases():

@@ -194,3 +194,22 @@ def test_older_schema_refused_with_upgrade_hint(tmp_path):
     engine.dispose()
     with pytest.raises(StoreError, match="lowbit db upgrade"):
         open_history(url)
+
+
+def test_change_points_grouped_per_run_and_filtered(history, history_db):
+    _, planted = history_db
+    regress_run = next(r["id"] for r in history.runs() if r["commit"] == planted.commits[planted.regress_at])
+    rows = history.change_points("int8")
+    outliers = 6 * 2 * 2  # shapes x head dims x variants
+    assert rows == [
+        {
+            "run_id": regress_run,
+            "metric": "rel_l2",
+            "direction": "up",
+            "environment_id": 1,
+            "cases": outliers,
+            "largest_step": 3.0,
+        }
+    ]
+    assert history.change_points("int8", CaseFilter(families=("gaussian",))) == []
+    assert history.change_points("fp16") == []
