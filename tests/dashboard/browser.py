@@ -85,10 +85,10 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator:
 
 
 def wait_idle(page, timeout_s: float = 30.0) -> None:
-    """Until the script run has finished: a title is drawn and Streamlit's "running" widget is gone."""
+    """Until the script run has finished: a title is drawn and the app reports its script not running."""
     page.wait_for_selector("h1", timeout=timeout_s * 1000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000
     )
 
 
