@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -87,11 +86,11 @@ def dashboard_commands() -> list[click.Command]:
             sys.exit(2)
         click.echo(f"lowbit dashboard: {redact_url(url)} at http://{host}:{port}", err=True)
         env = {**os.environ, "LOWBIT_DASHBOARD_DB": url}
-        try:
-            code = subprocess.call(streamlit_command(host, port), env=env)
-        except KeyboardInterrupt:
-            code = 0
-        sys.exit(code)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Become the server: signals (Ctrl-C, a supervisor's SIGTERM) reach Streamlit itself.
+        command = streamlit_command(host, port)
+        os.execve(command[0], command, env)
 
     @click.command("demo")
     @click.option(

@@ -17,8 +17,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.cli.dashboard import streamlit_command
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PAGES = ("overview", "trends", "cases", "failures", "compare")
@@ -36,10 +34,14 @@ def free_port() -> int:
 def dashboard_server(url: str) -> Iterator[str]:
     """A Streamlit server for the database at ``url``; yields its base address."""
     port = free_port()
-    env = {**os.environ, "LOWBIT_DASHBOARD_DB": url}
+    env = dict(os.environ)
     with tempfile.TemporaryFile() as log:
+        # Started the way users start it: `lowbit dashboard` (which becomes the Streamlit server).
         proc = subprocess.Popen(
-            streamlit_command("127.0.0.1", port), env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "harness.cli", "dashboard", "--db", url, "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             base = f"http://127.0.0.1:{port}"
