@@ -8,10 +8,10 @@ of two runs (Compare).
 The database is opened read-only: SQLite through a ``mode=ro`` URI (a missing file is never created) and
 PostgreSQL with ``default_transaction_read_only``. Errors carry the redacted URL only.
 
-Worst error as a share of budget: ``max(rel_l2 / budget_rel_l2, max_abs / budget_max_abs)``, from the
-budgets the runner stores with each row (``metrics.budget_rel_l2``, ``metrics.budget_max_abs``). Rows
-recorded without a budget (ingested benchmarks, older runs) have no ratio. A NaN output is recorded as an
-infinite error, so its ratio is infinite, never missing.
+Worst error as a share of budget: the ``error_ratio`` the runner stores with each row next to the budget
+it was judged against (``metrics.budget_rel_l2``, ``metrics.budget_max_abs``), i.e. the worse of
+rel_l2 / budget and max_abs / budget. Rows recorded without a budget (ingested benchmarks, older runs)
+have no ratio. A NaN output is recorded as an infinite error, so its ratio is infinite, never missing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from harness.store import migrate
 from harness.store.api import translate_error
@@ -94,17 +96,41 @@ def _json_float(column: Any, key: str) -> Any:
     )
 
 
-def _greater(a: Any, b: Any) -> Any:
-    """The larger of two nullable expressions (NULL only when both are)."""
-    return sa.case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
+class json_number(FunctionElement):
+    """One number from a JSON column in ONE extraction (the per-row cost that dominates Trends).
+
+    SQLite's ``json_extract`` returns a REAL, or the TEXT "inf"/"nan" the store writes for non-finite
+    values; TEXT sorts above every number, so ``max`` still picks an infinite error, and readers map the
+    strings back (:func:`from_json_float`). PostgreSQL casts ``->>`` text to float, which reads "inf"
+    and "nan" itself.
+    """
+
+    type = sa.Float()
+    name = "json_number"
+    inherit_cache = True
+
+    def __init__(self, column: Any, key: str) -> None:
+        self.key = key
+        super().__init__(column)
+
+
+@compiles(json_number, "sqlite")
+def _json_number_sqlite(element: json_number, compiler: Any, **kw: Any) -> str:
+    (column,) = element.clauses
+    path = compiler.process(sa.literal(f'$."{element.key}"'), **kw)
+    return f"json_extract({compiler.process(column, **kw)}, {path})"
+
+
+@compiles(json_number)
+def _json_number_default(element: json_number, compiler: Any, **kw: Any) -> str:
+    (column,) = element.clauses
+    key = compiler.process(sa.literal(element.key), **kw)
+    return f"CAST(({compiler.process(column, **kw)} ->> {key}) AS FLOAT)"
 
 
 def error_ratio_expr() -> Any:
-    budget_rel = _json_float(R.c.metrics, "budget_rel_l2")
-    budget_abs = _json_float(R.c.metrics, "budget_max_abs")
-    rel = sa.case((budget_rel > 0, R.c.rel_l2 / budget_rel), else_=sa.null())
-    abs_ = sa.case((budget_abs > 0, R.c.max_abs / budget_abs), else_=sa.null())
-    return _greater(rel, abs_)
+    """The share of its budget a result used, as the runner stored it (``metrics.error_ratio``)."""
+    return json_number(R.c.metrics, "error_ratio")
 
 
 def length_bucket_expr() -> Any:
@@ -144,7 +170,7 @@ def _error_aggregates() -> list[Any]:
     return [
         sa.func.max(R.c.rel_l2).label("rel_l2"),
         sa.func.max(R.c.max_abs).label("max_abs"),
-        sa.func.max(_json_float(R.c.metrics, "worst_row_rel_l2")).label("worst_row_rel_l2"),
+        sa.func.max(json_number(R.c.metrics, "worst_row_rel_l2")).label("worst_row_rel_l2"),
         sa.func.max(error_ratio_expr()).label("error_ratio"),
     ]
 
@@ -379,36 +405,46 @@ class History:
         """Per (run, kernel, baseline kernel): summed median latency over the cases both timed.
 
         ``ratio = baseline_ms / kernel_ms`` is the kernel's speed-up over the baseline on exactly the same
-        cases, same run, same machine (values above 1 mean faster).
+        cases, same run, same machine (values above 1 mean faster). The pairing is done here on the
+        timed rows of these runs alone (read through the run index: a self-join of the results table
+        lets SQLite walk every run's copy of each case).
         """
-        base_r, base_k, ker = R.alias("b"), K.alias("bk"), K.alias("k")
         query = (
-            sa.select(
-                R.c.run_id,
-                ker.c.name.label("kernel"),
-                base_k.c.name.label("baseline"),
-                sa.func.count().label("cases"),
-                sa.func.sum(R.c.p50_ms).label("kernel_ms"),
-                sa.func.sum(base_r.c.p50_ms).label("baseline_ms"),
-                sa.func.max(R.c.latency_kind).label("latency_kind"),
-            )
-            .join(ker, ker.c.id == R.c.kernel_id)
-            .join(base_r, sa.and_(base_r.c.run_id == R.c.run_id, base_r.c.case_id == R.c.case_id))
-            .join(base_k, base_k.c.id == base_r.c.kernel_id)
-            .where(
-                R.c.run_id.in_([int(i) for i in run_ids]),
-                base_k.c.name.in_(BASELINE_KERNELS),
-                base_k.c.name != ker.c.name,
-                R.c.p50_ms.is_not(None),
-                base_r.c.p50_ms.is_not(None),
-                R.c.latency_kind == base_r.c.latency_kind,
-            )
-            .group_by(R.c.run_id, ker.c.name, base_k.c.name)
+            sa.select(R.c.run_id, K.c.name.label("kernel"), R.c.case_id, R.c.p50_ms, R.c.latency_kind)
+            .join(K, K.c.id == R.c.kernel_id)
+            .where(R.c.run_id.in_([int(i) for i in run_ids]), R.c.p50_ms.is_not(None))
+            .order_by(R.c.id)
         )
-        rows = self._rows(query)
-        for row in rows:
-            row["ratio"] = row["baseline_ms"] / row["kernel_ms"] if row["kernel_ms"] else None
-        return rows
+        timed: dict[tuple[int, str], dict[str, tuple[float, str]]] = {}
+        for row in self._rows(query):
+            timed.setdefault((row["run_id"], row["kernel"]), {})[row["case_id"]] = (
+                row["p50_ms"],
+                row["latency_kind"],
+            )
+        out = []
+        for (run_id, kernel), cases in timed.items():
+            for baseline in BASELINE_KERNELS:
+                base = timed.get((run_id, baseline))
+                if base is None or baseline == kernel:
+                    continue
+                common = [c for c in cases if c in base and cases[c][1] == base[c][1]]
+                if not common:
+                    continue
+                kernel_ms = sum(cases[c][0] for c in common)
+                baseline_ms = sum(base[c][0] for c in common)
+                out.append(
+                    {
+                        "run_id": run_id,
+                        "kernel": kernel,
+                        "baseline": baseline,
+                        "cases": len(common),
+                        "kernel_ms": kernel_ms,
+                        "baseline_ms": baseline_ms,
+                        "latency_kind": cases[common[0]][1],
+                        "ratio": baseline_ms / kernel_ms if kernel_ms else None,
+                    }
+                )
+        return sorted(out, key=lambda r: (r["run_id"], r["kernel"], r["baseline"]))
 
     def trend(
         self,
@@ -602,41 +638,56 @@ class History:
     def compare(self, run_ids_a: Sequence[int], run_ids_b: Sequence[int]) -> list[dict]:
         """Per (kernel, case) measured in both sets of runs: errors, latency and raw samples of each side.
 
-        Bounded by the number of cases two runs hold (thousands), never by the history's size.
+        Each side is read through the run index and the two are paired here: bounded by the number of
+        cases two measurements hold (thousands), never by the history's size. Where a side measured a
+        case twice (a replayed counterexample that is also a corpus case), the later result counts.
         """
-        a, b, ka = R.alias("a"), R.alias("b"), K.alias("ka")
-        kb = K.alias("kb")
-        query = (
-            sa.select(
-                ka.c.name.label("kernel"),
-                a.c.case_id,
-                C.c.family,
-                C.c.shape_class,
-                a.c.phase,
-                a.c.status.label("status_a"),
-                b.c.status.label("status_b"),
-                a.c.rel_l2.label("rel_l2_a"),
-                b.c.rel_l2.label("rel_l2_b"),
-                a.c.max_abs.label("max_abs_a"),
-                b.c.max_abs.label("max_abs_b"),
-                a.c.p50_ms.label("p50_ms_a"),
-                b.c.p50_ms.label("p50_ms_b"),
-                a.c.latency_kind.label("latency_kind"),
-                a.c.samples_ms.label("samples_a"),
-                b.c.samples_ms.label("samples_b"),
+
+        def side(run_ids: Sequence[int]) -> dict[tuple[str, str], dict]:
+            query = (
+                sa.select(
+                    K.c.name.label("kernel"),
+                    R.c.case_id,
+                    C.c.family,
+                    C.c.shape_class,
+                    R.c.phase,
+                    R.c.status,
+                    R.c.rel_l2,
+                    R.c.max_abs,
+                    R.c.p50_ms,
+                    R.c.latency_kind,
+                    R.c.samples_ms,
+                )
+                .select_from(R.join(K, K.c.id == R.c.kernel_id).join(C, C.c.id == R.c.case_id))
+                .where(R.c.run_id.in_([int(i) for i in run_ids]))
+                .order_by(R.c.id)
             )
-            .select_from(a)
-            .join(ka, ka.c.id == a.c.kernel_id)
-            .join(b, b.c.case_id == a.c.case_id)
-            .join(kb, sa.and_(kb.c.id == b.c.kernel_id, kb.c.name == ka.c.name))
-            .join(C, C.c.id == a.c.case_id)
-            .where(a.c.run_id.in_([int(i) for i in run_ids_a]), b.c.run_id.in_([int(i) for i in run_ids_b]))
-            .order_by(ka.c.name, a.c.case_id)
-        )
-        rows = self._rows(query)
-        for row in rows:
-            for side in ("samples_a", "samples_b"):
-                row[side] = [float(from_json_float(v)) for v in (row[side] or [])]
+            return {(r["kernel"], r["case_id"]): r for r in self._rows(query)}
+
+        a, b = side(run_ids_a), side(run_ids_b)
+        rows = []
+        for key in sorted(a.keys() & b.keys()):
+            ra, rb = a[key], b[key]
+            rows.append(
+                {
+                    "kernel": key[0],
+                    "case_id": key[1],
+                    "family": ra["family"],
+                    "shape_class": ra["shape_class"],
+                    "phase": rb["phase"],
+                    "status_a": ra["status"],
+                    "status_b": rb["status"],
+                    "rel_l2_a": ra["rel_l2"],
+                    "rel_l2_b": rb["rel_l2"],
+                    "max_abs_a": ra["max_abs"],
+                    "max_abs_b": rb["max_abs"],
+                    "p50_ms_a": ra["p50_ms"],
+                    "p50_ms_b": rb["p50_ms"],
+                    "latency_kind": ra["latency_kind"] if ra["latency_kind"] == rb["latency_kind"] else None,
+                    "samples_a": [float(from_json_float(v)) for v in (ra["samples_ms"] or [])],
+                    "samples_b": [float(from_json_float(v)) for v in (rb["samples_ms"] or [])],
+                }
+            )
         return rows
 
 
