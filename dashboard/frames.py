@@ -233,3 +233,27 @@ def case_changes(pairs: pd.DataFrame, thresholds: Thresholds | None = None) -> p
 
 def _num(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
+
+
+def commit_measurements(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every (commit, branch, environment) measured, newest first (git order), one row each.
+
+    Columns: ``commit``, ``branch``, ``environment_id``, ``environment``, ``position``, ``run_ids``
+    (tuple: per shard label only its newest run), ``last_id``, ``status`` (:func:`worst_status` of those
+    runs), ``started_at``. ``runs`` needs the columns of ``loaders.runs``.
+    """
+    keys = ["commit", "branch", "environment_id"]
+    ordered = runs.assign(shard=runs["shard"].fillna("all")).sort_values("id")
+    newest = ordered.groupby([*keys, "shard"], sort=False).tail(1)
+    grouped = newest.groupby(keys, sort=False)
+    out = grouped.agg(
+        environment=("environment", "first"),
+        position=("position", "first"),
+        last_id=("id", "max"),
+        started_at=("started_at", "first"),
+        status=("status", worst_status),
+    ).reset_index()
+    ids = grouped["id"].agg(lambda s: tuple(int(i) for i in s))
+    out["run_ids"] = [ids[(r.commit, r.branch, r.environment_id)] for r in out.itertuples(index=False)]
+    out["position"] = out["position"].astype(int)
+    return out.sort_values(["position", "last_id"], ascending=False).reset_index(drop=True)

@@ -64,6 +64,11 @@ def runs(url: str, token: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+def commit_measurements(url: str, token: tuple) -> pd.DataFrame:
+    return frames.commit_measurements(runs(url, token))
+
+
+@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
 def kernels(url: str, token: tuple) -> list[str]:
     return history(url).kernels()
 

@@ -31,28 +31,8 @@ def measurements(url: str, token: tuple) -> pd.DataFrame:
 
 
 def commit_measurements(url: str, token: tuple) -> pd.DataFrame:
-    """Every (commit, branch, environment) measured, newest first, with its run ids and status."""
-    all_runs = loaders.runs(url, token)
-    rows = []
-    for (commit, branch, env_id), group in all_runs.groupby(
-        ["commit", "branch", "environment_id"], sort=False
-    ):
-        group = group.assign(shard=group["shard"].fillna("all")).sort_values("id").groupby("shard").last()
-        first = group.iloc[0]
-        rows.append(
-            {
-                "commit": commit,
-                "branch": branch,
-                "environment_id": env_id,
-                "environment": first["environment"],
-                "position": int(first["position"]),
-                "run_ids": tuple(int(i) for i in group["id"]),
-                "last_id": int(group["id"].max()),
-                "status": frames.worst_status(group["status"]),
-                "started_at": first["started_at"],
-            }
-        )
-    out = pd.DataFrame(rows).sort_values(["position", "last_id"], ascending=False).reset_index(drop=True)
+    """Every (commit, branch, environment) measured, newest first, labelled for choosers."""
+    out = loaders.commit_measurements(url, token)
     out["label"] = [
         f"{frames.short_sha(r.commit)} · {r.branch} · {r.environment} · {str(r.started_at)[:16]} ({r.status})"
         for r in out.itertuples(index=False)

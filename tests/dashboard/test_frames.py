@@ -191,3 +191,21 @@ def test_ratio_edge_cases():
     assert math.isinf(frames.ratio(1.0, 0.0))
     assert frames.ratio(None, 1.0) is None
     assert frames.ratio(math.nan, 1.0) is None
+
+
+def test_commit_measurements_one_row_per_commit_environment_newest_first():
+    runs = _runs(
+        [
+            (1, "a", [], "main", 1, "1/2", "complete", "t1"),
+            (2, "a", [], "main", 1, "2/2", "crashed", "t2"),
+            (3, "a", [], "main", 1, "2/2", "complete", "t3"),
+            (4, "b", ["a"], "main", 1, None, "running", "t4"),
+            (5, "a", [], "main", 2, None, "failed", "t5"),
+        ]
+    ).assign(environment=lambda f: "env " + f["environment_id"].astype(str))
+    runs["position"] = runs["commit"].map(frames.git_order(runs))
+    out = frames.commit_measurements(runs)
+    assert list(zip(out["commit"], out["environment_id"], strict=True)) == [("b", 1), ("a", 2), ("a", 1)]
+    row = out[(out["commit"] == "a") & (out["environment_id"] == 1)].iloc[0]
+    assert row["run_ids"] == (1, 3) and row["status"] == "complete"  # the retried shard replaced run 2
+    assert out.iloc[0]["status"] == "running"
