@@ -22,7 +22,7 @@ def render() -> None:
     if cells.empty:
         st.info(f"{kernel} has no results in this measurement.")
         return
-    st.altair_chart(charts.heatmap_chart(cells), width="stretch")
+    common.chart(st, charts.heatmap_chart(cells))
     st.caption("1.00 = the case used its whole error budget; above 1 it failed. Grey: no budget recorded.")
 
     ranked = cells.assign(rank=cells["error_ratio"].astype(float).fillna(-math.inf)).sort_values(
@@ -55,6 +55,6 @@ def render() -> None:
     history = loaders.case_history(url, token, kernel, case_id)
     st.subheader(f"History of {case_id} ({kernel}, {len(history)} results)")
     if not history.empty:
-        st.altair_chart(charts.history_chart(history), width="stretch")
+        common.chart(st, charts.history_chart(history))
     st.markdown("Re-run exactly this case:")
     st.code(frames.repro_command(kernel, loaders.case_params(url, token, case_id) or {}), language="bash")

@@ -38,3 +38,12 @@ def commit_measurements(url: str, token: tuple) -> pd.DataFrame:
         for r in out.itertuples(index=False)
     ]
     return out
+
+
+def chart(target, built) -> None:
+    """Draw an Altair chart built by :mod:`dashboard.charts`.
+
+    The builders' specs are validated against the Vega-Lite schema in their unit tests; validating again
+    on every page run costs about a third of a second per chart, so the page sends the spec unvalidated.
+    """
+    target.vega_lite_chart(built.to_dict(validate=False), width="stretch")

@@ -31,9 +31,8 @@ def render() -> None:
     cols = st.columns(5)
     for col, name in zip(cols, ["newly failing", "less precise", "slower", "faster", "fixed"], strict=True):
         col.metric(name, int(counts.get(name, 0)))
-    st.altair_chart(
-        charts.tradeoff_chart(changes.assign(significant=changes["significant"].map(_significance))),
-        width="stretch",
+    common.chart(
+        st, charts.tradeoff_chart(changes.assign(significant=changes["significant"].map(_significance)))
     )
     st.caption(
         "Each point is one case: right of the dashed line B is slower, above it B is less precise. "

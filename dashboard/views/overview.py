@@ -77,12 +77,12 @@ def render() -> None:
         long = summary.melt(
             id_vars=["kernel"], value_vars=list(charts.STATUS_COLOURS), var_name="status", value_name="count"
         )
-        left.altair_chart(charts.status_chart(long[long["count"] > 0]), width="stretch")
+        common.chart(left, charts.status_chart(long[long["count"] > 0]))
         speed = loaders.baseline_speed(url, token, run_ids)
         if speed.empty:
             right.caption("No baseline kernel (fp16, SDPA) timed on the same cases in this run.")
         else:
-            right.altair_chart(charts.speed_chart(speed), width="stretch")
+            common.chart(right, charts.speed_chart(speed))
             if set(speed["latency_kind"]) - set(frames.COMPARABLE_LATENCY_KINDS):
                 right.caption("Timed in the CPU interpreter: ratios describe the interpreter, not a GPU.")
         st.dataframe(

@@ -81,7 +81,8 @@ def render() -> None:
             continue
         positive = shown[metric].dropna()
         target = left if slot % 2 == 0 else right
-        target.altair_chart(
+        common.chart(
+            target,
             charts.trend_chart(
                 shown,
                 metric,
@@ -89,7 +90,6 @@ def render() -> None:
                 log=log and bool((positive > 0).all()),
                 flag=f"flag_{metric}" if f"flag_{metric}" in shown else "no_flag",
             ),
-            width="stretch",
         )
         slot += 1
     kinds = set(frame["latency_kind"].dropna())
