@@ -12,13 +12,16 @@ chart has rendered (:func:`tests.dashboard.browser.first_paint`):
 
 - cold: a freshly started server (``lowbit dashboard``'s command: modules preloaded, every cache empty)
   and a fresh Chromium profile, each page visited once;
-- warm: the same server, each page visited again, median of ``--repeat`` visits.
+- warm: the same server, each page visited again, median of ``--repeat`` visits;
+- script cold / warm: the server side alone, each page's script under Streamlit's AppTest (no browser),
+  first run with empty caches and median rerun.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -45,6 +48,36 @@ def build(path: Path, commits: int, variants: int) -> dict:
         rows = store.count("results")
         runs = store.count("runs")
     return {"rows": rows, "runs": runs, "build_s": round(time.perf_counter() - start, 1)}
+
+
+def script_times(url: str, repeat: int) -> dict:
+    """Seconds each page's script takes on the server (Streamlit's AppTest, no browser): cold = first
+    run with empty caches (modules already imported, as the server preloads them), warm = median rerun."""
+    import os
+
+    os.environ["LOWBIT_DASHBOARD_DB"] = url
+    from streamlit.testing.v1 import AppTest
+
+    import dashboard.serve
+
+    dashboard.serve.preload()
+    app = str(ROOT / "dashboard" / "app.py")
+    out: dict = {"script_cold_s": {}, "script_warm_s": {}}
+    at = AppTest.from_file(app, default_timeout=300)
+    for name in PAGES:
+        if name != "overview":
+            at.switch_page(f"pages/{name}.py")
+        start = time.perf_counter()
+        at.run()
+        out["script_cold_s"][name] = round(time.perf_counter() - start, 2)
+        assert not at.exception, [e.value for e in at.exception]
+        runs = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            at.run()
+            runs.append(time.perf_counter() - start)
+        out["script_warm_s"][name] = round(statistics.median(runs), 2)
+    return out
 
 
 def measure(url: str, repeat: int) -> dict:
@@ -77,10 +110,20 @@ def main() -> int:
     with open_store(f"sqlite:///{args.db}") as store:
         report["rows"], report["runs"] = store.count("results"), store.count("runs")
     print(f"{report['rows']} result rows in {report['runs']} runs", flush=True)
+    report["load_average_before"] = [round(x, 1) for x in os.getloadavg()]
     report.update(measure(f"sqlite:///{args.db}", args.repeat))
-    print(f"{'page':10} {'cold (s)':>9} {'warm (s)':>9}")
+    report.update(script_times(f"sqlite:///{args.db}", args.repeat))
+    report["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
+    print(
+        f"load average {report['load_average_before']} -> {report['load_average_after']}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(f"{'page':10} {'cold (s)':>9} {'warm (s)':>9} {'script cold':>12} {'script warm':>12}")
     for name in PAGES:
-        print(f"{name:10} {report['cold_s'][name]:9.2f} {report['warm_s'][name]:9.2f}")
+        print(
+            f"{name:10} {report['cold_s'][name]:9.2f} {report['warm_s'][name]:9.2f} "
+            f"{report['script_cold_s'][name]:12.2f} {report['script_warm_s'][name]:12.2f}"
+        )
     ok = all(v < COLD_LIMIT_S for v in report["cold_s"].values()) and all(
         v < WARM_LIMIT_S for v in report["warm_s"].values()
     )
