@@ -10,6 +10,8 @@ from harness.store.dashboard_queries import ALL_PHASES, FIXED_PHASES, CaseFilter
 
 # A point is flagged when its metric grew by more than this over the previous commit in its series.
 JUMP = {"rel_l2": 0.10, "max_abs": 0.10, "worst_row_rel_l2": 0.10, "error_ratio": 0.10, "p50_ms": 0.05}
+# Drawn unless the sidebar asks for others: few charts keep the page readable (and quick to draw).
+DEFAULT_CHARTS = ("rel_l2", "worst_row_rel_l2", "error_ratio", "p50_ms")
 CHARTS = (
     ("rel_l2", "worst rel-L2 over the cases", True),
     ("max_abs", "worst max-abs", True),
@@ -46,9 +48,17 @@ def filters(url: str, token: tuple) -> tuple[str, CaseFilter, tuple, tuple]:
     return kernel, flt, tuple(branches), tuple(env_names[e] for e in chosen_envs)
 
 
+def chosen_charts() -> list[str]:
+    titles = {metric: title for metric, title, _ in CHARTS}
+    return st.sidebar.multiselect(
+        "charts", list(titles), default=list(DEFAULT_CHARTS), format_func=titles.get, key="trend_charts"
+    )
+
+
 def render() -> None:
     url, token = common.header("Trends", "error and speed across commits, git order, newest on the right")
     kernel, flt, branches, envs = filters(url, token)
+    wanted = chosen_charts()
     frame = loaders.trend(url, token, kernel, flt, branches, envs)
     if frame.empty:
         st.info(f"No results of {kernel} match these filters.")
@@ -77,7 +87,7 @@ def render() -> None:
     left, right = st.columns(2)
     slot = 0
     for metric, title, log in CHARTS:
-        if metric not in shown or shown[metric].notna().sum() == 0:
+        if metric not in wanted or metric not in shown or shown[metric].notna().sum() == 0:
             continue
         positive = shown[metric].dropna()
         target = left if slot % 2 == 0 else right

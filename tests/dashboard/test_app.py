@@ -97,6 +97,9 @@ def test_trends_filters_change_the_charts(monkeypatch, history_db):
     assert planted.commits[planted.regress_at][:8] in set(flagged["short"])
     at.multiselect(key="trend_head_dim").set_value([128]).run()
     assert int(_metrics(at)["cases in newest run"]) < int(metrics["cases in newest run"])
+    shown = len(_charts(at))
+    at.multiselect(key="trend_charts").select("max_abs").select("tflops").run()
+    assert len(_charts(at)) == shown + 2
 
 
 def test_trends_empty_selection_says_so(monkeypatch, history_db):
