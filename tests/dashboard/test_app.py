@@ -98,7 +98,7 @@ def test_trends_filters_change_the_charts(monkeypatch, history_db):
     at.multiselect(key="trend_head_dim").set_value([128]).run()
     assert int(_metrics(at)["cases in newest run"]) < int(metrics["cases in newest run"])
     shown = len(_charts(at))
-    at.multiselect(key="trend_charts").select("max_abs").select("tflops").run()
+    at.multiselect(key="trend_charts").select("worst_row_rel_l2").select("tflops").run()
     assert len(_charts(at)) == shown + 2
 
 
