@@ -23,5 +23,5 @@ if [ "${LOWBIT_TORCH:-}" != "skip" ]; then
   pip_install "triton==3.6.0" "numpy<2.4"
 fi
 echo "lowbit install: project with dev extras"
-pip_install -c ci/constraints.txt -e ".[dev]"
+pip_install -c ci/constraints.txt -e ".[dev,dashboard]"
 "$PY" -c 'import torch, triton, numpy; print(f"torch {torch.__version__}, triton {triton.__version__}, numpy {numpy.__version__}")'

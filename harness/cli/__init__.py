@@ -12,6 +12,7 @@ import click
 
 from harness import __version__
 from harness.cli.check import check_commands
+from harness.cli.dashboard import dashboard_commands
 from harness.cli.errors import LowbitGroup
 from harness.cli.fuzz import fuzz_commands
 from harness.cli.run import run_commands
@@ -24,7 +25,13 @@ def cli() -> None:
     """Prove low-bit attention kernels correct and fast, commit after commit."""
 
 
-for _command in (*fuzz_commands(), *run_commands(), *store_commands(), *check_commands()):
+for _command in (
+    *fuzz_commands(),
+    *run_commands(),
+    *store_commands(),
+    *check_commands(),
+    *dashboard_commands(),
+):
     cli.add_command(_command)
 
 

@@ -172,6 +172,15 @@ class KernelRun:
         self.pending_since = None
 
     def add(self, row: dict, budget: dict | None) -> None:
+        if budget:
+            # Stored with the row, so readers (the dashboard) can show errors as a share of the budget
+            # the case was judged against without importing the kernels' registry.
+            extra = {
+                "budget_rel_l2": budget.get("max_rel_l2"),
+                "budget_max_abs": budget.get("max_abs"),
+                "error_ratio": budget.get("error_ratio"),
+            }
+            row["metrics"] = {**row.get("metrics", {}), **{k: v for k, v in extra.items() if v is not None}}
         self.pending.append(row)
         if self.pending_since is None:
             self.pending_since = time.monotonic()
