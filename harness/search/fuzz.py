@@ -23,6 +23,7 @@ from hypothesis import target as hypothesis_target
 
 from harness.search.cases import Case
 from harness.search.distributions import DISTRIBUTIONS
+from harness.search.domain import Domain, DomainProbe, probe_domain
 from harness.search.profiles import (
     DEFAULT_EXAMPLES,
     SizeLimits,
@@ -63,6 +64,8 @@ class FuzzReport:
     worst: CaseResult | None = None
     limits: SizeLimits | None = None
     notes: list[str] = field(default_factory=list)
+    # The learned (or stated) domain and its probes, for a bare callable; None for registered specs.
+    domain: DomainProbe | None = None
 
     @property
     def ok(self) -> bool:
@@ -90,6 +93,7 @@ class FuzzReport:
             "coverage": {k: dict(sorted(v.items())) for k, v in self.coverage.items()},
             "limits": vars(self.limits) if self.limits is not None else None,
             "notes": list(self.notes),
+            "domain": self.domain.to_dict() if self.domain is not None else None,
         }
 
 
@@ -162,6 +166,7 @@ def fuzz(
     database: bool = True,
     sizes: SizeLimits | None = None,
     keep_going: bool = False,
+    domain: dict | Domain | None = None,
 ) -> FuzzReport:
     """Search for a case where ``target`` breaks a property; return what was tried and found.
 
@@ -175,6 +180,10 @@ def fuzz(
     off (otherwise the profile decides: ``ci`` derandomized, the others random); ``sizes`` overrides the
     profile's shape limits.
     ``on_result`` sees every checked example, shrinking steps included (``result.phase == "shrink"``).
+
+    A bare callable's domain is learned first (:func:`harness.search.domain.probe_domain`): nine examples
+    in ten are drawn inside it. ``domain`` states some axes instead (a dict of ``Domain`` fields) or all
+    of them (a ``Domain``). Registered specs declare their domain and are not probed.
     """
     check_profile(profile)
     if examples is not None and examples < 1:
@@ -190,7 +199,16 @@ def fuzz(
         failing_before = _failing_families(db_root)
         plan.sort(key=lambda item: item[0] not in failing_before)
 
-    coverage: dict[str, Counter] = {"family": Counter(), "shape_class": Counter(), "distribution": Counter()}
+    probe = _learn_domain(target, device, domain)
+    learned = probe.domain if probe is not None and not probe.note else None
+    coverage: dict[str, Counter] = {
+        "family": Counter(),
+        "shape_class": Counter(),
+        "distribution": Counter(),
+        "layout": Counter(),
+    }
+    if learned is not None:
+        coverage["domain"] = Counter()
     state = {"phase": "explore", "explored": 0, "passed": 0, "unsupported": 0, "shrinks": 0}
     failures_seen: list[CaseResult] = []
     worst: list[CaseResult] = []
@@ -205,6 +223,9 @@ def fuzz(
             coverage["family"][case.family] += 1
             coverage["shape_class"][case.shape_class] += 1
             coverage["distribution"][case.distribution] += 1
+            coverage["layout"][case.layout] += 1
+            if learned is not None:
+                coverage["domain"]["inside" if learned.contains(case) else "outside"] += 1
             if result.status == "pass":
                 state["passed"] += 1
                 if not worst or result.error_ratio > worst[0].error_ratio:
@@ -231,6 +252,7 @@ def fuzz(
                 limits,
                 probe_unclaimed=target.spec is not None,
                 distributions=names,
+                domain=learned,
             )
             db_dir = db_root / family if db_root is not None else None
             conf = hypothesis_settings(profile, examples=n, database=db_dir, seeded=seed is not None)
@@ -278,8 +300,19 @@ def fuzz(
         shrink_steps=state["shrinks"],
         worst=worst[0] if worst else None,
         limits=limits,
-        notes=notes,
+        notes=notes + ([f"domain: {probe.note}"] if probe is not None and probe.note else []),
+        domain=probe,
     )
+
+
+def _learn_domain(target: KernelTarget, device: str, domain: dict | Domain | None) -> DomainProbe | None:
+    """The domain to search: stated in full, or probed on the axes not stated (bare callables only)."""
+    if isinstance(domain, Domain):
+        return DomainProbe(domain=domain, note="")
+    if target.spec is not None and not domain:
+        return None
+    with cpu_threads(1 if torch.device(device).type == "cpu" else None):
+        return probe_domain(target, device, stated=domain)
 
 
 def replay(target: KernelTarget, case: Case, device: str) -> CaseResult:
