@@ -51,12 +51,15 @@ def _dequantize_int8_qk_smooth(q, k, v, *, causal=False, sm_scale=None):
     return _dequantize_int8_qk(q, k, v, causal=causal, sm_scale=sm_scale, smooth_k=True)
 
 
-def _budgets(**rel_abs: tuple[float, float]) -> dict[str, ErrorBudget]:
-    return {family: ErrorBudget(rel, mabs) for family, (rel, mabs) in rel_abs.items()}
+def _budgets(**limits: tuple[float, ...]) -> dict[str, ErrorBudget]:
+    """family -> (max rel-L2, max abs[, max worst-row rel-L2; default kernels.spec.ROW_FACTOR x rel-L2])."""
+    return {family: ErrorBudget(*values) for family, values in limits.items()}
 
 
 def _build_registry() -> dict[str, KernelSpec]:
-    def spec(name, launcher, bits, head_dims, description, source, dequantize=None) -> KernelSpec:
+    def spec(
+        name, launcher, bits, head_dims, description, source, dequantize=None, emulation=None
+    ) -> KernelSpec:
         # Every method is judged against its float64 emulation (kernels/emulate.py) as well as the oracle.
         return KernelSpec(
             name=name,
@@ -70,6 +73,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             dequantize=dequantize,
             source=source,
             emulate=getattr(emulate, f"emulate_{name}"),
+            emulation_budgets=emulation or {},
         )
 
     specs = [
@@ -89,6 +93,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "fully INT8: per-token Q/K, P at 1/127, per-channel V, int32 accumulation",
             "kernels/flash_int8.py",
             _dequantize_int8,
+            INT8_EMULATION,
         ),
         spec(
             "int8_qk",
@@ -151,17 +156,20 @@ _FP16_BF16 = _budgets(
 # "extreme" (Q, K near 6e4, logits ~1e10): per-token INT8 moves logits by ~1e8, which reorders the
 # keys a saturated softmax picks; no INT8-Q/K method can be accurate there (measured rel-L2 up to 1.3).
 # The budget there is large but finite: rel-L2 2 (an output as far from the truth as two unrelated
-# convex combinations of the values), max-abs 1.3e5 (twice the largest |V|), worst row 2.5. What the
+# convex combinations of the values), max-abs 1.3e5 (twice the largest |V|), worst row 3 (measured 1.5).
+# What the
 # method does claim on "extreme" -- that the kernel computes its own algorithm -- is the emulation check,
 # as tight there as on every other family; NaN/Inf fail as everywhere.
-_EXTREME_INT8 = (2.0, 1.3e5, 2.5)
+_EXTREME_INT8 = (2.0, 1.3e5, 3.0)
 _INT8 = {
     **_budgets(
         default=(1.2e-1, 1.0),
         gaussian=(1.2e-1, 1.0),
         small=(2e-2, 5e-5),
         saturating=(2.5e-1, 5.0),
-        outliers=(2.5e-1, 2e2),
+        # Worst row: a token whose values are small beside a channel outlier elsewhere is quantized with
+        # the outlier's per-channel V scale, so its row can be wrong by more than its own size (2.4 seen).
+        outliers=(2.5e-1, 2e2, 5.0),
         degenerate=(1.8e-1, 1.0),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
@@ -172,10 +180,20 @@ _INT8_QK = {
         gaussian=(3e-2, 2.5e-1),
         small=(8e-3, 5e-5),
         saturating=(1.5e-1, 5.0),
-        outliers=(2.5e-1, 2e2),
+        # Worst row: per-token INT8 K next to outlier tokens (0.8 measured).
+        outliers=(2.5e-1, 2e2, 2.0),
         degenerate=(3e-2, 3e-1),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
+}
+# int8 against its emulation: P is rounded to steps of 1/127 after exp2, and the GPU's approximate exp2
+# puts an occasional P on the other side of a step than float64 does. One such step in a row whose
+# weights sum to about one moves that row by up to |v| / 127 (8e-3 of a unit-scale row; 4.5e-3 and
+# 7.4e-3 measured on an H100), so this method's worst-row and max-abs limits against its emulation
+# allow a few steps; the whole-tensor limit stays that of EMULATION_BUDGETS.
+INT8_EMULATION = {
+    _F16: ErrorBudget(max_rel_l2=2e-3, max_abs=3e-2, max_row_rel_l2=3e-2),
+    _BF16: ErrorBudget(max_rel_l2=1.5e-2, max_abs=4e-2, max_row_rel_l2=4e-2),
 }
 BUDGETS: dict[str, dict[torch.dtype, dict[str, ErrorBudget]]] = {
     "fp16": {_F16: _FP16_F16, _BF16: _FP16_BF16},

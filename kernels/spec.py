@@ -78,8 +78,10 @@ class ErrorBudget:
 # relative to the largest magnitude of the emulated output (families span 1e-4 to 6e4), so one budget
 # holds on every family, "extreme" included.
 EMULATION_BUDGETS: dict[torch.dtype, ErrorBudget] = {
-    torch.float16: ErrorBudget(max_rel_l2=2e-3, max_abs=1e-2, max_row_rel_l2=1e-2),
-    torch.bfloat16: ErrorBudget(max_rel_l2=1e-2, max_abs=5e-2, max_row_rel_l2=4e-2),
+    # Measured worst in the interpreter: rel-L2 3.1e-4, row 4.6e-4, max-abs 4.8e-4 of the output's scale.
+    torch.float16: ErrorBudget(max_rel_l2=2e-3, max_abs=4e-3, max_row_rel_l2=4e-3),
+    # Measured worst: rel-L2 5.8e-3, row 7.6e-3, max-abs 8.7e-3 (P and the output rounded to 8 bits).
+    torch.bfloat16: ErrorBudget(max_rel_l2=1.5e-2, max_abs=3e-2, max_row_rel_l2=3e-2),
 }
 
 

@@ -24,8 +24,10 @@ from hypothesis import target as hypothesis_target
 from harness.search.cases import Case
 from harness.search.distributions import DISTRIBUTIONS
 from harness.search.domain import Domain, DomainProbe, probe_domain
+from harness.search.long_cases import long_cases
 from harness.search.profiles import (
     DEFAULT_EXAMPLES,
+    LONG_CASES,
     SizeLimits,
     check_profile,
     database_path,
@@ -216,6 +218,9 @@ def fuzz(
     notes: list[str] = []
 
     def run_one(case: Case) -> None:
+        check_one(case, True)
+
+    def check_one(case: Case, searching: bool) -> None:
         result = check_case(target, case, device)
         result.phase = state["phase"]
         if result.phase == "explore":
@@ -236,7 +241,7 @@ def fuzz(
             state["shrinks"] += 1
         if on_result is not None:
             on_result(result)
-        if result.status == "pass":
+        if result.status == "pass" and searching:
             hypothesis_target(min(result.error_ratio, _TARGET_CAP), label="error/budget")
         if result.status == "fail":
             failures_seen.append(result)
@@ -284,7 +289,9 @@ def fuzz(
 
     start = time.perf_counter()
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        _search(plan)
+        failures += _long_cases(target, device, profile, lambda case: check_one(case, False), notes)
+        if not failures or keep_going:
+            _search(plan)
     elapsed = time.perf_counter() - start
     return FuzzReport(
         kernel=target.name,
@@ -303,6 +310,26 @@ def fuzz(
         notes=notes + ([f"domain: {probe.note}"] if probe is not None and probe.note else []),
         domain=probe,
     )
+
+
+def _long_cases(
+    target: KernelTarget, device: str, profile: str, check: Callable[[Case], None], notes: list[str]
+) -> list[CaseResult]:
+    """On a GPU, the profile's cases whose offsets pass 2^31 (memory permitting); their failures, unshrunk."""
+    if torch.device(device).type != "cuda" or not LONG_CASES[profile]:
+        return []
+    free_bytes = torch.cuda.mem_get_info()[0]
+    found = long_cases(target.head_dims, target.dtypes, free_bytes, LONG_CASES[profile])
+    if not found:
+        notes.append(f"no 2^31-offset case fits in {free_bytes / 2**30:.0f} GiB of free GPU memory")
+    failures = []
+    for case in found:
+        try:
+            check(case)
+        except PropertyFailed as exc:
+            failures.append(exc.result)
+            notes.append(f"2^31-offset case failed (not shrunk: it exists to be large): {case}")
+    return failures
 
 
 def _learn_domain(target: KernelTarget, device: str, domain: dict | Domain | None) -> DomainProbe | None:

@@ -13,8 +13,8 @@
    the budget's row limit: one wrong row among thousands is invisible to whole-tensor errors.
 6. ``inputs_unchanged``: q, k, v and every byte of the memory they live in are what they were.
 7. ``deterministic``: a second call on identical inputs gives a bit-identical output.
-8. ``output_fresh``: the output shares memory with no input, and a further call with other inputs leaves
-   it unchanged (no buffer reused across calls).
+8. ``output_fresh``: the output shares memory with no input nor with the next call's output while it is
+   alive (no buffer reused across calls), and the next call leaves it unchanged.
 9. ``supported_or_raises``: the call returns, or raises ValueError/NotImplementedError (the case is then
    "unsupported", not a failure). Any other exception fails.
 
@@ -52,6 +52,11 @@ PROPERTIES = (
 )
 
 UNSUPPORTED_EXCEPTIONS = (ValueError, NotImplementedError)
+
+# The float64 emulation replays the online softmax block by block; above this many score elements (the
+# long-offset GPU cases of harness.search.long_cases) it would take minutes, and those cases are about
+# addressing, which the oracle judges.
+EMULATION_MAX_SCORES = 2**32
 
 
 def _json_float(x: float) -> float | None:
@@ -271,7 +276,8 @@ def check_accuracy(ex: _Example, out: torch.Tensor) -> None:
 
 def report_quantization_split(ex: _Example, out: torch.Tensor) -> None:
     """Not a property: with ``dequantize``, how much of the error is quantization and how much arithmetic."""
-    if ex.target.dequantize is None:
+    c = ex.case
+    if ex.target.dequantize is None or c.batch * c.hq * c.nq * c.nk > EMULATION_MAX_SCORES:
         return
     try:
         deq = ex.target.dequantize(
@@ -295,6 +301,10 @@ def report_quantization_split(ex: _Example, out: torch.Tensor) -> None:
 def check_emulation(ex: _Example, out: torch.Tensor) -> None:
     """``emulation``: the kernel against the float64 emulation of its own method, tight budget per dtype."""
     if ex.target.emulate is None:
+        return
+    c = ex.case
+    if c.batch * c.hq * c.nq * c.nk > EMULATION_MAX_SCORES:
+        ex.notes.append(f"emulation skipped above {EMULATION_MAX_SCORES} score elements (oracle only)")
         return
     try:
         emul = ex.target.emulate(
@@ -323,23 +333,25 @@ def check_emulation(ex: _Example, out: torch.Tensor) -> None:
         )
 
 
-def check_deterministic(ex: _Example, out: torch.Tensor) -> None:
-    """``deterministic``: a second call on identical (freshly laid-out) inputs gives the same bits."""
+def check_deterministic(ex: _Example, out: torch.Tensor):
+    """``deterministic``: a second call on identical (freshly laid-out) inputs gives the same bits.
+    Returns the second output (None if the call raised)."""
     try:
         out2 = _call(ex.target, ex.case, *ex.fresh_inputs())
         _sync(ex.device)
     except Exception as exc:
         ex.verdicts["deterministic"] = False
         ex.notes.append(f"second call on identical inputs raised {_describe(exc)}")
-        return
+        return None
     ex.verdicts["deterministic"] = isinstance(out2, torch.Tensor) and same_bits(out, out2)
     if ex.verdicts["deterministic"]:
-        return
+        return out2
     if isinstance(out2, torch.Tensor) and out2.shape == out.shape:
         differ = int((out.float() != out2.float()).sum())
         ex.notes.append(f"second call on identical inputs differs in {differ} element(s)")
     else:
         ex.notes.append("second call on identical inputs returned a different shape/type")
+    return out2
 
 
 def _storage_span(t: torch.Tensor) -> tuple[int, int]:
@@ -349,33 +361,26 @@ def _storage_span(t: torch.Tensor) -> tuple[int, int]:
 
 def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
     (a0, a1), (b0, b1) = _storage_span(a), _storage_span(b)
-    return a0 < b1 and b0 < a1 and a1 > a0 and b1 > b0
+    return a0 < b1 and b0 < a1
 
 
-def check_output_fresh(ex: _Example, out: torch.Tensor, snapshot: torch.Tensor) -> None:
-    """``output_fresh``: no memory shared with an input, and a call on other inputs (V negated) leaves
-    the first output, whose bits are ``snapshot``, unchanged."""
+def check_output_fresh(ex: _Example, out: torch.Tensor, out2, snapshot: torch.Tensor) -> None:
+    """``output_fresh``: the output shares memory with no input, the next call's output (``out2``) shares
+    none with it while it is alive, and that call left its bits (``snapshot``) unchanged."""
     shared = [name for name, t in zip("qkv", ex.inputs, strict=True) if _overlaps(out, t)]
+    if isinstance(out2, torch.Tensor) and _overlaps(out, out2):
+        shared.append("the output of the next call (a reused buffer)")
+    changed = not same_bits(out, snapshot)
+    ex.verdicts["output_fresh"] = not shared and not changed
     if shared:
-        ex.verdicts["output_fresh"] = False
-        ex.notes.append(f"output shares memory with input(s) {', '.join(shared)}")
-        return
-    q, k, v = ex.fresh_inputs()
-    try:
-        _call(ex.target, ex.case, q, k, v.neg_())
-        _sync(ex.device)
-    except Exception as exc:
-        ex.verdicts["output_fresh"] = False
-        ex.notes.append(f"a call on other inputs (V negated) raised {_describe(exc)}")
-        return
-    ex.verdicts["output_fresh"] = same_bits(out, snapshot)
-    if not ex.verdicts["output_fresh"]:
-        ex.notes.append("a later call on other inputs (V negated) overwrote this call's output")
+        ex.notes.append(f"output shares memory with {', '.join(shared)}")
+    if changed:
+        ex.notes.append("a later call overwrote this call's output")
 
 
 def check_case(target: KernelTarget, case: Case, device: str) -> CaseResult:
-    """Run ``target`` on ``case`` (three calls: the checked one, identical inputs, other inputs) and
-    check every property."""
+    """Run ``target`` on ``case`` (twice: the checked call and one on identical inputs) and check every
+    property."""
     ex = _Example(target, case, device)
     out = check_supported(ex)
     if out is None:
@@ -388,6 +393,6 @@ def check_case(target: KernelTarget, case: Case, device: str) -> CaseResult:
     check_accuracy(ex, out)
     report_quantization_split(ex, out)
     check_emulation(ex, out)
-    check_deterministic(ex, out)
-    check_output_fresh(ex, out, snapshot)
+    out2 = check_deterministic(ex, out)
+    check_output_fresh(ex, out, out2, snapshot)
     return ex.finish("pass")

@@ -156,7 +156,7 @@ def test_one_wrong_row_fails_worst_row_while_the_whole_tensor_passes():
 
 def test_output_sharing_memory_fails_output_fresh():
     r = check(bk.output_buffer_reused)
-    assert r.failed_property == "output_fresh" and "overwrote" in r.message
+    assert r.failed_property == "output_fresh" and "reused buffer" in r.message
     r = check(lambda q, k, v, **kw: q.copy_(bk.correct_fp32(q, k, v, **kw)))
     assert r.verdicts["output_fresh"] is False and "shares memory" in r.message
 
