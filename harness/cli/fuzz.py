@@ -111,6 +111,33 @@ def kernels_command(device: str | None, as_json: bool) -> None:
     help="A case running longer is a failure (timed_out); its worker is killed. The first, possibly "
     "compiling, kernel call is not counted. Default: $LOWBIT_CASE_TIMEOUT, else sized by device and shape.",
 )
+@click.option(
+    "--head-dims",
+    default=None,
+    metavar="D,D,...",
+    help="Domain of a bare callable: the head dims it supports (otherwise learned by probing).",
+)
+@click.option("--dtypes", default=None, metavar="NAME,...", help="Domain: float16 and/or bfloat16.")
+@click.option(
+    "--layouts", default=None, metavar="NAME,...", help="Domain: memory layouts (hnd, bnhd, fused, kv_cache)."
+)
+@click.option(
+    "--same-length/--any-length", "same_length", default=None, help="Domain: only Nq == Nk, or any lengths."
+)
+@click.option(
+    "--length-multiple",
+    type=click.Choice(["1", "16", "32", "64", "128"]),
+    default=None,
+    help="Domain: every sequence length is a multiple of this.",
+)
+@click.option(
+    "--domain",
+    "domain_json",
+    default=None,
+    metavar="JSON",
+    help='Domain as one object, e.g. \'{"head_dims":[64,128],"dtypes":["float16"],"same_length":true}\'; '
+    "the flags above override its fields. Axes not stated are learned by probing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def fuzz_command(
     kernel_ref: str,
@@ -124,12 +151,20 @@ def fuzz_command(
     case_json_text: str | None,
     database: bool,
     case_timeout: float | None,
+    head_dims: str | None,
+    dtypes: str | None,
+    layouts: str | None,
+    same_length: bool | None,
+    length_multiple: str | None,
+    domain_json: str | None,
     as_json: bool,
 ) -> None:
     """Search shapes and value distributions for an input where the kernel is wrong.
 
     The kernel runs in a worker process: a segfault, an abort, a CUDA fault or a hang is a failed case
     (property crashed or timed_out), shrunk and printed with its repro line like any other.
+    A bare callable's domain (head dims, dtypes, masks, head layouts, lengths, memory layouts) is learned
+    first from what it refuses, and printed; nine examples in ten are then drawn inside it.
     """
     from harness.core.timeouts import configured_case_timeout
 
@@ -177,6 +212,11 @@ def fuzz_command(
     from harness.search.fuzz import fuzz
     from harness.search.profiles import DEFAULT_EXAMPLES, size_limits
 
+    stated = _stated_domain(head_dims, dtypes, layouts, same_length, length_multiple, domain_json)
+    if stated and target.spec is not None:
+        _fail_usage(
+            "--domain and its flags apply to module:function kernels; a registered spec declares its own"
+        )
     limits = size_limits(profile, device)
     if max_n is not None:
         limits = dataclasses.replace(limits, max_n=min(limits.max_n, max_n))
@@ -192,12 +232,78 @@ def fuzz_command(
             database=database,
             sizes=limits,
             check=checker,
+            domain=stated or None,
         )
     if as_json:
         click.echo(json.dumps(fuzz_json(report)))
     else:
+        if report.domain is not None:
+            out.print(domain_table(report))
         render_report(out, report)
     sys.exit(0 if report.ok else 1)
+
+
+def _split_list(option: str, text: str | None, convert) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = [convert(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        _fail_usage(f"{option}: expected a comma-separated list, got {text!r}")
+    if not values:
+        _fail_usage(f"{option}: expected at least one value")
+    return values
+
+
+def _stated_domain(head_dims, dtypes, layouts, same_length, length_multiple, domain_json) -> dict:
+    """The domain axes the user stated (Domain field -> value), validated; exits 2 on bad input."""
+    from harness.search.domain import Domain, DomainError
+
+    stated: dict = {}
+    if domain_json is not None:
+        try:
+            given = json.loads(domain_json)
+            stated = {k: v for k, v in Domain.from_dict(given).to_dict().items() if k in given}
+        except (DomainError, ValueError) as exc:
+            _fail_usage(f"--domain: {exc}")
+    flags = {
+        "head_dims": _split_list("--head-dims", head_dims, int),
+        "dtypes": _split_list("--dtypes", dtypes, str),
+        "layouts": _split_list("--layouts", layouts, str),
+        "same_length": same_length,
+        "length_multiple": int(length_multiple) if length_multiple is not None else None,
+    }
+    stated.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        # Validate the stated fields (unstated ones take the unrestricted default here).
+        Domain.from_dict(stated)
+    except DomainError as exc:
+        _fail_usage(str(exc))
+    return stated
+
+
+def domain_table(report):
+    """The learned domain: one row per axis, and the probes that decided it."""
+    from rich.table import Table
+
+    probe = report.domain
+    table = Table(title=f"domain of {report.kernel} ({probe.calls} probe calls)", title_justify="left")
+    table.add_column("axis")
+    table.add_column("accepted")
+    table.add_column("refused")
+    refused: dict[str, list[str]] = {}
+    for row in probe.rows:
+        if not row["accepted"]:
+            refused.setdefault(row["axis"], []).append(str(row["value"]))
+    for key, value in probe.domain.to_dict().items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        table.add_row(key, shown, ", ".join(refused.get(key, [])))
+    for axis in ("nq != nk", "length multiple"):
+        if axis in refused:
+            table.add_row(axis, "", "; ".join(refused[axis]))
+    if probe.note:
+        table.caption = probe.note
+    return table
 
 
 def fuzz_commands() -> list[click.Command]:

@@ -216,7 +216,7 @@ def kernels_table(targets: Iterable[KernelTarget]) -> Table:
                 (_bits(t.spec.bits) if t.spec is not None else "-") if first else "",
                 ", ".join(map(str, t.head_dims)) if first else "",
                 dt,
-                *(f"{b.max_rel_l2:g} / {b.max_abs:g}" if b.claimed else "no claim" for b in budgets),
+                *(f"{b.max_rel_l2:g} / {b.max_abs:g}" for b in budgets),
                 end_section=i == len(t.dtypes) - 1,
             )
     return table
@@ -243,7 +243,6 @@ def kernels_json(targets: Iterable[KernelTarget]) -> list[dict]:
                 "budgets": {
                     dt: {
                         f: {
-                            # null: no accuracy claim on that family (kernels.registry.NO_CLAIM)
                             "max_rel_l2": _finite_or_none(t.budget_for(f, dt).max_rel_l2),
                             "max_abs": _finite_or_none(t.budget_for(f, dt).max_abs),
                         }

@@ -25,6 +25,18 @@ DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bf
 # keep the JSON short and readable.
 SEED_LIMIT = 2**32
 
+# How q, k and v sit in memory (values never depend on it; only the last dimension is ever contiguous
+# in the non-default layouts, as the kernel API allows):
+#   hnd       three contiguous (B, H, N, D) tensors (the default; a case without "layout" means this).
+#   bnhd      each a (B, N, H, D) contiguous tensor transposed to HND, as most model code holds them.
+#   fused     views into one fused projection output (B, N, Hq + 2 Hkv, D) when Nq == Nk (self-attention);
+#             otherwise q on its own (BNHD) and k, v views into one (B, Nk, 2 Hkv, D) KV projection.
+#   kv_cache  q contiguous; k and v the first Nk tokens of (B, Hkv, Nk + KV_CACHE_SPARE, D) caches whose
+#             unused tail holds NaN, so a kernel that reads past Nk sees it.
+LAYOUTS: tuple[str, ...] = ("hnd", "bnhd", "fused", "kv_cache")
+DEFAULT_LAYOUT = "hnd"
+KV_CACHE_SPARE = 64
+
 
 def dtype_name(dtype: torch.dtype | str) -> str:
     """ "float16"/"bfloat16" for a torch dtype or one of those names; ValueError otherwise."""
@@ -51,6 +63,8 @@ def _validated(d: dict) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"a case must be a JSON object, got {type(d).__name__}")
     names = {f.name for f in dataclasses.fields(Case)}
+    # "layout" was added later: a case stored without it is an HND case, with its old id.
+    d = {"layout": DEFAULT_LAYOUT, **d}
     missing = sorted(names - d.keys())
     extra = sorted(d.keys() - names)
     if missing or extra:
@@ -77,6 +91,8 @@ def _validated(d: dict) -> dict:
             f"case field 'distribution' must be one of {', '.join(DISTRIBUTION_NAMES)}, "
             f"got {d['distribution']!r}"
         )
+    if d["layout"] not in LAYOUTS:
+        raise ValueError(f"case field 'layout' must be one of {', '.join(LAYOUTS)}, got {d['layout']!r}")
     return {**d, "sm_scale": sm_scale}
 
 
@@ -95,6 +111,7 @@ class Case:
     sm_scale: float | None
     distribution: str
     seed: int
+    layout: str = DEFAULT_LAYOUT
 
     def __post_init__(self) -> None:
         valid = _validated(dataclasses.asdict(self))
@@ -123,8 +140,12 @@ class Case:
         return DTYPES[self.dtype]
 
     def params(self) -> dict:
-        """JSON-safe dict of every field, keys sorted."""
-        return dict(sorted(dataclasses.asdict(self).items()))
+        """JSON-safe dict of every field, keys sorted; ``layout`` only when it is not the default, so a
+        contiguous case keeps the JSON and :attr:`case_id` it had before layouts existed."""
+        d = dataclasses.asdict(self)
+        if d["layout"] == DEFAULT_LAYOUT:
+            del d["layout"]
+        return dict(sorted(d.items()))
 
     def to_json(self) -> str:
         """Canonical JSON of :meth:`params`: sorted keys, no whitespace."""
@@ -156,12 +177,50 @@ class Case:
     def kv_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.hkv, self.nk, self.head_dim)
 
+    def make_values(
+        self, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Contiguous q, k, v in ``self.dtype`` on ``device``, drawn from the seed alone (finite)."""
+        q, k, v = draw_tensors(self.distribution, self.seed, self.q_shape, self.kv_shape, self.kv_shape)
+        return tuple(t.to(self.torch_dtype).to(device) for t in (q, k, v))
+
+    def lay_out(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
+        """Fresh copies of ``q, k, v`` in this case's :data:`LAYOUTS` entry, and the tensors owning their
+        memory (to check that nothing outside the views was written)."""
+        b, hq, hkv = self.batch, self.hq, self.hkv
+        if self.layout == "hnd":
+            views = tuple(t.clone(memory_format=torch.contiguous_format) for t in (q, k, v))
+            return views, views
+        if self.layout == "bnhd":
+            bases = tuple(t.transpose(1, 2).contiguous() for t in (q, k, v))
+            return tuple(t.transpose(1, 2) for t in bases), bases
+        if self.layout == "fused":
+            parts = (q, k, v) if self.nq == self.nk else (k, v)
+            base = torch.cat([t.transpose(1, 2) for t in parts], dim=2).contiguous()
+            heads = (hq, hkv, hkv) if self.nq == self.nk else (hkv, hkv)
+            splits = torch.split(base, heads, dim=2)
+            views = tuple(t.transpose(1, 2) for t in splits)
+            if self.nq == self.nk:
+                return views, (base,)
+            q_base = q.transpose(1, 2).contiguous()
+            return (q_base.transpose(1, 2), *views), (q_base, base)
+        caches = []
+        for t in (k, v):
+            shape = (b, hkv, self.nk + KV_CACHE_SPARE, self.head_dim)
+            cache = torch.full(shape, float("nan"), dtype=t.dtype, device=t.device)
+            cache[:, :, : self.nk] = t
+            caches.append(cache)
+        q_own = q.clone(memory_format=torch.contiguous_format)
+        return (q_own, caches[0][:, :, : self.nk], caches[1][:, :, : self.nk]), (q_own, *caches)
+
     def make_inputs(
         self, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v in ``self.dtype`` on ``device``, drawn from the seed alone (finite by construction)."""
-        q, k, v = draw_tensors(self.distribution, self.seed, self.q_shape, self.kv_shape, self.kv_shape)
-        return tuple(t.to(self.torch_dtype).to(device) for t in (q, k, v))
+        """q, k, v as the kernel receives them: the seed's values (:meth:`make_values`) in the case's
+        memory layout."""
+        return self.lay_out(*self.make_values(device))[0]
 
     def repro_command(self, kernel_ref: str, extra_args: Sequence[str] = ()) -> str:
         """One shell line that re-runs exactly this case with ``lowbit fuzz --case``."""
@@ -173,4 +232,5 @@ class Case:
         return (
             f"B={self.batch} Hq={self.hq} Hkv={self.hkv} Nq={self.nq} Nk={self.nk} D={self.head_dim} "
             f"{self.dtype} causal={self.causal} sm_scale={scale} {self.distribution} seed={self.seed}"
+            + ("" if self.layout == DEFAULT_LAYOUT else f" layout={self.layout}")
         )

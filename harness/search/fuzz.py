@@ -23,8 +23,11 @@ from hypothesis import target as hypothesis_target
 
 from harness.search.cases import Case
 from harness.search.distributions import DISTRIBUTIONS
+from harness.search.domain import Domain, DomainProbe, probe_domain
+from harness.search.long_cases import long_cases
 from harness.search.profiles import (
     DEFAULT_EXAMPLES,
+    LONG_CASES,
     SizeLimits,
     check_profile,
     database_path,
@@ -63,6 +66,8 @@ class FuzzReport:
     worst: CaseResult | None = None
     limits: SizeLimits | None = None
     notes: list[str] = field(default_factory=list)
+    # The learned (or stated) domain and its probes, for a bare callable; None for registered specs.
+    domain: DomainProbe | None = None
 
     @property
     def ok(self) -> bool:
@@ -90,6 +95,7 @@ class FuzzReport:
             "coverage": {k: dict(sorted(v.items())) for k, v in self.coverage.items()},
             "limits": vars(self.limits) if self.limits is not None else None,
             "notes": list(self.notes),
+            "domain": self.domain.to_dict() if self.domain is not None else None,
         }
 
 
@@ -164,6 +170,7 @@ def fuzz(
     keep_going: bool = False,
     before_case: Callable[[Case], None] | None = None,
     check: Callable[[KernelTarget, Case, str], CaseResult] | None = None,
+    domain: dict | Domain | None = None,
 ) -> FuzzReport:
     """Search for a case where ``target`` breaks a property; return what was tried and found.
 
@@ -181,6 +188,10 @@ def fuzz(
     announces the case there, so a crash is attributed to it); ``check`` replaces
     :func:`~harness.search.properties.check_case` (an isolated checker runs the kernel in a worker
     process).
+
+    A bare callable's domain is learned first (:func:`harness.search.domain.probe_domain`): nine examples
+    in ten are drawn inside it. ``domain`` states some axes instead (a dict of ``Domain`` fields) or all
+    of them (a ``Domain``). Registered specs declare their domain and are not probed.
     """
     check_profile(profile)
     if examples is not None and examples < 1:
@@ -196,7 +207,16 @@ def fuzz(
         failing_before = _failing_families(db_root)
         plan.sort(key=lambda item: item[0] not in failing_before)
 
-    coverage: dict[str, Counter] = {"family": Counter(), "shape_class": Counter(), "distribution": Counter()}
+    probe = _learn_domain(target, device, domain)
+    learned = probe.domain if probe is not None and not probe.note else None
+    coverage: dict[str, Counter] = {
+        "family": Counter(),
+        "shape_class": Counter(),
+        "distribution": Counter(),
+        "layout": Counter(),
+    }
+    if learned is not None:
+        coverage["domain"] = Counter()
     state = {"phase": "explore", "explored": 0, "passed": 0, "unsupported": 0, "shrinks": 0}
     failures_seen: list[CaseResult] = []
     worst: list[CaseResult] = []
@@ -206,6 +226,9 @@ def fuzz(
     judge = check or check_case
 
     def run_one(case: Case) -> None:
+        check_one(case, True)
+
+    def check_one(case: Case, searching: bool) -> None:
         if before_case is not None:
             before_case(case)
         result = judge(target, case, device)
@@ -215,6 +238,9 @@ def fuzz(
             coverage["family"][case.family] += 1
             coverage["shape_class"][case.shape_class] += 1
             coverage["distribution"][case.distribution] += 1
+            coverage["layout"][case.layout] += 1
+            if learned is not None:
+                coverage["domain"]["inside" if learned.contains(case) else "outside"] += 1
             if result.status == "pass":
                 state["passed"] += 1
                 if not worst or result.error_ratio > worst[0].error_ratio:
@@ -225,7 +251,7 @@ def fuzz(
             state["shrinks"] += 1
         if on_result is not None:
             on_result(result)
-        if result.status == "pass":
+        if result.status == "pass" and searching:
             hypothesis_target(min(result.error_ratio, _TARGET_CAP), label="error/budget")
         if result.status == "fail":
             failures_seen.append(result)
@@ -241,6 +267,7 @@ def fuzz(
                 limits,
                 probe_unclaimed=target.spec is not None,
                 distributions=names,
+                domain=learned,
             )
             db_dir = db_root / family if db_root is not None else None
             conf = hypothesis_settings(profile, examples=n, database=db_dir, seeded=seed is not None)
@@ -272,7 +299,9 @@ def fuzz(
 
     start = time.perf_counter()
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        _search(plan)
+        failures += _long_cases(target, device, profile, lambda case: check_one(case, False), notes)
+        if not failures or keep_going:
+            _search(plan)
     elapsed = time.perf_counter() - start
     return FuzzReport(
         kernel=target.name,
@@ -288,8 +317,39 @@ def fuzz(
         shrink_steps=state["shrinks"],
         worst=worst[0] if worst else None,
         limits=limits,
-        notes=notes,
+        notes=notes + ([f"domain: {probe.note}"] if probe is not None and probe.note else []),
+        domain=probe,
     )
+
+
+def _long_cases(
+    target: KernelTarget, device: str, profile: str, check: Callable[[Case], None], notes: list[str]
+) -> list[CaseResult]:
+    """On a GPU, the profile's cases whose offsets pass 2^31 (memory permitting); their failures, unshrunk."""
+    if torch.device(device).type != "cuda" or not LONG_CASES[profile]:
+        return []
+    free_bytes = torch.cuda.mem_get_info()[0]
+    found = long_cases(target.head_dims, target.dtypes, free_bytes, LONG_CASES[profile])
+    if not found:
+        notes.append(f"no 2^31-offset case fits in {free_bytes / 2**30:.0f} GiB of free GPU memory")
+    failures = []
+    for case in found:
+        try:
+            check(case)
+        except PropertyFailed as exc:
+            failures.append(exc.result)
+            notes.append(f"2^31-offset case failed (not shrunk: it exists to be large): {case}")
+    return failures
+
+
+def _learn_domain(target: KernelTarget, device: str, domain: dict | Domain | None) -> DomainProbe | None:
+    """The domain to search: stated in full, or probed on the axes not stated (bare callables only)."""
+    if isinstance(domain, Domain):
+        return DomainProbe(domain=domain, note="")
+    if target.spec is not None and not domain:
+        return None
+    with cpu_threads(1 if torch.device(device).type == "cpu" else None):
+        return probe_domain(target, device, stated=domain)
 
 
 def replay(

@@ -4,9 +4,12 @@
 a reference whose root-mean-square is below ``REL_L2_FLOOR`` is treated as having RMS ``REL_L2_FLOOR``.
 So an all-zero reference (all-zero values, or rows that see no key) gives ``rel_l2 = rms(out) /
 REL_L2_FLOOR`` instead of 0/0, and a tiny reference cannot turn float16 rounding noise into a huge
-relative error. ``max_abs = max |out - ref|``.
+relative error. ``max_abs = max |out - ref|``. ``worst_row_rel_l2`` is the largest relative L2 error of one
+query row (the last dimension), each row's error divided by ``max(||ref_row||, ROW_NORM_FRACTION *
+rms row norm, REL_L2_FLOOR * sqrt(D))``: a single wrong row hides in the whole-tensor error at long
+sequences, never here.
 
-Any non-finite output element where the reference is finite makes both metrics ``inf``; both are then
+Any non-finite output element where the reference is finite makes all three metrics ``inf``; they are then
 compared with ``<=``, which is False for ``inf`` against a finite budget (and for NaN, which the metrics
 never return).
 """
@@ -22,6 +25,12 @@ import torch
 # range costs at most ~3e-4 of relative error, and below every output scale the distributions produce
 # except exact zeros (attention outputs are convex combinations of value rows).
 REL_L2_FLOOR = 1e-4
+
+# A query row's relative error is taken against the larger of its own reference norm and this fraction of
+# the whole reference's RMS row norm. Rows whose output nearly cancels (near-uniform attention over
+# zero-mean values) would otherwise turn the method's absolute error into a huge relative one; a row that
+# is wrong by a fraction of a typical row is still far over any row budget.
+ROW_NORM_FRACTION = 0.125
 
 
 def error_metrics(out: torch.Tensor, ref: torch.Tensor, *, floor: float = REL_L2_FLOOR) -> dict[str, float]:
@@ -41,7 +50,13 @@ def error_metrics(out: torch.Tensor, ref: torch.Tensor, *, floor: float = REL_L2
     ref_norm = float(torch.linalg.vector_norm(r))
     ref_rms = ref_norm / math.sqrt(n) if n else 0.0
     if bad:
-        return {"rel_l2": math.inf, "max_abs": math.inf, "ref_rms": ref_rms, "nonfinite": float(bad)}
+        return {
+            "rel_l2": math.inf,
+            "max_abs": math.inf,
+            "worst_row_rel_l2": math.inf,
+            "ref_rms": ref_rms,
+            "nonfinite": float(bad),
+        }
     diff = torch.where(ref_ok, o - r, 0)
     err = float(torch.linalg.vector_norm(diff))
     max_abs = float(diff.abs().max()) if diff.numel() else 0.0
@@ -52,7 +67,25 @@ def error_metrics(out: torch.Tensor, ref: torch.Tensor, *, floor: float = REL_L2
         rel = math.inf
     if not math.isfinite(max_abs):
         max_abs = math.inf
-    return {"rel_l2": rel, "max_abs": max_abs, "ref_rms": ref_rms, "nonfinite": 0.0}
+    return {
+        "rel_l2": rel,
+        "max_abs": max_abs,
+        "worst_row_rel_l2": _worst_row(diff, r, ref_rms, floor),
+        "ref_rms": ref_rms,
+        "nonfinite": 0.0,
+    }
+
+
+def _worst_row(diff: torch.Tensor, ref: torch.Tensor, ref_rms: float, floor: float) -> float:
+    """Largest relative L2 error of one query row (last dimension), with the floors documented above."""
+    if diff.numel() == 0:
+        return 0.0
+    d = diff.shape[-1]
+    err = torch.linalg.vector_norm(diff.reshape(-1, d), dim=-1)
+    norm = torch.linalg.vector_norm(ref.reshape(-1, d), dim=-1)
+    lowest = max(ROW_NORM_FRACTION * ref_rms * math.sqrt(d), floor * math.sqrt(d))
+    worst = float((err / norm.clamp_min(lowest)).max())
+    return worst if math.isfinite(worst) else math.inf
 
 
 def within(value: float, limit: float) -> bool:

@@ -17,7 +17,7 @@ import torch
 
 # Upper bound on the elements of one score block; queries are processed in chunks so the oracle of a
 # long sequence on a GPU does not need the whole (B, H, Nq, Nk) score matrix at once.
-_SCORE_BLOCK_ELEMENTS = 2**26
+_SCORE_BLOCK_ELEMENTS = 2**27
 
 
 def default_oracle_dtype(device: torch.device | str) -> torch.dtype:

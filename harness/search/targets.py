@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.search.cases import DTYPES, dtype_name
-from kernels.spec import ErrorBudget, KernelSpec
+from kernels.spec import EMULATION_BUDGETS, ErrorBudget, KernelSpec
 
-DEFAULT_HEAD_DIMS: tuple[int, ...] = (16, 32, 64, 128)
+# Every head dim models ship with (MQA/GQA decoders, ViTs, diffusion transformers use 80, 96, 160...).
+DEFAULT_HEAD_DIMS: tuple[int, ...] = (32, 64, 80, 96, 128, 160, 192, 256)
 DEFAULT_DTYPES: tuple[str, ...] = ("float16", "bfloat16")
 
 # (max_rel_l2, max_abs) per family for a bare callable. max_abs follows the largest output magnitude a
@@ -123,21 +124,30 @@ class KernelTarget:
     dequantize: Callable | None = None
     max_rel_l2: float | None = None
     max_abs: float | None = None
+    # The spec's float64 emulation of its own algorithm (None for a bare callable: nothing to emulate).
+    emulate: Callable | None = None
 
-    def budget_for(self, family: str, dtype: str | None = None) -> ErrorBudget:
-        """The spec's budget for ``family`` (and ``dtype``, where the spec has per-dtype budgets) or the
-        default, with command-line overrides applied."""
+    def budget_for(self, family: str, dtype: str | None = None, n_k: int | None = None) -> ErrorBudget:
+        """The spec's budget for ``family`` (and ``dtype``, and ``n_k`` where the spec has length-bucketed
+        budgets) or the default, with command-line overrides applied."""
         if self.spec is not None:
-            if dtype is None:
-                base = self.spec.budget_for(family)
-            else:
-                base = self.spec.budget_for(family, DTYPES[dtype_name(dtype)])
+            torch_dtype = None if dtype is None else DTYPES[dtype_name(dtype)]
+            base = self.spec.budget_for(family, torch_dtype, n_k)
         else:
             base = ErrorBudget(*DEFAULT_BUDGETS.get(family, DEFAULT_BUDGETS["default"]))
         return ErrorBudget(
             max_rel_l2=base.max_rel_l2 if self.max_rel_l2 is None else self.max_rel_l2,
             max_abs=base.max_abs if self.max_abs is None else self.max_abs,
+            # A stated whole-tensor limit scales the row limit with it.
+            max_row_rel_l2=base.max_row_rel_l2 if self.max_rel_l2 is None else None,
         )
+
+    def emulation_budget_for(self, dtype: str) -> ErrorBudget:
+        """Budget against :attr:`emulate` at ``dtype`` (the spec's, else ``kernels.spec``'s default)."""
+        torch_dtype = DTYPES[dtype_name(dtype)]
+        if self.spec is not None:
+            return self.spec.emulation_budget_for(torch_dtype)
+        return EMULATION_BUDGETS.get(torch_dtype, EMULATION_BUDGETS[DTYPES["bfloat16"]])
 
     def override_args(self) -> list[str]:
         """Command-line words that reproduce this target's budget overrides."""
@@ -167,8 +177,9 @@ def target_from_spec(
         spec=spec,
         head_dims=tuple(spec.head_dims),
         dtypes=tuple(dtype_name(d) for d in spec.dtypes),
-        source_hash=source_hash(spec.fn, spec.dequantize, extra=spec.source or ""),
+        source_hash=source_hash(spec.fn, spec.dequantize, spec.emulate, extra=spec.source or ""),
         dequantize=spec.dequantize,
+        emulate=spec.emulate,
         **overrides,
     )
 

@@ -144,3 +144,32 @@ def test_inputs_depend_on_the_seed_only_and_are_finite(
         assert torch.isfinite(a.float()).all()
         assert a.float().abs().max() <= FP16_SAFE_MAX * 1.01
     assert q.shape == case.q_shape and k.shape == v.shape == case.kv_shape
+
+
+def test_layout_is_part_of_the_case_but_a_contiguous_case_keeps_its_old_id():
+    assert "layout" not in BASE.params() and BASE.layout == "hnd"
+    # The id of a case stored before layouts existed: the hash of its JSON without "layout".
+    old = hashlib.sha256(json.dumps(BASE.params(), sort_keys=True, separators=(",", ":")).encode())
+    assert BASE.case_id == old.hexdigest()[:16]
+    fused = dataclasses.replace(BASE, layout="fused")
+    assert fused.params()["layout"] == "fused" and fused.case_id != BASE.case_id
+    assert Case.from_json(fused.to_json()) == fused and "layout=fused" in str(fused)
+    assert "fused" in fused.repro_command("k")
+    with pytest.raises(ValueError, match="layout"):
+        Case.from_params({**BASE.params(), "layout": "nhd"})
+
+
+@pytest.mark.parametrize("layout", ["bnhd", "fused", "kv_cache"])
+@pytest.mark.parametrize("nq", [5, 7])
+def test_layouts_hold_the_same_values_with_only_the_last_dim_contiguous(layout, nq):
+    case = Case(2, 4, 2, nq, 7, 32, "float16", True, None, "gaussian", 1, layout)
+    values = case.make_values("cpu")
+    (q, k, v), owners = case.lay_out(*values)
+    for got, want in zip((q, k, v), values, strict=True):
+        assert torch.equal(got, want) and got.stride(-1) == 1
+    assert not all(t.is_contiguous() for t in (q, k, v))
+    if layout == "kv_cache":
+        # The cache's unused tail holds NaN, so a kernel that reads past Nk cannot go unnoticed.
+        assert torch.isnan(owners[1][:, :, 7:].float()).all() and owners[1].shape[2] > 7
+    if layout == "fused" and nq == 7:
+        assert q.untyped_storage().data_ptr() == k.untyped_storage().data_ptr()

@@ -1,4 +1,5 @@
-"""Every method on every value distribution the harness draws stays within its spec's family budget.
+"""Every method on every value distribution the harness draws stays within its spec's family budget, and
+within the tight budget of its own float64 emulation (kernels/emulate.py), "extreme" included.
 
 Inputs come from the harness's own distributions (harness.search.distributions), so the budgets checked here
 are the ones `lowbit fuzz` and `lowbit run` judge by.
@@ -6,12 +7,15 @@ are the ones `lowbit fuzz` and `lowbit run` judge by.
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import pytest
+import torch
 
 from harness.search.cases import Case
 from harness.search.distributions import DISTRIBUTION_NAMES
+from harness.search.metrics import error_metrics
 from kernels import REGISTRY, attention
 from kernels.reference import attention_reference
 from tests.conftest import DEVICE
@@ -38,6 +42,14 @@ def test_distribution_within_budget(method, distribution, dtype):
     q, k, v = case.make_inputs(DEVICE)
     out = attention(q, k, v, causal=True, method=method)
     ref = attention_reference(q, k, v, causal=True)
-    budget = REGISTRY[method].budget_for(case.family, q.dtype)
+    spec = REGISTRY[method]
+    assert torch.isfinite(out).all()
+    budget = spec.budget_for(case.family, q.dtype)
+    assert math.isfinite(budget.max_rel_l2) and math.isfinite(budget.max_abs)
     assert rel_l2(out, ref) <= budget.max_rel_l2
     assert max_abs(out, ref) <= budget.max_abs
+    emul = spec.emulate(q, k, v, causal=True)
+    tight = spec.emulation_budget_for(q.dtype)
+    m = error_metrics(out, emul)
+    assert m["rel_l2"] <= tight.max_rel_l2, m
+    assert m["worst_row_rel_l2"] <= tight.row_limit, m

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 import kernels
 from kernels.reference import attention_reference
-from kernels.registry import DISTRIBUTION_FAMILIES, NO_CLAIM, REGISTRY, ErrorBudget, KernelSpec, get_spec
+from kernels.registry import DISTRIBUTION_FAMILIES, REGISTRY, ErrorBudget, KernelSpec, get_spec
 from tests.kernels.cases import on_device, rel_l2
 
 EXPECTED = {
@@ -52,17 +54,17 @@ def test_spec_fields(name):
         for family in (*DISTRIBUTION_FAMILIES, "default", "unknown-family"):
             budget = spec.budget_for(family, dtype)
             assert isinstance(budget, ErrorBudget)
-            if family == "extreme" and name != "fp16":
-                # INT8 Q/K cannot be accurate on logits ~1e10 (kernels/registry.py says why).
-                assert budget == NO_CLAIM and not budget.claimed
-            else:
-                assert budget.claimed and 0 < budget.max_rel_l2 < 1 and budget.max_abs > 0
+            # Every budget is a finite claim; INT8 Q/K on logits ~1e10 gets a large one (registry says why).
+            limits = (budget.max_rel_l2, budget.max_abs, budget.row_limit)
+            assert all(math.isfinite(x) and x > 0 for x in limits)
+            assert budget.max_rel_l2 < (3 if family == "extreme" and name != "fp16" else 1)
+        emul = spec.emulation_budget_for(dtype)
+        assert all(math.isfinite(x) and 0 < x <= 5e-2 for x in (emul.max_rel_l2, emul.row_limit))
+    assert callable(spec.emulate)
     assert (spec.dequantize is None) == (name == "fp16")
     qk_bits = {"fp16": (16, 16), "int4": (4, 4), "int4_seed": (8, 4), "mixed": (4, 4)}
     q_bits, k_bits = qk_bits.get(name, (8, 8))
     assert (spec.bits["q"], spec.bits["k"]) == (q_bits, k_bits)
-    # The low-bit methods carry their float64 emulation.
-    assert (spec.emulate is not None) == (name in ("int4", "int4_seed", "mixed", "sage_fp8", "sage_qk_int8"))
 
 
 def test_fp16_budget_is_the_issue_bound_and_bf16_is_looser():
@@ -105,3 +107,14 @@ def test_length_budgets_tighten_short_rows_only():
 def test_emulations_set_for_the_sage_methods():
     for name in ("sage_fp8", "sage_qk_int8"):
         assert callable(REGISTRY[name].emulate) and callable(REGISTRY[name].dequantize)
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0, "1e-2", None])
+def test_no_budget_can_be_infinite_or_nan(bad):
+    with pytest.raises(ValueError, match="finite number"):
+        ErrorBudget(bad, 1.0)
+    with pytest.raises(ValueError, match="finite number"):
+        ErrorBudget(1e-2, bad)
+    if bad is not None:
+        with pytest.raises(ValueError, match="max_row_rel_l2"):
+            ErrorBudget(1e-2, 1.0, bad)
