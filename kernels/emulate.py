@@ -97,9 +97,11 @@ def _to_dtype(dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
 def _int8_p(p: torch.Tensor) -> torch.Tensor:
     # Per block row (one query, one key block) at steps of that row's largest weight / 127, round half up:
     # the codes 0..127 the kernel multiplies with V, times the step its numerator and denominator share.
+    # A block row whose best weight is at most 2^-100 (kernels.flash_int8.P_FLOOR) contributes zeros.
     top = p.amax(dim=-1, keepdim=True)
-    step = torch.where(top > 0, top, 1.0) / 127.0
-    return torch.floor(p / step + 0.5) * step
+    keep = top > 2.0**-100
+    step = torch.where(keep, top, 1.0) / 127.0
+    return torch.where(keep, torch.floor(p / step + 0.5) * step, 0.0)
 
 
 def _per_token(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:

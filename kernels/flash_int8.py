@@ -33,6 +33,9 @@ from kernels import quant
 from kernels._validate import HEAD_DIMS, AttentionShape, check_attention_inputs, interpreting, upcast_dots
 from kernels.launch import LOG2E, block_config, grid_for, make_output
 
+# 2^-100: below it a block row of P is dropped (see the int8 P quantization below).
+P_FLOOR = tl.constexpr(2.0**-100)
+
 
 @triton.jit
 def _int8_inner(
@@ -91,9 +94,13 @@ def _int8_inner(
             # spread thinly over many keys keeps its small weights (at fixed 1/127 steps of the running
             # maximum they rounded to zero). Round half up; numerator and denominator use the same
             # integers times the same step.
+            # A block row whose best weight is below 2^-100 of the running maximum adds nothing an fp32
+            # sum can see, and 127 / p_top would overflow to inf (then inf/NaN codes ruin the row's
+            # denominator; found by the emulation check): such a block row contributes zeros.
             p_top = tl.max(p, axis=1)
-            step = p_top * (1.0 / 127.0)
-            p_q = tl.floor(p * (127.0 / tl.where(p_top > 0, p_top, 1.0))[:, None] + 0.5)
+            keep = p_top > P_FLOOR
+            step = tl.where(keep, p_top * (1.0 / 127.0), 0.0)
+            p_q = tl.floor(p * tl.where(keep, 127.0 / tl.where(keep, p_top, 1.0), 0.0)[:, None] + 0.5)
             l_i = l_i * alpha + tl.sum(p_q, axis=1) * step
             # The INT8 dot accumulates in int32, so it cannot accumulate into the fp32 acc directly.
             pv = tl.dot(p_q.to(tl.int8), v, out_dtype=tl.int32).to(tl.float32)

@@ -211,7 +211,6 @@ def build_history(
                         )
             last = running_tail and i == commits - 1 and branch == "main"
             if not last:
-                failed = i >= regress_at and "int8" in kernels
-                store.finish_run(run_id, "failed" if failed else "complete")
+                store.finish_run(run_id, "complete")
         parent = [sha]
     return planted

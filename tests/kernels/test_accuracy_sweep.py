@@ -31,4 +31,5 @@ def test_sweep_rows_and_worst_by_length():
     worst, claimed = plot.worst_by_length(as_csv)
     gaussian = [r["rel_l2"] for r in rows if r["family"] == "gaussian" and r["nk"] == 40]
     assert worst["gaussian"]["int8"][40] == max(gaussian)
-    assert claimed["gaussian"]["int8"] and not claimed["extreme"]["int8"]
+    # Every budget is a finite claim now, "extreme" included (kernels/spec.py refuses infinite ones).
+    assert claimed["gaussian"]["int8"] and claimed["extreme"]["int8"]
