@@ -219,6 +219,12 @@ def _inverse_scale(amax: torch.Tensor) -> torch.Tensor:
     return torch.where(amax > 0, torch.full_like(amax, QMAX) / safe, torch.zeros_like(amax))
 
 
+def _scale(amax: torch.Tensor) -> torch.Tensor:
+    # amax / 127 as a true division: on CUDA torch divides by a Python scalar as a multiply by its
+    # reciprocal, which can differ from the kernels' correctly rounded division in the last bit.
+    return amax / torch.full_like(amax, QMAX)
+
+
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
@@ -233,7 +239,7 @@ def quantize_per_token_reference(
     amax = xf.abs().amax(dim=-1)
     inv = _inverse_scale(amax)
     q = _round_half_away(xf * inv[..., None]).clamp(-QMAX, QMAX)
-    return q.to(torch.int8), amax / QMAX
+    return q.to(torch.int8), _scale(amax)
 
 
 def quantize_per_channel_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +248,7 @@ def quantize_per_channel_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch
     amax = xf.abs().amax(dim=2) if x.size(2) > 0 else xf.new_zeros(x.shape[:2] + x.shape[3:])
     inv = _inverse_scale(amax)
     q = _round_half_away(xf * inv[:, :, None, :]).clamp(-QMAX, QMAX)
-    return q.to(torch.int8), amax / QMAX
+    return q.to(torch.int8), _scale(amax)
 
 
 def dequantize_per_token(x_int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

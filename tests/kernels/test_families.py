@@ -21,10 +21,11 @@ from kernels.reference import attention_reference
 from tests.conftest import DEVICE
 from tests.kernels.cases import max_abs, rel_l2
 
-# Known failures, tracked by issue 13 (the INT4 methods): in bfloat16 these kernels disagree with their
-# float64 emulation by more than the emulation budget allows (worst row 0.05-0.07 on peaked rows; a whole
-# row on logits near the fp16 limit), which the emulation does not yet explain. Strict: a fix shows up.
-_INT4_BF16 = "issue 13: int4-family kernel vs its emulation in bfloat16 (worst row / logits near the limit)"
+# Known failures, tracked by issue 13 (the INT4 methods): in Triton's CPU interpreter (which keeps bf16 as
+# raw bits) these kernels disagree with their float64 emulation in bfloat16 by more than the emulation
+# budget allows (worst row 0.05-0.07 on peaked rows; a whole row on logits near the fp16 limit). On an H100
+# the same cases pass. Strict: a fix shows up.
+_INT4_BF16 = "issue 13: int4-family kernel vs its emulation in bfloat16, CPU interpreter only"
 KNOWN_FAILURES = {
     ("int4", "gaussian_large", "bfloat16"): _INT4_BF16,
     ("int4", "channel_outliers", "bfloat16"): _INT4_BF16,
@@ -40,7 +41,7 @@ def _params():
     for method in sorted(REGISTRY):
         for distribution in DISTRIBUTION_NAMES:
             for dtype in ("float16", "bfloat16"):
-                reason = KNOWN_FAILURES.get((method, distribution, dtype))
+                reason = KNOWN_FAILURES.get((method, distribution, dtype)) if DEVICE == "cpu" else None
                 marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
                 name = f"{method}-{distribution}-{dtype}"
                 yield pytest.param(method, distribution, dtype, marks=marks, id=name)

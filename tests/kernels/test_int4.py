@@ -9,7 +9,7 @@ from kernels import REGISTRY, attention
 from kernels.flash_int4 import quantize_qk
 from kernels.quant_lowbit import dequantize_groups, unpack_int4
 from kernels.reference import attention_reference
-from tests.kernels.cases import AWKWARD, make_case, rel_l2
+from tests.kernels.cases import AWKWARD, make_case, on_device, rel_l2
 
 METHODS = ("int4", "int4_seed")
 # The kernel differs from its emulation only by P rounded to q's dtype and fp32 summation order.
@@ -36,9 +36,9 @@ def test_zero_point_is_applied():
     # K far from zero on every channel: without the zero-point term (codes fed straight to the dot,
     # as the seed's public code does) the logits would be garbage; with it the error is 4-bit noise.
     g = torch.Generator().manual_seed(5)
-    q = torch.randn(1, 2, 40, 64, generator=g).half()
-    k = (torch.randn(1, 2, 50, 64, generator=g) * 0.5 + 3.0).half()
-    v = torch.randn(1, 2, 50, 64, generator=g).half()
+    q = on_device(torch.randn(1, 2, 40, 64, generator=g).half())
+    k = on_device((torch.randn(1, 2, 50, 64, generator=g) * 0.5 + 3.0).half())
+    v = on_device(torch.randn(1, 2, 50, 64, generator=g).half())
     _, qk = quantize_qk(q, k, q_bits=8, smooth_k=False)
     assert float(qk.offset.float().mean()) > 1.5  # the offsets really carry the mean
     out = attention(q, k, v, method="int4_seed")
@@ -65,9 +65,9 @@ def test_quantized_operands_layout():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_unsupported_input_raises(method):
-    q = torch.randn(1, 2, 8, 80).half()
+    q = on_device(torch.randn(1, 2, 8, 80).half())
     with pytest.raises(ValueError, match="head dim"):
         attention(q, q, q, method=method)
-    q = torch.randn(1, 2, 8, 64).float()
+    q = on_device(torch.randn(1, 2, 8, 64).float())
     with pytest.raises(ValueError, match="dtype"):
         attention(q, q, q, method=method)

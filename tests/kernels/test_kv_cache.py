@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from kernels import quant
 from kernels.kv_cache import DecodeConfig, QuantizedKV, decode_attention, decode_emulate, quantize_kv
 from kernels.reference import attention_reference
-from tests.kernels.cases import rel_l2
+from tests.kernels.cases import on_device, rel_l2
 
 F16, BF16 = torch.float16, torch.bfloat16
 # rel-L2 against FP64 on Gaussian caches of up to a few hundred keys (measured ~1e-1 at 4 bits and
@@ -25,7 +25,7 @@ def _qkv(seed, b, hq, hkv, nq, n, d, dtype, k_offset=0.0):
     q = torch.randn(b, hq, nq, d, generator=g).to(dtype)
     k = (torch.randn(b, hkv, n, d, generator=g) + k_offset).to(dtype)
     v = torch.randn(b, hkv, n, d, generator=g).to(dtype)
-    return q, k, v
+    return on_device(q), on_device(k), on_device(v)
 
 
 def _oracle(q, k, v, lengths, causal):
@@ -56,7 +56,7 @@ def test_decode_matches_oracle_and_emulation(case):
     b, hq, hkv, nq, n, d, dtype, bits, causal, lengths = case
     q, k, v = _qkv(sum(case[:6]), b, hq, hkv, nq, n, d, dtype, k_offset=1.0)
     # Unfilled cache slots hold garbage (NaN); they must never be read.
-    lens = torch.tensor(lengths if lengths else (n,) * b, dtype=torch.int32)
+    lens = on_device(torch.tensor(lengths if lengths else (n,) * b, dtype=torch.int32))
     for i, m in enumerate(lens.tolist()):
         k[i, :, m:] = float("nan")
         v[i, :, m:] = float("nan")
@@ -135,7 +135,7 @@ def test_bad_input_raises_clear_errors(make, match):
 
 def test_cache_reports_its_shape():
     _, k, v = _qkv(1, 2, 2, 2, 1, 20, 32, BF16)
-    cache = quantize_kv(k, v, bits=8, lengths=torch.tensor([20, 7]))
+    cache = quantize_kv(k, v, bits=8, lengths=on_device(torch.tensor([20, 7])))
     assert isinstance(cache, QuantizedKV)
     assert cache.shape == (2, 2, 20, 32) and cache.bits == 8 and cache.max_length == 20
     assert cache.lengths.tolist() == [20, 7] and cache.dtype == BF16

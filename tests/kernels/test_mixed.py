@@ -8,7 +8,7 @@ import torch
 from kernels import REGISTRY, attention
 from kernels.mixed import MixedPlan, dequantized_operands, flash_attention_mixed, format_plan, mixed_plan
 from kernels.reference import attention_reference
-from tests.kernels.cases import rel_l2
+from tests.kernels.cases import on_device, rel_l2
 
 EMULATION = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
 
@@ -16,9 +16,9 @@ EMULATION = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
 def _qkv(seed, hq=4, hkv=2, nq=33, nk=70, d=64, dtype=torch.float16):
     g = torch.Generator().manual_seed(seed)
     return (
-        torch.randn(1, hq, nq, d, generator=g).to(dtype),
-        torch.randn(1, hkv, nk, d, generator=g).to(dtype),
-        torch.randn(1, hkv, nk, d, generator=g).to(dtype),
+        on_device(torch.randn(1, hq, nq, d, generator=g).to(dtype)),
+        on_device(torch.randn(1, hkv, nk, d, generator=g).to(dtype)),
+        on_device(torch.randn(1, hkv, nk, d, generator=g).to(dtype)),
     )
 
 
@@ -43,10 +43,10 @@ def test_every_width_matches_emulation_and_oracle(dtype):
     q, k, v = _qkv(2, hq=4, hkv=2, nq=40, nk=50, d=96, dtype=dtype)
     k = k + 0.5
     # One plan with every width on both operands.
-    zq, zk = torch.zeros(1, 4), torch.zeros(1, 2)
+    zq, zk = on_device(torch.zeros(1, 4)), on_device(torch.zeros(1, 2))
     plan = MixedPlan(
-        torch.tensor([[4, 8, 16, 4]], dtype=torch.int32),
-        torch.tensor([[16, 8]], dtype=torch.int32),
+        on_device(torch.tensor([[4, 8, 16, 4]], dtype=torch.int32)),
+        on_device(torch.tensor([[16, 8]], dtype=torch.int32)),
         zq,
         zq,
         zk,
