@@ -144,6 +144,36 @@ def _build_registry() -> dict[str, KernelSpec]:
 
 
 # ---- INT4 methods (issue 13): kernels/flash_int4.py. Each carries its float64 emulation. -------------
+# flash_int4 and mixed define Triton kernels: these module-level wrappers import them only when called
+# (and, being module-level, can be sent to an isolated worker process).
+def _call(module: str, attr: str, *args, **kwargs):
+    return getattr(importlib.import_module(f"kernels.{module}"), attr)(*args, **kwargs)
+
+
+def _int4_dequantize(*args, **kwargs):
+    return _call("flash_int4", "dequantize_int4", *args, **kwargs)
+
+
+def _int4_emulate(*args, **kwargs):
+    return _call("flash_int4", "emulate_int4", *args, **kwargs)
+
+
+def _int4_seed_dequantize(*args, **kwargs):
+    return _call("flash_int4", "dequantize_int4_seed", *args, **kwargs)
+
+
+def _int4_seed_emulate(*args, **kwargs):
+    return _call("flash_int4", "emulate_int4_seed", *args, **kwargs)
+
+
+def _mixed_dequantize(*args, **kwargs):
+    return _call("mixed", "dequantize_mixed", *args, **kwargs)
+
+
+def _mixed_emulate(*args, **kwargs):
+    return _call("mixed", "emulate_mixed", *args, **kwargs)
+
+
 def _lowbit_specs() -> list[KernelSpec]:
     def spec(name, bits, description, dequantize, emulate, module="flash_int4") -> KernelSpec:
         return KernelSpec(
@@ -160,38 +190,30 @@ def _lowbit_specs() -> list[KernelSpec]:
             emulate=emulate,
         )
 
-    def lazy(attr, module="flash_int4"):
-        # These modules define Triton kernels: import them only when the function is called.
-        def call(*args, **kwargs):
-            return getattr(importlib.import_module(f"kernels.{module}"), attr)(*args, **kwargs)
-
-        call.__name__ = attr
-        return call
-
     return [
         spec(
             "int4",
             (4, 4, 16, 16),
             "INT4 Q/K: asymmetric groups of 32 along D packed two per byte, K smoothed; unpacked and "
             "dequantized in registers, fp16/bf16 dots",
-            lazy("dequantize_int4"),
-            lazy("emulate_int4"),
+            _int4_dequantize,
+            _int4_emulate,
         ),
         spec(
             "int4_seed",
             (8, 4, 16, 16),
             "the seed paper's scheme done correctly: Q 8-bit, K 4-bit asymmetric groups of 32 along D "
             "(unpacked, zero point applied), fp16/bf16 P·V",
-            lazy("dequantize_int4_seed"),
-            lazy("emulate_int4_seed"),
+            _int4_seed_dequantize,
+            _int4_seed_emulate,
         ),
         spec(
             "mixed",
             (4, 4, 16, 16),
             "per head Q/K at 4, 8 or 16 bits by measured logit-error sensitivity (plan: "
             "kernels.mixed.mixed_plan / format_plan); fp16/bf16 P·V",
-            lazy("dequantize_mixed", "mixed"),
-            lazy("emulate_mixed", "mixed"),
+            _mixed_dequantize,
+            _mixed_emulate,
             module="mixed",
         ),
     ]
