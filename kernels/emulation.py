@@ -79,7 +79,7 @@ def emulate_sage_fp8(q, k, v, *, causal=False, sm_scale=None, block_n: int | Non
     """
     from kernels import quant
 
-    B, Hq, Nq, D = q.shape
+    Hq, D = q.shape[1], q.shape[3]
     Hkv, Nk = k.shape[1], k.shape[2]
     if q.numel() == 0 or Nk == 0:
         return _empty_result(q)
@@ -89,28 +89,13 @@ def emulate_sage_fp8(q, k, v, *, causal=False, sm_scale=None, block_n: int | Non
     q_int, q_scale = quant.quantize_per_token_reference(q)
     k_int, k_scale, v_e4m3, v_scale = quantize_sage_fp8(k, v, block_n)
     group = Hq // Hkv
-    k_int, k_scale = k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1)
-    v_e4m3, v_scale = v_e4m3.repeat_interleave(group, 1), v_scale.repeat_interleave(group, 1)
-    c_row = q_scale.double()[..., None] * scale
-    q_int = q_int.double()
-
-    m = torch.full((B, Hq, Nq, 1), -math.inf, dtype=torch.float64, device=q.device)
-    l_sum = torch.zeros_like(m)
-    acc = torch.zeros((B, Hq, Nq, D), dtype=torch.float64, device=q.device)
-    for start in range(0, Nk, block_n):
-        sl = slice(start, min(start + block_n, Nk))
-        cols = torch.arange(sl.start, sl.stop, device=q.device)
-        s = (q_int @ k_int[:, :, sl].transpose(-1, -2)) * c_row * k_scale[:, :, None, sl]
-        s = s.masked_fill(~_causal_valid(cols, Nq, Nk, causal, q.device), -math.inf)
-        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
-        m_use = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
-        alpha = torch.exp2(m - m_use)
-        p = torch.exp2(s - m_use + 8.0)
-        l_sum = l_sum * alpha + p.sum(dim=-1, keepdim=True)
-        acc = acc * alpha + round_e4m3(p) @ v_e4m3[:, :, sl]
-        m = m_new
-    out = acc * v_scale[:, :, None, :] / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
-    return out
+    acc, l_sum = _sage_replay(
+        q_int, q_scale, k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1),
+        v_e4m3.repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
+        p_sum=lambda p: p, p_dot=round_e4m3,
+    )  # fmt: skip
+    out = acc * v_scale.repeat_interleave(group, 1)[:, :, None, :]
+    return out / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
 
 
 def dequantize_sage_fp8(q, k, v, *, causal=False, sm_scale=None, pv_fp8=True):
@@ -142,7 +127,7 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     """
     from kernels import quant
 
-    B, Hq, Nq, D = q.shape
+    Hq, D = q.shape[1], q.shape[3]
     Hkv, Nk = k.shape[1], k.shape[2]
     if q.numel() == 0 or Nk == 0:
         return _empty_result(q)
@@ -152,26 +137,45 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     q_int, q_scale = quant.quantize_per_token_reference(q)
     k_int, k_scale, _, _ = quantize_sage_fp8(k, v, block_n)
     group = Hq // Hkv
-    k_int, k_scale = k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1)
-    vf = v.double().repeat_interleave(group, 1)
+
+    def to_dtype(p: torch.Tensor) -> torch.Tensor:
+        return p.float().to(q.dtype).double()
+
+    acc, l_sum = _sage_replay(
+        q_int, q_scale, k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1),
+        v.double().repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
+        p_sum=to_dtype, p_dot=to_dtype,
+    )  # fmt: skip
+    return acc / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
+
+
+def _sage_replay(q_int, q_scale, k_int, k_scale, v_val, *, scale, causal, block_n, p_sum, p_dot):
+    """The sage kernels' online softmax in float64, key block by key block; returns ``(acc, l)``.
+
+    Logits ``q_int · k_int`` times the per-token Q scale, the per-block K scale and ``scale``; P is
+    ``2^(s - m + 8)`` against the running maximum ``m``; ``p_sum(P)`` enters the denominator and
+    ``p_dot(P)`` multiplies ``v_val`` (the kernels' two roundings of P). K and V carry Q's heads.
+    """
+    B, Hq, Nq, _ = q_int.shape
+    Nk, Dv = k_int.shape[2], v_val.shape[3]
     c_row = q_scale.double()[..., None] * scale
     q_int = q_int.double()
-    m = torch.full((B, Hq, Nq, 1), -math.inf, dtype=torch.float64, device=q.device)
+    m = torch.full((B, Hq, Nq, 1), -math.inf, dtype=torch.float64, device=q_int.device)
     l_sum = torch.zeros_like(m)
-    acc = torch.zeros((B, Hq, Nq, D), dtype=torch.float64, device=q.device)
+    acc = torch.zeros((B, Hq, Nq, Dv), dtype=torch.float64, device=q_int.device)
     for start in range(0, Nk, block_n):
         sl = slice(start, min(start + block_n, Nk))
-        cols = torch.arange(sl.start, sl.stop, device=q.device)
+        cols = torch.arange(sl.start, sl.stop, device=q_int.device)
         s = (q_int @ k_int[:, :, sl].transpose(-1, -2)) * c_row * k_scale[:, :, None, sl]
-        s = s.masked_fill(~_causal_valid(cols, Nq, Nk, causal, q.device), -math.inf)
+        s = s.masked_fill(~_causal_valid(cols, Nq, Nk, causal, q_int.device), -math.inf)
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
         m_use = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
         alpha = torch.exp2(m - m_use)
-        p = torch.exp2(s - m_use + 8.0).float().to(q.dtype).double()
-        l_sum = l_sum * alpha + p.sum(dim=-1, keepdim=True)
-        acc = acc * alpha + p @ vf[:, :, sl]
+        p = torch.exp2(s - m_use + 8.0)
+        l_sum = l_sum * alpha + p_sum(p).sum(dim=-1, keepdim=True)
+        acc = acc * alpha + p_dot(p) @ v_val[:, :, sl]
         m = m_new
-    return acc / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
+    return acc, l_sum
 
 
 def dequantize_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None):

@@ -58,30 +58,34 @@ def _budgets(**limits: tuple[float, ...]) -> dict[str, ErrorBudget]:
     return {family: ErrorBudget(*values) for family, values in limits.items()}
 
 
-def _build_registry() -> dict[str, KernelSpec]:
-    def spec(
-        name, launcher, bits, head_dims, description, source, dequantize=None, emulator=None, emulation=None
-    ) -> KernelSpec:
-        # Every method is judged against its float64 emulation (kernels/emulate.py, or the one given) as
-        # well as the oracle.
-        return KernelSpec(
-            name=name,
-            launcher=launcher,
-            bits=dict(zip("qkpv", bits, strict=True)),
-            head_dims=head_dims,
-            dtypes=(torch.float16, torch.bfloat16),
-            budgets=BUDGETS[name][torch.float16],
-            dtype_budgets={torch.bfloat16: BUDGETS[name][torch.bfloat16]},
-            description=description,
-            dequantize=dequantize,
-            source=source,
-            emulate=emulator or getattr(emulate, f"emulate_{name}"),
-            emulation_budgets=emulation or {},
-            length_budgets=LENGTH_BUDGETS.get(name, {}),
-        )
+def _spec(
+    name, launcher, bits, head_dims, description, source, dequantize=None, emulator=None, emulation=None
+) -> KernelSpec:
+    """A registered method: fp16 and bf16, budgets from :data:`BUDGETS` and :data:`LENGTH_BUDGETS`.
 
+    Every method is judged against its float64 emulation (``emulator``, else ``kernels.emulate``'s
+    ``emulate_<name>``) as well as the oracle.
+    """
+    return KernelSpec(
+        name=name,
+        launcher=launcher,
+        bits=dict(zip("qkpv", bits, strict=True)),
+        head_dims=head_dims,
+        dtypes=(torch.float16, torch.bfloat16),
+        budgets=BUDGETS[name][torch.float16],
+        dtype_budgets={torch.bfloat16: BUDGETS[name][torch.bfloat16]},
+        description=description,
+        dequantize=dequantize,
+        source=source,
+        emulate=emulator or getattr(emulate, f"emulate_{name}"),
+        emulation_budgets=emulation or {},
+        length_budgets=LENGTH_BUDGETS.get(name, {}),
+    )
+
+
+def _build_registry() -> dict[str, KernelSpec]:
     specs = [
-        spec(
+        _spec(
             "fp16",
             "kernels.flash_fp16:flash_attention_fp16",
             (16, 16, 16, 16),
@@ -89,7 +93,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "FlashAttention-2 forward, fp32 online softmax and accumulation (baseline)",
             "kernels/flash_fp16.py",
         ),
-        spec(
+        _spec(
             "int8",
             "kernels.flash_int8:flash_attention_int8",
             (8, 8, 8, 8),
@@ -99,7 +103,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             _dequantize_int8,
             emulation=INT8_EMULATION,
         ),
-        spec(
+        _spec(
             "int8_qk",
             "kernels.flash_int8:flash_attention_int8_qk",
             (8, 8, 16, 16),
@@ -108,7 +112,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "kernels/flash_int8.py",
             _dequantize_int8_qk,
         ),
-        spec(
+        _spec(
             "int8_qk_smooth",
             "kernels.flash_int8:flash_attention_int8_qk_smooth",
             (8, 8, 16, 16),
@@ -117,7 +121,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "kernels/flash_int8.py",
             _dequantize_int8_qk_smooth,
         ),
-        spec(
+        _spec(
             "sage_fp8",
             "kernels.flash_sage_fp8:flash_attention_sage_fp8",
             (8, 8, 8, 8),
@@ -128,7 +132,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             emulation.dequantize_sage_fp8,
             emulation.emulate_sage_fp8,
         ),
-        spec(
+        _spec(
             "sage_qk_int8",
             "kernels.flash_sage_fp8:flash_attention_sage_qk_int8",
             (8, 8, 16, 16),
@@ -175,20 +179,9 @@ def _mixed_emulate(*args, **kwargs):
 
 
 def _lowbit_specs() -> list[KernelSpec]:
-    def spec(name, bits, description, dequantize, emulate, module="flash_int4") -> KernelSpec:
-        return KernelSpec(
-            name=name,
-            launcher=f"kernels.{module}:flash_attention_{name}",
-            bits=dict(zip("qkpv", bits, strict=True)),
-            head_dims=HEAD_DIMS,
-            dtypes=(torch.float16, torch.bfloat16),
-            budgets=BUDGETS[name][torch.float16],
-            dtype_budgets={torch.bfloat16: BUDGETS[name][torch.bfloat16]},
-            description=description,
-            dequantize=dequantize,
-            source=f"kernels/{module}.py",
-            emulate=emulate,
-        )
+    def spec(name, bits, description, dequantize, emulator, module="flash_int4") -> KernelSpec:
+        launcher, source = f"kernels.{module}:flash_attention_{name}", f"kernels/{module}.py"
+        return _spec(name, launcher, bits, HEAD_DIMS, description, source, dequantize, emulator)
 
     return [
         spec(
