@@ -72,7 +72,16 @@ def _serve(conn: Any, blob: bytes, device: str) -> None:
         if params is None:
             return
         calls[0] = 0
-        result = check_case(timed, Case.from_params(params), device)
+        case = Case.from_params(params)
+        start = time.monotonic()
+        try:
+            result = check_case(timed, case, device)
+        except Exception as exc:
+            # The checks catch the kernel's own exceptions; what escapes is the process failing under
+            # them (a kernel that hit an illegal address poisons every later CUDA call, the checks' too).
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            message = f"the kernel's worker failed while checking this case: {reason}"
+            result = fault_result(target, case, "crashed", message, time.monotonic() - start, device)
         conn.send(("result", result))
         if cuda_context_error(device) is not None:
             return  # the next case gets a fresh worker (and a fresh CUDA context)
@@ -95,8 +104,11 @@ def cuda_context_error(device: str) -> str | None:
     return None
 
 
-def fault_result(target: KernelTarget, case: Case, prop: str, message: str, elapsed: float) -> CaseResult:
+def fault_result(
+    target: KernelTarget, case: Case, prop: str, message: str, elapsed: float, device: str
+) -> CaseResult:
     """A failed case whose kernel killed or hung its worker: no metrics, just the property and why."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
     return CaseResult(
         kernel=target.name,
         case=case,
@@ -107,7 +119,8 @@ def fault_result(target: KernelTarget, case: Case, prop: str, message: str, elap
         budget=target.budget_for(case.family, case.dtype),
         message=message,
         elapsed_s=elapsed,
-        repro_command=case.repro_command(target.ref, target.override_args()),
+        # The device is part of the repro, as for every other failure.
+        repro_command=case.repro_command(target.ref, [*target.override_args(), "--device", kind]),
         error_ratio=float("inf"),
     )
 
@@ -198,7 +211,7 @@ class IsolatedChecker:
             if failure is not None:
                 self._discard()
                 message = f"the kernel's worker process {failure} (before this case ran)"
-                return fault_result(target, case, "crashed", message, 0.0)
+                return fault_result(target, case, "crashed", message, 0.0, device)
         timeout = case_timeout(self.timeout_s, self.device, case.params())
         start = time.monotonic()
         deadline = start + timeout + compile_grace(self.device)
@@ -217,11 +230,11 @@ class IsolatedChecker:
                     message = (
                         f"the kernel ran past the case time-out of {timeout:.0f} s; its worker was killed"
                     )
-                    return fault_result(target, case, "timed_out", message, time.monotonic() - start)
+                    return fault_result(target, case, "timed_out", message, time.monotonic() - start, device)
         except (EOFError, OSError, BrokenPipeError):
             pass
         self._proc.join(timeout=10)
         cause = describe_exit(self._proc.exitcode if self._proc.exitcode is not None else -9)
         self._discard()
         message = f"the kernel's worker process {cause} while running this case"
-        return fault_result(target, case, "crashed", message, time.monotonic() - start)
+        return fault_result(target, case, "crashed", message, time.monotonic() - start, device)

@@ -35,7 +35,8 @@ def test_illegal_address_fails_its_case_and_the_next_case_runs_in_a_fresh_worker
         faulted = check(target, case(65), "cuda")
         assert faulted.status == "fail"
         assert faulted.failed_property in ("supported_or_raises", "crashed")
-        assert "illegal" in faulted.message.lower() or "cuda" in faulted.message.lower()
+        assert "illegal" in faulted.message.lower(), faulted.message
+        assert "--device cuda" in faulted.repro_command
         after = check(target, case(66), "cuda")
         assert after.status == "pass", after.message
         assert check.workers_started == 2
