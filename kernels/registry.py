@@ -131,6 +131,7 @@ def _build_registry() -> dict[str, KernelSpec]:
             "kernels/flash_sage_fp8.py",
             emulation.dequantize_sage_fp8,
             emulation.emulate_sage_fp8,
+            emulation=SAGE_FP8_EMULATION,
         ),
         _spec(
             "sage_qk_int8",
@@ -232,8 +233,9 @@ _FP16_F16 = _budgets(
     saturating=(2e-3, 1e-2),
     outliers=(2e-3, 1e-1),
     degenerate=(2e-3, 1e-2),
-    # V near 6e4: one fp16 ulp there is 32, and the P·V sum adds ~sqrt(N) such roundings.
-    extreme=(2e-3, 4e3),
+    # V near 6e4: one fp16 ulp there is 32, and the P·V sum adds ~sqrt(N) such roundings. A row whose
+    # output is small beside the others keeps those absolute roundings: worst row 1.24e-2 (H100).
+    extreme=(2e-3, 4e3, 3e-2),
 )
 # bf16: the output's own rounding (2^-9 relative) and P rounded to bf16 give up to ~5.5e-3.
 _FP16_BF16 = _budgets(
@@ -253,6 +255,14 @@ _FP16_BF16 = _budgets(
 # What the method does claim on "extreme" -- that the kernel computes its own algorithm -- is the
 # emulation check, as tight there as on every other family; NaN/Inf fail as everywhere.
 _EXTREME_INT8 = (2.0, 1.3e5, 3.0)
+# Worst row on heavy-tailed values ("outliers") for every method that quantizes Q and K: a query whose
+# largest logits nearly tie can attend to another key once they are rounded, and its row then moves by
+# the distance between two value rows, which heavy tails make up to ~30x the size of a typical row.
+# Measured on an H100 by the nightly calibration (bench/calibrate_budgets.py, docs/perf.md): 28 (int4),
+# 25.8 (int4_seed, bf16), 18.2 (int8_qk_smooth, bf16), 13.5 (sage_fp8), 11.9 (sage_qk_int8), 8.2 (int8);
+# the ci-profile fuzz on the GPU found 6.2 (int8) where the old claim was 5. So on this family the
+# per-row bound is a sanity bound only; what holds tightly on every row is the emulation check.
+_OUTLIER_ROW = 40.0
 # Measured on an H100 by bench/accuracy_vs_length.py (every distribution, hd 64/128, fp16/bf16, Nk 256
 # to 16k; docs/accuracy_vs_length.csv) and by the nightly fuzz cases of issue 14; budgets are ~2x the
 # worst seen. Family budgets hold at every length; LENGTH_BUDGETS state tighter claims for short rows
@@ -270,14 +280,14 @@ _INT8 = {
         saturating=(4e-1, 5.0),
         # Worst row: a token whose values are small beside a channel outlier elsewhere is quantized with
         # the outlier's per-channel V scale, so its row can be wrong by more than its own size (2.4 seen).
-        outliers=(6.5e-1, 2e2, 5.0),
+        outliers=(6.5e-1, 2e2, _OUTLIER_ROW),
         degenerate=(1e-1, 1.0),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
 }
 _INT8_LENGTHS = {
-    2048: _budgets(saturating=(2.5e-1, 5.0), outliers=(2.5e-1, 2e2, 5.0)),
-    4096: _budgets(outliers=(3e-1, 2e2, 5.0)),
+    2048: _budgets(saturating=(2.5e-1, 5.0), outliers=(2.5e-1, 2e2, _OUTLIER_ROW)),
+    4096: _budgets(outliers=(3e-1, 2e2, _OUTLIER_ROW)),
 }
 # int8_qk, int8_qk_smooth: the kernel is exact to ~2e-3 (kernel-only error); the loss is per-token INT8
 # Q/K. The nightly fuzz of issue 14 found 0.171 (saturating, Nk=659) and 0.253 (outliers, Nk=7536):
@@ -287,9 +297,9 @@ _INT8_QK = {
         default=(3e-2, 2.5e-1),
         gaussian=(3e-2, 2.5e-1),
         small=(8e-3, 5e-5),
-        saturating=(3.5e-1, 5.0),
-        # Worst row: per-token INT8 K next to outlier tokens (0.8 measured).
-        outliers=(5e-1, 2e2, 2.0),
+        # Worst row 1.41 measured (int8_qk_smooth, H100 nightly calibration).
+        saturating=(3.5e-1, 5.0, 3.0),
+        outliers=(5e-1, 2e2, _OUTLIER_ROW),
         degenerate=(3e-2, 3e-1),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
@@ -303,6 +313,16 @@ INT8_EMULATION = {
     _F16: ErrorBudget(max_rel_l2=2e-3, max_abs=3e-2, max_row_rel_l2=3e-2),
     _BF16: ErrorBudget(max_rel_l2=1.5e-2, max_abs=4e-2, max_row_rel_l2=4e-2),
 }
+# sage_fp8 against its emulation on the GPU: Hopper's FP8 MMA sums one key block's P·V products in an
+# accumulator narrower than fp32 (the two-level scheme adds the block sums in fp32, but not the products
+# inside a block), so a row whose products cancel (signed, heavy-tailed or outlier values) keeps an error
+# of the order of its largest product times that accumulator's precision. Measured on an H100 (nightly
+# calibration): worst row 0.059 (float16, heavy tails), 0.046 (bfloat16); whole tensor 2.5e-4 / 1.8e-3,
+# as tight as every other method. In the interpreter (exact accumulation) rows agree to 2e-3.
+SAGE_FP8_EMULATION = {
+    _F16: ErrorBudget(max_rel_l2=2e-3, max_abs=3e-2, max_row_rel_l2=0.12),
+    _BF16: ErrorBudget(max_rel_l2=1.5e-2, max_abs=6e-2, max_row_rel_l2=0.12),
+}
 # sage_qk_int8: per-block K scales cost a little more than per-token ones (gaussian 1.2e-2 vs 9.5e-3,
 # outliers 0.13 vs 0.10 at 16k); same claims as int8_qk.
 # sage_fp8: e4m3 keeps 3 mantissa bits, so P and V each carry ~2.5 % relative rounding error that no
@@ -312,9 +332,11 @@ _SAGE_FP8 = {
     **_budgets(
         default=(8e-2, 3e-1),
         gaussian=(8e-2, 3e-1),
-        small=(3e-2, 5e-5),
-        saturating=(2.5e-1, 5.0),
-        outliers=(5e-1, 2e2),
+        # bf16 max-abs 6.1e-5 measured at 16k keys.
+        small=(3e-2, 1.2e-4),
+        # Worst row 1.23 measured (bf16, 16k keys).
+        saturating=(2.5e-1, 5.0, 2.5),
+        outliers=(5e-1, 2e2, _OUTLIER_ROW),
         degenerate=(8e-2, 3e-1),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
@@ -331,8 +353,9 @@ _INT4 = {
         default=(2.5e-1, 1.5),
         gaussian=(2.5e-1, 1.5),
         small=(8e-3, 2e-5),
-        saturating=(8e-1, 1e1),
-        outliers=(9.5e-1, 3e2),
+        # Worst row 5.6 measured (H100, 16k keys).
+        saturating=(8e-1, 1e1, 12.0),
+        outliers=(9.5e-1, 3e2, _OUTLIER_ROW),
         degenerate=(3e-1, 1.5),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
@@ -342,8 +365,11 @@ _INT4_SEED = {
         default=(2e-1, 1.5),
         gaussian=(2e-1, 1.5),
         small=(8e-3, 2e-5),
-        saturating=(7.5e-1, 1e1),
-        outliers=(5e-1, 1.5e2),
+        # Worst row 4.3 measured (H100, 16k keys).
+        saturating=(7.5e-1, 1e1, 10.0),
+        # rel-L2 0.90 found by the ci-profile fuzz on an H100 at Nk = 5 (a few keys, one outlier sets the
+        # 4-bit K group's step): the same sanity bound as int4's.
+        outliers=(9.5e-1, 1.5e2, _OUTLIER_ROW),
         degenerate=(3e-1, 1.5),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
@@ -357,8 +383,9 @@ _MIXED = {
         default=(2.5e-1, 1.5),
         gaussian=(2.5e-1, 1.5),
         small=(8e-3, 2e-5),
-        saturating=(2e-1, 1.0),
-        outliers=(2e-1, 1e1),
+        # Worst row 1.96 and max-abs 22 (outliers) measured on an H100 (nightly calibration).
+        saturating=(2e-1, 1.0, 4.0),
+        outliers=(2e-1, 50.0, _OUTLIER_ROW),
         degenerate=(3e-1, 1.5),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),

@@ -164,7 +164,7 @@ class _Example:
         if "worst_row_rel_l2" in m:
             ratios.append(error_ratio({"rel_l2": m["worst_row_rel_l2"], "max_abs": 0.0}, b.row_limit, 1.0))
         if "emul_rel_l2" in m:
-            e = self.target.emulation_budget_for(self.case.dtype)
+            e = self.target.emulation_budget_for(self.case.dtype, self.case.family)
             ratios.append(error_ratio({"rel_l2": m["emul_rel_l2"], "max_abs": 0.0}, e.max_rel_l2, 1.0))
             ratios.append(
                 error_ratio({"rel_l2": m["emul_worst_row_rel_l2"], "max_abs": 0.0}, e.row_limit, 1.0)
@@ -314,7 +314,7 @@ def check_emulation(ex: _Example, out: torch.Tensor) -> None:
         # The emulation is the harness's yardstick; its failure says nothing about the kernel.
         ex.notes.append(f"emulate raised {_describe(exc)}; emulation not checked")
         return
-    budget = ex.target.emulation_budget_for(ex.case.dtype)
+    budget = ex.target.emulation_budget_for(ex.case.dtype, ex.case.family)
     m = error_metrics(out, emul.to(torch.float64))
     scale = max(float(emul.abs().max()) if emul.numel() else 0.0, REL_L2_FLOOR)
     ex.metrics.update(
