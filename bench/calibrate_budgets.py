@@ -110,7 +110,7 @@ def calibrate(methods, device: str, suite: str, profile: str, examples: int, see
         collector = Collector(out / f"{method}.json" if out.is_dir() else out, header)
         target = load_kernel(method, max_rel_l2=UNLIMITED, max_abs=UNLIMITED)
         start = time.perf_counter()
-        corpus = build_corpus(suite, device, target.head_dims, target.dtypes)
+        corpus = [] if suite == "none" else build_corpus(suite, device, target.head_dims, target.dtypes)
         for case in corpus:
             collector.add(method, check_case(target, case, device))
         collector.write()
@@ -196,7 +196,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
-    parser.add_argument("--suite", default=None, help="corpus suite (default: nightly on GPU, ci on CPU)")
+    parser.add_argument(
+        "--suite", default=None, help="corpus suite (default: nightly on GPU, ci on CPU; none: fuzz only)"
+    )
     parser.add_argument("--profile", default=None, help="fuzz profile (default: nightly on GPU, ci on CPU)")
     parser.add_argument("--examples", type=int, default=None, help="fuzz examples per method")
     parser.add_argument("--seed", type=int, default=0)
