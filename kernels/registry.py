@@ -383,9 +383,10 @@ _MIXED = {
         default=(2.5e-1, 1.5),
         gaussian=(2.5e-1, 1.5),
         small=(8e-3, 2e-5),
-        # Worst row 1.96 and max-abs 22 (outliers) measured on an H100 (nightly calibration).
+        # Worst row 1.96 (saturating) and max-abs 54 (outliers, bf16) measured on an H100 (nightly
+        # calibration, seeds 11 and 12).
         saturating=(2e-1, 1.0, 4.0),
-        outliers=(2e-1, 50.0, _OUTLIER_ROW),
+        outliers=(2e-1, 1.2e2, _OUTLIER_ROW),
         degenerate=(3e-1, 1.5),
     ),
     "extreme": ErrorBudget(*_EXTREME_INT8),
