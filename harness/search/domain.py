@@ -8,7 +8,10 @@ draws nine examples in ten inside it and the tenth outside, where the kernel mus
 right. Axes stated by the user (``lowbit fuzz --head-dims ...`` or ``--domain JSON``) are not probed.
 
 A probe call that returns, or raises anything else, counts as accepted: whether its answer is right is
-the search's business.
+the search's business. Given ``check`` (the isolated checker ``lowbit fuzz`` and the pytest plugin use),
+every probe runs in the kernel's worker process like any searched case, so a kernel that segfaults or
+hangs on a probe shape costs a worker, not the search; such a probe counts as accepted and the search
+finds, shrinks and reports the crash.
 """
 
 from __future__ import annotations
@@ -135,10 +138,12 @@ def _probe_case(**change) -> Case:
     return Case(**base)
 
 
-def probe_domain(target, device: str, stated: dict | None = None) -> DomainProbe:
+def probe_domain(target, device: str, stated: dict | None = None, check=None) -> DomainProbe:
     """Infer ``target``'s domain from tiny probe cases; axes in ``stated`` (Domain field -> value) are
     taken as given. When the kernel refuses even the most ordinary probe, the domain stays unrestricted
-    and ``note`` says so (the search then reports everything unsupported)."""
+    and ``note`` says so (the search then reports everything unsupported). ``check(target, case,
+    device)`` (a :class:`~harness.search.isolation.IsolatedChecker`) runs each probe instead of a
+    direct call in this process."""
     stated = dict(stated or {})
     probe = DomainProbe(domain=Domain())
     head_dims = tuple(stated.get("head_dims") or sorted(set(ALL_HEAD_DIMS) | set(target.head_dims)))
@@ -148,6 +153,16 @@ def probe_domain(target, device: str, stated: dict | None = None) -> DomainProbe
         from harness.search.properties import _call, _sync
 
         probe.calls += 1
+        if check is not None:
+            result = check(target, case, device)
+            if result.status == "unsupported":
+                said, ok = result.message[:160], False
+            elif result.failed_property in ("crashed", "timed_out"):
+                said, ok = f"accepted ({result.failed_property} in its worker, judged in the search)", True
+            else:
+                said, ok = "accepted", True
+            probe.rows.append({"axis": axis, "value": value, "accepted": ok, "said": said})
+            return ok
         try:
             _call(target, case, *case.make_inputs(device))
             _sync(device)

@@ -207,7 +207,7 @@ def fuzz(
         failing_before = _failing_families(db_root)
         plan.sort(key=lambda item: item[0] not in failing_before)
 
-    probe = _learn_domain(target, device, domain)
+    probe = _learn_domain(target, device, domain, check)
     learned = probe.domain if probe is not None and not probe.note else None
     coverage: dict[str, Counter] = {
         "family": Counter(),
@@ -342,14 +342,20 @@ def _long_cases(
     return failures
 
 
-def _learn_domain(target: KernelTarget, device: str, domain: dict | Domain | None) -> DomainProbe | None:
-    """The domain to search: stated in full, or probed on the axes not stated (bare callables only)."""
+def _learn_domain(
+    target: KernelTarget,
+    device: str,
+    domain: dict | Domain | None,
+    check: Callable[[KernelTarget, Case, str], CaseResult] | None = None,
+) -> DomainProbe | None:
+    """The domain to search: stated in full, or probed on the axes not stated (bare callables only);
+    probes go through ``check`` when given (an isolated checker: a crash on a probe costs a worker)."""
     if isinstance(domain, Domain):
         return DomainProbe(domain=domain, note="")
     if target.spec is not None and not domain:
         return None
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        return probe_domain(target, device, stated=domain)
+        return probe_domain(target, device, stated=domain, check=check)
 
 
 def replay(

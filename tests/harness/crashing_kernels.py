@@ -111,3 +111,14 @@ def crash_on_every_third_length(q, k, v, *, causal=False, sm_scale=None):
 def wrong(q, k, v, *, causal=False, sm_scale=None):
     """Off by far more than any budget on every case: every corpus case fails error_budget."""
     return (correct(q, k, v, causal=causal, sm_scale=sm_scale).float() * 1.5 + 0.5).to(q.dtype)
+
+
+def narrow_segfaults_on_d256(q, k, v, *, causal=False, sm_scale=None):
+    """A research kernel's narrow domain (head dims 32 and 64, else ValueError) with a segfault on head
+    dim 256 where it should refuse: domain probing reaches D=256 before any search does."""
+    d = q.shape[-1]
+    if d == 256:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if d not in (32, 64):
+        raise ValueError(f"head dim: expected 32 or 64, got {d}")
+    return correct(q, k, v, causal=causal, sm_scale=sm_scale)

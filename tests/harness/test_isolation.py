@@ -121,3 +121,17 @@ def test_pytest_plugin_survives_a_segfaulting_kernel(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 1 passed" in proc.stdout
     assert "crashed" in proc.stdout
+
+
+def test_domain_probes_run_in_the_worker_and_a_probe_crash_is_survived():
+    from harness.search.domain import probe_domain
+
+    target = load_kernel(f"n={CK}:narrow_segfaults_on_d256")
+    with IsolatedChecker(target, "cpu", timeout_s=60) as check:
+        probe = probe_domain(target, "cpu", stated={"dtypes": ["float16"]}, check=check)
+        assert probe.domain.head_dims == (32, 64, 256)  # the crash counts as accepted: the search judges it
+        crashed = [r for r in probe.rows if r["value"] == 256]
+        assert crashed and "crashed in its worker" in crashed[0]["said"]
+        refused = {r["value"] for r in probe.rows if not r["accepted"]}
+        assert {80, 96, 128, 160, 192} <= refused
+        assert check.workers_started >= 2  # the probe's worker died; a fresh one went on
