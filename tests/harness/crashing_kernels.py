@@ -111,3 +111,42 @@ def crash_on_every_third_length(q, k, v, *, causal=False, sm_scale=None):
 def wrong(q, k, v, *, causal=False, sm_scale=None):
     """Off by far more than any budget on every case: every corpus case fails error_budget."""
     return (correct(q, k, v, causal=causal, sm_scale=sm_scale).float() * 1.5 + 0.5).to(q.dtype)
+
+
+# Where the barrier kernels meet (`lowbit run --devices` tests): each worker of one writes a file named by
+# its pid here on its first case, then waits until a worker of another process has written one too.
+BARRIER_ENV = "LOWBIT_TEST_BARRIER_DIR"
+BARRIER_WAIT_S = 60.0
+_met = False
+
+
+def _barrier() -> None:
+    """Return once another worker reached its barrier too: two kernels' workers alive at the same time.
+
+    A run that measures kernels one after another never gets past the first one's barrier: it raises
+    (an ``error`` row) after BARRIER_WAIT_S instead.
+    """
+    global _met
+    if _met:
+        return
+    folder = os.environ[BARRIER_ENV]
+    mine = os.path.join(folder, str(os.getpid()))
+    with open(mine, "w") as f:
+        f.write(f"{time.time()}\n")
+    deadline = time.monotonic() + BARRIER_WAIT_S
+    while time.monotonic() < deadline:
+        if any(name != str(os.getpid()) for name in os.listdir(folder)):
+            _met = True
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no other kernel's worker started within {BARRIER_WAIT_S:.0f} s")
+
+
+def barrier_correct(q, k, v, *, causal=False, sm_scale=None):
+    _barrier()
+    return correct(q, k, v, causal=causal, sm_scale=sm_scale)
+
+
+def barrier_crash_on_every_third_length(q, k, v, *, causal=False, sm_scale=None):
+    _barrier()
+    return crash_on_every_third_length(q, k, v, causal=causal, sm_scale=sm_scale)
