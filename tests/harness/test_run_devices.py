@@ -8,11 +8,14 @@ have them.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from io import StringIO
 from pathlib import Path
 
@@ -245,3 +248,43 @@ def test_sigterm_during_a_two_slot_run_ends_interrupted_with_nothing_lost(tmp_pa
         assert [r["case_id"] for r in mine] == ids
         assert [r["status"] for r in mine] == ["pass"] + ["skipped"] * (len(ids) - 1)
         assert all("interrupted by SIGTERM" in r["message"] for r in mine[1:])
+
+
+# -- bench/bench_devices.py (the lead runs it on two GPUs) -----------------------------------------------
+
+
+def bench_module():
+    spec = importlib.util.spec_from_file_location("bench_devices", ROOT / "bench" / "bench_devices.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_compares_cases_and_statuses():
+    bench = bench_module()
+    single = Counter({("int8", "corpus", "c1", "pass"): 1, ("int8", "corpus", "c2", "pass"): 1})
+    assert bench.compare(single, Counter(single)) == []
+    spread = Counter({("int8", "corpus", "c1", "pass"): 1, ("int8", "corpus", "c2", "timeout"): 1})
+    assert bench.compare(single, spread) == [
+        "int8 corpus c2 pass: 1 in the single run, 0 spread",
+        "int8 corpus c2 timeout: 0 in the single run, 1 spread",
+    ]
+
+
+@pytest.mark.slow
+def test_bench_script_runs_on_the_cpu(tmp_path):
+    command = [sys.executable, str(ROOT / "bench" / "bench_devices.py"), "--device", "cpu"]
+    command += ["--suite", "quick", "--fuzz-examples", "0", "--commit", COMMIT, "--out", str(tmp_path)]
+    command += [f"--kernel=a={CK}:correct", f"--kernel=b={CK}:crash_on_every_third_length"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "bench_devices.json").read_text())
+    single, spread = result["runs"]
+    assert result["complete"] and result["same_cases"] and result["differences"] == []
+    assert result["cases"] == 2 * len(corpus_ids())
+    assert {k: v["devices"] for k, v in single["kernels"].items()} == {"a": ["0"], "b": ["0"]}
+    assert sorted(v["devices"][0] for v in spread["kernels"].values()) == ["0", "1"]
+    assert single["kernels"]["b"]["statuses"] == spread["kernels"]["b"]["statuses"] == {"crash": 3, "pass": 3}
+    assert result["speedup"] == pytest.approx(single["wall_s"] / spread["wall_s"])
+    assert "Speed-up:" in (tmp_path / "bench_devices.md").read_text()
+    assert (tmp_path / "bench_devices_spread.log").read_text().startswith("lowbit run: commit")
