@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 # Four kernels of about equal work, so two GPUs can share them evenly; the GPU ci corpus is ~30 cases each.
 DEFAULT_KERNELS = ("fp16", "int8", "int8_qk", "sage_fp8")
-DEFAULT_FUZZ_EXAMPLES = 20
+DEFAULT_FUZZ_EXAMPLES = 10
 # Recorded when git cannot name the commit (a copy of the tree without .git): both runs use the same one.
 PLACEHOLDER_COMMIT = "de71ce5" + "0" * 33
 
@@ -149,6 +149,10 @@ def compare(single: Counter, spread: Counter) -> list[str]:
     ]
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def markdown(result: dict) -> str:
     single, spread = result["runs"]
     lines = [
@@ -171,7 +175,9 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        f"Speed-up: **{result['speedup']:.2f}x** ({single['wall_s']:.1f} s / {spread['wall_s']:.1f} s).",
+        f"Speed-up: **{result['speedup']:.2f}x** ({single['wall_s']:.1f} s / {spread['wall_s']:.1f} s); "
+        f"cases run per second {single['cases_per_s']:.2f} and {spread['cases_per_s']:.2f} "
+        f"({_ratio(result['throughput_ratio'])}).",
         f"Both runs complete: **{result['complete']}**. Same cases and statuses in both runs: "
         f"**{result['same_cases']}** "
         f"({result['cases']} case rows; {len(result['differences'])} difference(s)).",
@@ -206,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             run = timed_run(args, devices, db, logs / f"bench_devices_{label}.log", commit)
             stored = recorded(db)
             run.update(status=stored["status"], kernels=stored["kernels"], cases_counter=stored["cases"])
+            # Cases run to an end per second: still comparable when a run was stopped at the time limit.
+            ran = sum(n for k in run["kernels"].values() for s, n in k["statuses"].items() if s != "skipped")
+            run["cases_per_s"] = ran / run["wall_s"]
             runs.append(run)
             print(
                 f"--devices {devices}: {run['wall_s']:.1f} s, exit {run['exit']}, run {run['status']}"
@@ -230,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(args.device, args.spread.split(",")),
         "runs": runs,
         "speedup": single["wall_s"] / spread["wall_s"],
+        "throughput_ratio": spread["cases_per_s"] / single["cases_per_s"] if single["cases_per_s"] else None,
         "cases": sum(k["rows"] for k in single["kernels"].values()),
         "complete": complete,
         "same_cases": not differences,
         "differences": differences,
     }
     print(
-        f"speed-up {result['speedup']:.2f}x; both runs complete: {complete}; "
+        f"speed-up {result['speedup']:.2f}x (cases per second {_ratio(result['throughput_ratio'])}); "
+        f"both runs complete: {complete}; "
         f"same cases and statuses: {result['same_cases']} ({result['cases']} case rows)"
     )
     for line in differences[:20]:
