@@ -1,8 +1,8 @@
 """`lowbit run --devices`: kernels spread over slots (GPUs, or parallel interpreter workers here).
 
-The runs use plain torch kernels of tests/harness/crashing_kernels: the barrier ones only get past their
-first case when a worker of another kernel is alive at the same moment, which proves that two slots
-measure at once. The subprocess test needs two usable cores (CI has two); the in-process ones pretend to
+The runs use plain torch kernels of tests/harness/crashing_kernels and slot_kernels: the barrier ones only
+get past their first case when a worker of another kernel is alive at the same moment, which proves that
+two slots measure at once. The subprocess test needs two usable cores (CI has two); the in-process ones pretend to
 have them.
 """
 
@@ -32,7 +32,8 @@ from harness.run.runner import KernelSummary, RunConfig, RunOutcome, RunUsageErr
 from harness.search.device import select_device
 from harness.search.targets import DEFAULT_HEAD_DIMS
 from harness.store import StoreError, open_store
-from tests.harness.crashing_kernels import BARRIER_ENV, MARKER_ENV
+from tests.harness.crashing_kernels import MARKER_ENV
+from tests.harness.slot_kernels import BARRIER_ENV
 from tests.harness.test_reliability import gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +152,8 @@ def test_two_slots_measure_at_once_and_a_crash_stays_in_its_slot(tmp_path, monke
     monkeypatch.setenv(BARRIER_ENV, str(barrier))
     monkeypatch.setattr(devices, "usable_cores", lambda: 2)
     db = f"sqlite:///{tmp_path / 'h.db'}"
-    kernels = (f"ok={CK}:barrier_correct", f"c3={CK}:barrier_crash_on_every_third_length")
+    sk = "tests.harness.slot_kernels"
+    kernels = (f"ok={sk}:barrier_correct", f"c3={sk}:barrier_crash_on_every_third_length")
     config = RunConfig(db=db, commit=COMMIT, kernels=kernels, devices="0,1", fuzz_examples=0)
     outcome = execute(prepare(config))
     assert outcome.status == "complete" and outcome.exit_code == 1  # c3's crashes
