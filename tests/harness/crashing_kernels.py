@@ -111,4 +111,3 @@ def crash_on_every_third_length(q, k, v, *, causal=False, sm_scale=None):
 def wrong(q, k, v, *, causal=False, sm_scale=None):
     """Off by far more than any budget on every case: every corpus case fails error_budget."""
     return (correct(q, k, v, causal=causal, sm_scale=sm_scale).float() * 1.5 + 0.5).to(q.dtype)
-

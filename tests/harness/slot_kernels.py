@@ -10,9 +10,8 @@ import time
 
 from tests.harness.crashing_kernels import correct, crash_on_every_third_length
 
-
-# Where the barrier kernels meet: each worker of one writes a file named by
-# its pid here on its first case, then waits until a worker of another process has written one too.
+# Where the barrier kernels meet: each worker of one writes a file named by its pid here on its first case,
+# then waits until a worker of another process has written one too.
 BARRIER_ENV = "LOWBIT_TEST_BARRIER_DIR"
 BARRIER_WAIT_S = 60.0
 _met = False

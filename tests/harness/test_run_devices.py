@@ -2,8 +2,8 @@
 
 The runs use plain torch kernels of tests/harness/crashing_kernels and slot_kernels: the barrier ones only
 get past their first case when a worker of another kernel is alive at the same moment, which proves that
-two slots measure at once. The subprocess test needs two usable cores (CI has two); the in-process ones pretend to
-have them.
+two slots measure at once. The subprocess tests need two usable cores (CI has two); the in-process ones
+pretend to have them.
 """
 
 from __future__ import annotations
