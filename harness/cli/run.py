@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 
 import click
 
@@ -41,7 +43,9 @@ def _console(*, stderr: bool):
 
 
 class RichProgress:
-    """Per-kernel progress lines on stderr: phase, cases done of planned, failures so far."""
+    """Per-kernel progress lines on stderr: phase, cases done of planned, failures so far.
+
+    Kernels on several slots (--devices) report from their own threads: one lock serialises them."""
 
     def __init__(self, console) -> None:
         from rich.progress import (
@@ -66,6 +70,7 @@ class RichProgress:
         )
         self.tasks: dict[str, int] = {}
         self.failures: dict[str, int] = {}
+        self.lock = threading.RLock()
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
@@ -78,45 +83,62 @@ class RichProgress:
 
     def tick(self) -> None: ...
 
-    def kernel_started(self, name: str, total: int) -> None:
-        self.failures[name] = 0
-        self.tasks[name] = self.progress.add_task(name, total=total, kernel=name, phase="start", failures=0)
+    def kernel_started(self, name: str, total: int, device: str | None = None) -> None:
+        label = f"{name} ({device})" if device else name
+        with self.lock:
+            self.failures[name] = 0
+            self.tasks[name] = self.progress.add_task(
+                name, total=total, kernel=label, phase="start", failures=0
+            )
 
     def phase(self, name: str, phase: str) -> None:
-        self.progress.update(self.tasks[name], phase=phase)
+        with self.lock:
+            self.progress.update(self.tasks[name], phase=phase)
 
     def case_done(self, name: str, row: dict) -> None:
-        task = self.tasks[name]
-        if row["status"] in ("fail", "error", "crash", "timeout", "skipped"):
-            self.failures[name] += 1
-        # Fuzzing may check more examples than planned (shrinking): grow the bar rather than overflow it.
-        current = self.progress.tasks[self.progress.task_ids.index(task)]
-        if current.total is not None and current.completed + 1 > current.total:
-            self.progress.update(task, total=current.completed + 1)
-        self.progress.update(task, advance=1, failures=self.failures[name])
+        with self.lock:
+            task = self.tasks[name]
+            if row["status"] in ("fail", "error", "crash", "timeout", "skipped"):
+                self.failures[name] += 1
+            # Fuzzing may check more examples than planned (shrinking): grow the bar rather than overflow.
+            current = self.progress.tasks[self.progress.task_ids.index(task)]
+            if current.total is not None and current.completed + 1 > current.total:
+                self.progress.update(task, total=current.completed + 1)
+            self.progress.update(task, advance=1, failures=self.failures[name])
 
     def kernel_finished(self, summary) -> None:
-        task = self.tasks[summary.name]
-        current = self.progress.tasks[self.progress.task_ids.index(task)]
-        self.progress.update(task, total=current.completed, phase="done")
-        for note in summary.notes:
-            self.console.print(f"[yellow]{summary.name}[/]: {note}", markup=True, highlight=False)
+        with self.lock:
+            task = self.tasks[summary.name]
+            current = self.progress.tasks[self.progress.task_ids.index(task)]
+            self.progress.update(task, total=current.completed, phase="done")
+            for note in summary.notes:
+                self.console.print(f"[yellow]{summary.name}[/]: {note}", markup=True, highlight=False)
+
+
+@dataclass
+class _KernelState:
+    """One running kernel as LineProgress reports it."""
+
+    total: int
+    done: int = 0
+    failing: int = 0
+    phase: str = ""
+    case_id: str = ""
+    case_since: float = field(default_factory=time.monotonic)
 
 
 class LineProgress:
-    """Progress for logs (output not a terminal): plain lines, at least one every ``interval`` seconds."""
+    """Progress for logs (output not a terminal): plain lines, at least one every ``interval`` seconds.
+
+    Each running kernel gets its own line (several run at once with --devices; their threads report
+    through one lock)."""
 
     def __init__(self, console, interval: float = 30.0) -> None:
         self.console = console
         self.interval = interval
         self.last = time.monotonic()
-        self.kernel = ""
-        self.phase_name = ""
-        self.total = 0
-        self.done = 0
-        self.failing = 0
-        self.case_id = ""
-        self.case_since = time.monotonic()
+        self.running: dict[str, _KernelState] = {}
+        self.lock = threading.RLock()
 
     def __enter__(self) -> LineProgress:
         return self
@@ -128,55 +150,89 @@ class LineProgress:
         self.console.print(f"lowbit run: {text}", highlight=False, markup=False)
         self.last = time.monotonic()
 
-    def kernel_started(self, name: str, total: int) -> None:
-        self.kernel, self.total, self.done, self.failing = name, total, 0, 0
-        self._line(f"{name}: started, {total} case(s) planned")
+    def kernel_started(self, name: str, total: int, device: str | None = None) -> None:
+        with self.lock:
+            self.running[name] = _KernelState(total)
+            where = f" on {device}" if device else ""
+            self._line(f"{name}: started{where}, {total} case(s) planned")
 
     def phase(self, name: str, phase: str) -> None:
-        self.phase_name = phase
+        with self.lock:
+            if name in self.running:
+                self.running[name].phase = phase
 
     def case_started(self, name: str, case_id: str) -> None:
-        self.case_id, self.case_since = case_id, time.monotonic()
+        with self.lock:
+            if name in self.running:
+                self.running[name].case_id, self.running[name].case_since = case_id, time.monotonic()
 
     def case_done(self, name: str, row: dict) -> None:
-        self.done += 1
-        if row["status"] in ("fail", "error", "crash", "timeout", "skipped"):
-            self.failing += 1
-        self.case_id = ""
-        self.tick()
+        with self.lock:
+            state = self.running.get(name)
+            if state is not None:
+                state.done += 1
+                if row["status"] in ("fail", "error", "crash", "timeout", "skipped"):
+                    state.failing += 1
+                state.case_id = ""
+            self.tick()
 
     def tick(self) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval:
-            return
-        running = f", case {self.case_id} running for {now - self.case_since:.0f} s" if self.case_id else ""
-        self._line(
-            f"{self.kernel}: {self.phase_name} {self.done}/{self.total} case(s) done, "
-            f"{self.failing} not passing{running}"
-        )
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last < self.interval:
+                return
+            for name, state in self.running.items():
+                running = (
+                    f", case {state.case_id} running for {now - state.case_since:.0f} s"
+                    if state.case_id
+                    else ""
+                )
+                self._line(
+                    f"{name}: {state.phase} {state.done}/{state.total} case(s) done, "
+                    f"{state.failing} not passing{running}"
+                )
 
     def kernel_finished(self, summary) -> None:
-        self._line(
-            f"{summary.name}: finished, {summary.measured} measured, {summary.failed + summary.errors} "
-            f"failed, {summary.crashed} crashed, {summary.timed_out} timed out, {summary.skipped} skipped"
-        )
-        for note in summary.notes:
-            self._line(f"{summary.name}: {note}")
+        with self.lock:
+            self.running.pop(summary.name, None)
+            self._line(
+                f"{summary.name}: finished, {summary.measured} measured, {summary.failed + summary.errors} "
+                f"failed, {summary.crashed} crashed, {summary.timed_out} timed out, {summary.skipped} skipped"
+            )
+            for note in summary.notes:
+                self._line(f"{summary.name}: {note}")
+
+
+def _slots_text(plan) -> str:
+    """The devices --devices selected, with the GPU each one is when CUDA_VISIBLE_DEVICES remaps it."""
+    explicit = [slot for slot in plan.slots if slot.index is not None]
+    if not explicit:
+        return ""
+    labels = []
+    for slot in explicit:
+        visible = slot.env.get("CUDA_VISIBLE_DEVICES")
+        remapped = visible is not None and visible != str(slot.index)
+        labels.append(f"{slot.label} (CUDA_VISIBLE_DEVICES={visible})" if remapped else slot.label)
+    return f" on {len(explicit)} slot(s): {', '.join(labels)}"
 
 
 def summary_table(outcome):
     from rich.table import Table
 
     table = Table(title=f"lowbit run {outcome.run_id}: {outcome.status}")
-    columns = ("kernel", "measured", "pass", "fail", "unsupported", "crash", "timeout", "skipped")
+    # Which device measured each kernel matters only when they were spread over several (--devices).
+    spread = outcome.slots > 1
+    columns = ("kernel", "device") if spread else ("kernel",)
+    columns += ("measured", "pass", "fail", "unsupported", "crash", "timeout", "skipped")
     for column in (*columns, "worst rel_l2 / budget"):
-        table.add_column(column, justify="left" if column == "kernel" else "right")
+        table.add_column(column, justify="left" if column in ("kernel", "device") else "right")
     table.add_column("median latency", justify="right")
     for s in outcome.summaries:
         over = s.worst_ratio is not None and (math.isinf(s.worst_ratio) or s.worst_ratio > 1)
         ratio = _format_worst(s)
         table.add_row(
             s.name,
+            *((s.device or "-",) if spread else ()),
             str(s.measured),
             str(s.passed),
             str(s.failed + s.errors),
@@ -223,6 +279,14 @@ def run_commands() -> list[click.Command]:
         help="Where kernels run (default: cuda if torch sees a GPU, else the CPU interpreter).",
     )
     @click.option(
+        "--devices",
+        metavar="LIST",
+        default=None,
+        help="Spread the kernels over several devices, one kernel at a time on each: 'all' or indices "
+        "such as 0,1 (cuda: the GPUs torch sees, all one model; cpu: parallel interpreter workers, 'all' "
+        "= the usable cores). Default: one kernel at a time.",
+    )
+    @click.option(
         "--fuzz-examples",
         type=click.IntRange(min=0),
         default=None,
@@ -248,14 +312,25 @@ def run_commands() -> list[click.Command]:
         "--allow-short", is_flag=True, help="Record a short --commit that git cannot expand as given."
     )
     def run(
-        db, commit, branch, suite, kernels, shard, device, fuzz_examples, seed, case_timeout, allow_short
+        db,
+        commit,
+        branch,
+        suite,
+        kernels,
+        shard,
+        device,
+        devices,
+        fuzz_examples,
+        seed,
+        case_timeout,
+        allow_short,
     ) -> None:
         """Measure kernels on one commit: replay counterexamples, run the corpus, fuzz; record it all.
 
         Exit status: 0 every case measured and every property held; 1 a property failed, a case crashed,
-        timed out or was skipped; 2 bad usage (unknown kernel, malformed commit or shard, unusable
-        database); 128+N when signal N (SIGINT, SIGTERM) stopped the run, which is then recorded as
-        interrupted with everything measured so far.
+        timed out or was skipped; 2 bad usage (unknown kernel, malformed commit, shard or device list,
+        GPUs of different models, unusable database); 128+N when signal N (SIGINT, SIGTERM) stopped the
+        run, which is then recorded as interrupted with everything measured so far.
         """
         from harness.run.runner import RunConfig, RunUsageError, execute, prepare
 
@@ -268,6 +343,7 @@ def run_commands() -> list[click.Command]:
             kernels=tuple(kernels),
             shard=shard,
             device=device,
+            devices=devices,
             fuzz_examples=fuzz_examples,
             seed=seed,
             case_timeout_s=case_timeout,
@@ -279,7 +355,7 @@ def run_commands() -> list[click.Command]:
 
             err.print(
                 f"lowbit run: commit {plan.commit.commit[:12]} ({plan.commit.branch or 'no branch'}), "
-                f"suite {suite}, device {plan.device}, {len(plan.kernels)} kernel(s), "
+                f"suite {suite}, device {plan.device}{_slots_text(plan)}, {len(plan.kernels)} kernel(s), "
                 f"db {redact_url(plan.store.url)}",
                 highlight=False,
             )

@@ -45,6 +45,8 @@ class RunConfig:
     kernels: tuple[str, ...] = ()
     shard: str | None = None
     device: str | None = None
+    # --devices: "all" or comma-separated indices (harness.run.devices); None runs one kernel at a time.
+    devices: str | None = None
     fuzz_examples: int | None = None
     seed: int | None = None
     cwd: Path | None = None

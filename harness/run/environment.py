@@ -48,15 +48,20 @@ def nvidia_driver_version() -> str | None:
     return lines[0].strip() if proc.returncode == 0 and lines else None
 
 
-def fingerprint(device: str) -> dict[str, str | None]:
-    """Describe this machine for ``device`` ("cpu": the Triton interpreter, or "cuda")."""
+def fingerprint(device: str, index: int | None = None) -> dict[str, str | None]:
+    """Describe this machine for ``device`` ("cpu": the Triton interpreter, or "cuda").
+
+    ``index``: the GPU (torch's numbering) the run measures on; default the current one. A run spread
+    over several GPUs (``--devices``) checked that they are one model and describes the first.
+    """
     import torch
     import triton
 
     info: dict[str, str | None] = dict.fromkeys(FINGERPRINT_KEYS)
     info["device"] = "cpu-interpreter" if device == "cpu" else device
     if device == "cuda":
-        index = torch.cuda.current_device()
+        if index is None:
+            index = torch.cuda.current_device()
         major, minor = torch.cuda.get_device_capability(index)
         info["gpu"] = torch.cuda.get_device_name(index)
         info["compute_capability"] = f"{major}.{minor}"

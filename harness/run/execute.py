@@ -7,6 +7,12 @@ ends the kernel, and its remaining cases are recorded as ``skipped`` with the re
 stop the run between two polls: what was measured is written, the cases never run are recorded as
 skipped, and the run ends ``interrupted``. A heartbeat thread refreshes the run row, so a runner that
 vanishes (kill -9) is marked ``abandoned`` by the next command that opens the database.
+
+With several slots (``--devices``, :mod:`harness.run.devices`) one thread per slot takes the next kernel
+(the longest planned first) and runs it with its slot's workers; results go through the one store. The
+main thread keeps the signal handlers and waits on the slot threads; a slot that fails (the database
+went away) stops the others, whose unfinished cases are recorded as skipped, and the run ends as it would
+with one slot.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 from harness.run.config import FUZZ_PROFILE, RunUsageError, case_timeout, compile_grace
+from harness.run.devices import Slot, default_slot
 from harness.run.plan import KernelPlan, RunPlan, derive_seed
 from harness.run.protocol import IDLE, WorkerProcess, crash_row, describe_exit, log_tail, skipped_row
 from harness.run.summary import KernelSummary, Progress, RunOutcome
@@ -30,13 +38,19 @@ MAX_FRUITLESS_WORKERS = 2
 
 
 class Stop:
-    """Set by SIGINT/SIGTERM; polled by the kernel loops."""
+    """Set by SIGINT/SIGTERM, or by a slot that failed; polled by the kernel loops."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.failure: str | None = None  # another slot's error: this one stops too
 
     def __bool__(self) -> bool:
-        return self.signum is not None
+        return self.signum is not None or self.failure is not None
+
+    def reason(self) -> str:
+        if self.signum is not None:
+            return f"the run was interrupted by {signal.Signals(self.signum).name}"
+        return f"the run stopped after an error in another slot ({self.failure})"
 
 
 @contextlib.contextmanager
@@ -105,32 +119,100 @@ def execute(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     except StoreError as exc:
         raise RunUsageError(str(exc)) from None
 
-    summaries: list[KernelSummary] = []
     notes: list[str] = []
     stop = Stop()
+    slots = _Slots(plan, run_id, progress, stop)
     try:
         with _signals_stop(stop), Heartbeat(plan.store, run_id, HEARTBEAT_S):
-            for kernel_plan in plan.kernels:
-                summary = KernelRun(plan, kernel_plan, run_id, progress, stop).run()
-                summaries.append(summary)
-                notes.extend(f"{summary.name}: {note}" for note in summary.notes)
+            slots.run()
     except StoreError as exc:
+        notes.extend(slots.notes())
         notes.append(f"database error: {exc}")
         _finish_quietly(plan.store, run_id, "crashed", "; ".join(notes))
         raise RunUsageError(str(exc)) from None
     except BaseException as exc:
+        notes.extend(slots.notes())
         notes.append(f"run aborted: {type(exc).__name__}: {exc}")
         _finish_quietly(plan.store, run_id, "crashed", "; ".join(notes))
         raise
+    summaries = slots.summaries()
+    notes.extend(slots.notes())
     status = "complete"
-    if stop:
+    if stop.signum is not None:
         status = "interrupted"
         notes.append(f"interrupted by {signal.Signals(stop.signum).name}")
     try:
         plan.store.finish_run(run_id, status, "; ".join(notes))
     except StoreError as exc:
         raise RunUsageError(str(exc)) from None
-    return RunOutcome(run_id=run_id, status=status, summaries=summaries, notes=notes, signal=stop.signum)
+    return RunOutcome(
+        run_id=run_id,
+        status=status,
+        summaries=summaries,
+        notes=notes,
+        signal=stop.signum,
+        slots=len(slots.slots),
+    )
+
+
+class _Slots:
+    """The run's kernels spread over its slots: one kernel at a time per slot, one thread per slot."""
+
+    def __init__(self, plan: RunPlan, run_id: int, progress: Progress, stop: Stop) -> None:
+        self.plan, self.run_id, self.progress, self.stop = plan, run_id, progress, stop
+        self.slots: list[Slot] = list(plan.slots) or [default_slot(plan.device)]
+        order = list(range(len(plan.kernels)))
+        if len(self.slots) > 1:
+            # The longest kernels first, so a long one does not start last and leave the other slots idle.
+            order.sort(key=lambda i: -plan.kernels[i].planned)
+        self.queue: deque[int] = deque(order)
+        self.finished: dict[int, KernelSummary] = {}
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if len(self.slots) == 1:
+            self._work(self.slots[0])  # in the main thread, exceptions and all
+            return
+        threads = [
+            threading.Thread(target=self._guarded, args=(slot,), name=f"lowbit-{slot.label}", daemon=True)
+            for slot in self.slots
+        ]
+        for thread in threads:
+            thread.start()
+        # Joined with a time-out: the main thread must stay free to take SIGINT/SIGTERM.
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(POLL_S)
+        if self.error is not None:
+            raise self.error
+
+    def _next(self) -> int | None:
+        with self.lock:
+            if self.error is not None or not self.queue:
+                return None
+            return self.queue.popleft()
+
+    def _work(self, slot: Slot) -> None:
+        while (index := self._next()) is not None:
+            run = KernelRun(self.plan, self.plan.kernels[index], self.run_id, self.progress, self.stop, slot)
+            self.finished[index] = run.run()
+
+    def _guarded(self, slot: Slot) -> None:
+        try:
+            self._work(slot)
+        except BaseException as exc:
+            with self.lock:
+                if self.error is None:
+                    self.error = exc
+                    self.stop.failure = f"{slot.label}: {type(exc).__name__}: {exc}"
+
+    def summaries(self) -> list[KernelSummary]:
+        """Every kernel's summary, in the order the kernels were given."""
+        return [self.finished[i] for i in sorted(self.finished)]
+
+    def notes(self) -> list[str]:
+        return [f"{s.name}: {note}" for s in self.summaries() for note in s.notes]
 
 
 def _finish_quietly(store: Any, run_id: int, status: str, note: str) -> None:
@@ -145,15 +227,22 @@ class KernelRun:
     """One kernel: its workers in turn, their results written in batches, every case accounted for."""
 
     def __init__(
-        self, plan: RunPlan, kernel: KernelPlan, run_id: int, progress: Progress, stop: Stop
+        self,
+        plan: RunPlan,
+        kernel: KernelPlan,
+        run_id: int,
+        progress: Progress,
+        stop: Stop,
+        slot: Slot | None = None,
     ) -> None:
         self.plan = plan
         self.kernel = kernel
         self.run_id = run_id
         self.progress = progress
         self.stop = stop
+        self.slot = slot or default_slot(plan.device)
         self.name = kernel.target.name
-        self.summary = KernelSummary(self.name, skipped_replay=kernel.skipped_replay)
+        self.summary = KernelSummary(self.name, skipped_replay=kernel.skipped_replay, device=self.slot.label)
         self.pending: list[Any] = []
         self.pending_since: float | None = None
         self.kernel_id: int | None = None
@@ -181,6 +270,9 @@ class KernelRun:
                 "error_ratio": budget.get("error_ratio"),
             }
             row["metrics"] = {**row.get("metrics", {}), **{k: v for k, v in extra.items() if v is not None}}
+        if self.slot.index is not None:
+            # Which of the host's devices measured the row (--devices): GPUs of one model still differ.
+            row["metrics"] = {**row.get("metrics", {}), "device_index": self.slot.index}
         self.pending.append(row)
         if self.pending_since is None:
             self.pending_since = time.monotonic()
@@ -196,7 +288,10 @@ class KernelRun:
                 f"{self.kernel.skipped_replay} stored counterexample(s) not replayed (unreadable or too "
                 "large for the CPU interpreter)"
             )
-        self.progress.kernel_started(self.name, self.kernel.planned)
+        if self.slot.index is None:
+            self.progress.kernel_started(self.name, self.kernel.planned)
+        else:
+            self.progress.kernel_started(self.name, self.kernel.planned, device=self.slot.label)
         with tempfile.TemporaryFile(mode="w+", prefix="lowbit-worker-") as log:
             self._run_all(log)
         self.flush()
@@ -235,8 +330,7 @@ class KernelRun:
                 self._skip(remaining, fuzz_left, reason)
                 return
         if self.stop:
-            reason = f"not run: the run was interrupted by {signal.Signals(self.stop.signum).name}"
-            self._skip(remaining, fuzz_left, reason)
+            self._skip(remaining, fuzz_left, f"not run: {self.stop.reason()}")
 
     def _skip(self, remaining: list[tuple[str, Any]], fuzz_left: int, reason: str) -> None:
         for phase, case in remaining:
@@ -288,7 +382,7 @@ class _Attempt:
 
     def drive(self) -> None:
         run, plan = self.run, self.run.plan
-        worker = WorkerProcess(self.job(), plan.device, self.log, plan.config.cwd)
+        worker = WorkerProcess(self.job(), plan.device, self.log, plan.config.cwd, run.slot.env)
         in_flight: dict | None = None
         deadline = 0.0
         timeout = 0.0

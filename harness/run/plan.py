@@ -51,6 +51,8 @@ class RunPlan:
     store: Any
     environment: dict
     case_timeout_s: float | None = None  # the user's setting; None sizes each case by device and shape
+    # Where kernels run, one at a time per slot (--devices); empty means one default slot.
+    slots: list[Any] = field(default_factory=list)  # harness.run.devices.Slot
 
 
 def derive_seed(*parts: object) -> int:
@@ -74,6 +76,7 @@ def _stored_case_params(entry: dict) -> dict:
 
 def prepare(config: RunConfig) -> RunPlan:
     """Validate the request and plan every kernel's cases; raises RunUsageError, writes nothing."""
+    from harness.run.devices import resolve_slots
     from harness.run.gitinfo import GitInfoError, resolve_commit
     from harness.search.device import DeviceError, select_device
 
@@ -89,6 +92,10 @@ def prepare(config: RunConfig) -> RunPlan:
     try:
         device = select_device(config.device)
     except DeviceError as exc:
+        raise RunUsageError(str(exc)) from None
+    try:
+        slots = resolve_slots(config.devices, device)
+    except ValueError as exc:
         raise RunUsageError(str(exc)) from None
     try:
         commit = resolve_commit(config.commit, config.branch, config.cwd, allow_short=config.allow_short)
@@ -128,8 +135,9 @@ def prepare(config: RunConfig) -> RunPlan:
         seed=seed,
         kernels=plans,
         store=store,
-        environment=fingerprint(device),
+        environment=fingerprint(device, slots[0].index),
         case_timeout_s=timeout,
+        slots=slots,
     )
 
 

@@ -26,9 +26,10 @@ __all__ = ["IDLE", "WorkerProcess", "crash_row", "describe_exit", "log_tail", "s
 IDLE: dict = {"type": "idle"}
 
 
-def worker_env(device: str) -> dict[str, str]:
-    """Environment of a worker: Triton's backend fixed before it imports anything, our import path."""
-    env = dict(os.environ)
+def worker_env(device: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a worker: Triton's backend fixed before it imports anything, our import path;
+    ``extra`` on top (a slot's CUDA_VISIBLE_DEVICES)."""
+    env = {**os.environ, **(extra or {})}
     if device == "cpu":
         env["TRITON_INTERPRET"] = "1"
     else:
@@ -42,7 +43,14 @@ def worker_env(device: str) -> dict[str, str]:
 class WorkerProcess:
     """One worker child running one job; messages come through :meth:`get`."""
 
-    def __init__(self, job: dict, device: str, log: IO[str], cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        job: dict,
+        device: str,
+        log: IO[str],
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         read_fd, write_fd = os.pipe()
         try:
             self.proc = subprocess.Popen(
@@ -52,7 +60,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,),
                 cwd=str(cwd) if cwd else None,
-                env=worker_env(device),
+                env=worker_env(device, env),
                 text=True,
                 start_new_session=True,
             )

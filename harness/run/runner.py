@@ -8,8 +8,10 @@ The parts, one concern each:
 - :mod:`harness.run.plan`: validation and the list of every kernel's cases (:func:`prepare`); a bad
   request writes nothing;
 - :mod:`harness.run.protocol` and :mod:`harness.run.worker`: the worker processes kernels run in;
-- :mod:`harness.run.execute`: the run row, its heartbeat, workers restarted after a crash or a time-out,
-  signals, the end state (:func:`execute`);
+- :mod:`harness.run.devices`: the slots ``--devices`` spreads kernels over (GPUs, or parallel interpreter
+  workers);
+- :mod:`harness.run.execute`: the run row, its heartbeat, one thread per slot, workers restarted after a
+  crash or a time-out, signals, the end state (:func:`execute`);
 - :mod:`harness.run.summary`: per-kernel counts and the outcome.
 
 This module is the entry point the CLI and tests use: ``execute(prepare(RunConfig(...)))``.

@@ -28,6 +28,7 @@ class KernelSummary:
     latency_kind: str | None = None
     latencies_ms: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    device: str | None = None  # the slot it ran on: "cuda:1" with --devices, else the device
 
     @property
     def measured(self) -> int:
@@ -84,6 +85,7 @@ class RunOutcome:
     summaries: list[KernelSummary]
     notes: list[str]
     signal: int | None = None  # the signal that interrupted the run
+    slots: int = 1  # kernels measured at once (--devices)
 
     @property
     def exit_code(self) -> int:
@@ -94,9 +96,12 @@ class RunOutcome:
 
 
 class Progress:
-    """What the runner reports while it goes; the CLI draws it. The base class draws nothing."""
+    """What the runner reports while it goes; the CLI draws it. The base class draws nothing.
 
-    def kernel_started(self, name: str, total: int) -> None: ...
+    With several slots (--devices) kernels run at once and these are called from their threads."""
+
+    def kernel_started(self, name: str, total: int, device: str | None = None) -> None:
+        """``device``: the slot the kernel runs on, given only with --devices."""
 
     def phase(self, name: str, phase: str) -> None: ...
 
