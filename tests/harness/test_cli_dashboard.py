@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.run import demo
+from tests.conftest import DEVICE
 
 
 def test_dashboard_refuses_a_non_loopback_host():
@@ -36,11 +37,12 @@ def test_demo_repository_has_one_labelled_commit_per_step(tmp_path):
 
 
 def _inputs(nq: int, nk: int):
+    """Drawn on the CPU from a seed, then moved to the device the kernels were imported for."""
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(1, 2, nq, 32, generator=gen).half()
     k = torch.randn(1, 2, nk, 32, generator=gen).half()
     v = torch.randn(1, 2, nk, 32, generator=gen).half()
-    return q, k, v
+    return q.to(DEVICE), k.to(DEVICE), v.to(DEVICE)
 
 
 def _rel(a, b) -> float:

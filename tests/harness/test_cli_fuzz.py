@@ -14,9 +14,13 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.search.cases import Case
+from harness.search.profiles import size_limits
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = "tests.harness.broken_kernels"
+# The interpreter's ci lengths on every device: on a GPU the ci profile's own shapes would also bring its
+# 2^31-offset cases (tens of GiB each, minutes with these torch kernels), which these tests are not about.
+CI_SHAPES = ("--max-n", str(size_limits("ci", "cpu").max_n))
 
 
 def run(*args):
@@ -29,7 +33,8 @@ def _in_repo(monkeypatch):
 
 
 def test_failure_json_and_repro_re_runs_exactly_that_case():
-    result = run("--kernel", f"top={BROKEN}:causal_top_left", "--profile", "ci", "--json", "--no-database")
+    top = f"top={BROKEN}:causal_top_left"
+    result = run("--kernel", top, "--profile", "ci", *CI_SHAPES, "--json", "--no-database")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False and report["failed_property"] == "error_budget"
@@ -48,7 +53,7 @@ def test_failure_json_and_repro_re_runs_exactly_that_case():
 
 
 def test_human_failure_report_names_property_case_and_repro():
-    result = run("--kernel", f"{BROKEN}:k_modified_in_place", "--profile", "ci", "--no-database")
+    result = run("--kernel", f"{BROKEN}:k_modified_in_place", "--profile", "ci", *CI_SHAPES, "--no-database")
     assert result.exit_code == 1
     out = result.stdout
     assert "inputs_unchanged" in out and "repro:" in out and "lowbit fuzz --kernel" in out
@@ -70,7 +75,8 @@ def test_human_failure_report_names_property_case_and_repro():
 
 
 def test_correct_kernel_exits_0_with_coverage_and_progress_on_stderr():
-    result = run("--kernel", f"{BROKEN}:correct_fp32", "--profile", "ci", "--examples", "60", "--no-database")
+    args = ["--kernel", f"{BROKEN}:correct_fp32", "--profile", "ci", *CI_SHAPES, "--examples", "60"]
+    result = run(*args, "--no-database")
     assert result.exit_code == 0, result.output
     assert "no property failed" in result.stdout and "coverage by shape class" in result.stdout
     assert "ex/s" in result.stderr and "failures 0" in result.stderr
@@ -138,6 +144,7 @@ def test_printed_repro_line_runs_in_a_shell():
             f"{BROKEN}:gqa_wrong_heads",
             "--profile",
             "ci",
+            *CI_SHAPES,
             "--json",
             "--no-database",
         ],
@@ -156,6 +163,7 @@ def test_printed_repro_line_runs_in_a_shell():
 
 
 @pytest.mark.e2e
+@pytest.mark.interpreter
 def test_device_is_selected_before_the_kernels_are_imported():
     # A fresh process: `--device cpu` must switch Triton to its interpreter before `kernels` is
     # imported, or the registered kernel could not run on a machine without a GPU.
