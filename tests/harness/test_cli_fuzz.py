@@ -1,18 +1,23 @@
 """`lowbit fuzz` and `lowbit kernels` end to end: exit codes, JSON, and a repro command that re-runs
 exactly the reported case."""
 
+import io
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from harness.cli import cli
+from harness.cli.render import FuzzProgress
 from harness.search.cases import Case
 from harness.search.profiles import size_limits
 
@@ -80,6 +85,9 @@ def test_correct_kernel_exits_0_with_coverage_and_progress_on_stderr():
     assert result.exit_code == 0, result.output
     assert "no property failed" in result.stdout and "coverage by shape class" in result.stdout
     assert "ex/s" in result.stderr and "failures 0" in result.stderr
+    # stderr is not a terminal here: progress comes as log lines, the last one the final count.
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lowbit fuzz: fuzz") and "60/60 examples" in last and last.endswith("finished")
 
 
 def test_json_stdout_is_one_object_and_respects_budget_overrides_and_max_n():
@@ -194,3 +202,42 @@ def test_device_is_selected_before_the_kernels_are_imported():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "pass"
+
+
+def _result(phase: str, status: str):
+    # FuzzProgress reads only these two fields of a CaseResult.
+    return SimpleNamespace(phase=phase, status=status)
+
+
+def _wait_for(buffer: io.StringIO, needle: str, limit_s: float = 30.0) -> list[str]:
+    end = time.monotonic() + limit_s
+    while needle not in buffer.getvalue() and time.monotonic() < end:
+        time.sleep(0.01)
+    return buffer.getvalue().splitlines()
+
+
+def test_fuzz_progress_prints_lines_in_logs_even_while_a_case_runs():
+    """Not a terminal (a CI log): lines, not rich's bar, and one per interval while nothing finishes."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    with FuzzProgress(console, 400, "fuzz k", interval=0.05) as progress:
+        assert _wait_for(buffer, "started")[0].startswith("lowbit fuzz: fuzz k: 0/400 examples, failures 0")
+        # Nothing finishes for a while (a slow first case): the timer still reports.
+        assert "starting" in _wait_for(buffer, "starting")[-1]
+        progress.update(_result("explore", "pass"))
+        progress.update(_result("explore", "fail"))
+        line = next(x for x in _wait_for(buffer, "exploring") if "exploring" in x)
+        assert "2/400 examples, failures 1" in line and "ex/s" in line
+        progress.update(_result("shrink", "fail"))
+        assert any("shrinking a failure (1 steps)" in x for x in _wait_for(buffer, "shrinking"))
+    last = buffer.getvalue().splitlines()[-1]
+    assert "2/400 examples, failures 1" in last and last.endswith("finished")
+
+
+def test_fuzz_progress_on_a_terminal_is_the_live_bar():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200)
+    with FuzzProgress(console, 3, "fuzz k", interval=0.01) as progress:
+        progress.update(_result("explore", "pass"))
+        time.sleep(0.05)
+    assert "lowbit fuzz:" not in buffer.getvalue() and "ex/s" in buffer.getvalue()
