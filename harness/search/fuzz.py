@@ -182,7 +182,8 @@ def fuzz(
 
     ``examples`` defaults to the profile's count; ``seed`` fixes the random search and turns the database
     off (otherwise the profile decides: ``ci`` derandomized, the others random); ``sizes`` overrides the
-    profile's shape limits.
+    profile's shape limits (limits other than the profile's own also leave out its 2^31-offset GPU cases,
+    with a note).
     ``on_result`` sees every checked example, shrinking steps included (``result.phase == "shrink"``).
     Hooks around each example: ``before_case(case)`` runs before it is checked (the runner's worker
     announces the case there, so a crash is attributed to it); ``check`` replaces
