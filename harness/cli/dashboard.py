@@ -40,6 +40,11 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "false",
         "--server.fileWatcherType",
         "none",
+        # Streamlit turns its development mode on when it is imported from outside site-packages (a
+        # `pip install --target` directory on PYTHONPATH, a source checkout), and that mode refuses
+        # --server.port: the dashboard is never Streamlit's own development.
+        "--global.developmentMode",
+        "false",
     ]
 
 

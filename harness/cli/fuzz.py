@@ -89,7 +89,8 @@ def kernels_command(device: str | None, as_json: bool) -> None:
     "--max-n",
     type=click.IntRange(min=1),
     default=None,
-    help="Cap sequence lengths below the profile's limit (e.g. for interpreted kernels).",
+    help="Cap sequence lengths below the profile's limit (e.g. for interpreted kernels); a cap also leaves "
+    "out the GPU profiles' 2^31-offset cases.",
 )
 @click.option(
     "--case",

@@ -8,6 +8,7 @@ to stderr and reports to stdout); :func:`fuzz_json` and :func:`case_json` build 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -40,42 +41,99 @@ class _RateColumn(ProgressColumn):
 
 
 class FuzzProgress:
-    """Live bar: examples checked, examples/s and failures so far (on ``console``)."""
+    """Progress of a fuzz run on ``console``: examples checked of planned, failures, examples/s, phase.
 
-    def __init__(self, console: Console, total: int, label: str) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            TextColumn("failures {task.fields[failures]} {task.fields[phase]}"),
-            console=console,
-            transient=False,
-        )
-        short = label if len(label) <= 24 else label[:23] + "…"
-        self._task = self._progress.add_task(short, total=total, failures=0, phase="")
+    On a terminal, a live bar. Elsewhere (a CI log, a pipe) rich's bar would stay silent until the end, so
+    plain lines are printed instead: one at the start, one whenever ``interval`` seconds passed without
+    one (from a timer thread: a kernel stuck in one long case still shows the run is alive), and one at
+    the end.
+    """
+
+    def __init__(self, console: Console, total: int, label: str, interval: float = 30.0) -> None:
+        self.console = console
+        self.total = total
+        self.label = label
+        self.interval = interval
+        self.lines = not console.is_terminal
+        self.done = 0
         self.failures = 0
         self.shrink_steps = 0
         self.unsupported = 0
         self.started = time.perf_counter()
+        self._last_line = time.monotonic()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._progress: Progress | None = None
+        if not self.lines:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TextColumn("failures {task.fields[failures]} {task.fields[phase]}"),
+                console=console,
+                transient=False,
+            )
+            short = label if len(label) <= 24 else label[:23] + "…"
+            self._task = self._progress.add_task(short, total=total, failures=0, phase="")
 
     def __enter__(self) -> FuzzProgress:
-        self._progress.start()
+        self.started = time.perf_counter()
+        if self._progress is not None:
+            self._progress.start()
+        else:
+            self._line("started")
+            self._timer = threading.Thread(target=self._beat, name="lowbit-fuzz-progress", daemon=True)
+            self._timer.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+            return
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+        self._line("finished")
+
+    @property
+    def phase(self) -> str:
+        """What the run is doing now, in words."""
+        if self.shrink_steps:
+            return f"shrinking a failure ({self.shrink_steps} steps)"
+        if self.done == 0:
+            return "starting (worker, domain probe, first case)"
+        return "exploring"
+
+    def _line(self, state: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        self.console.print(
+            f"lowbit fuzz: {self.label}: {self.done}/{self.total} examples, failures {self.failures}, "
+            f"{rate:.2f} ex/s, {elapsed:.0f} s, {state if state != 'running' else self.phase}",
+            highlight=False,
+            markup=False,
+        )
+        self._last_line = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(max(0.01, self._last_line + self.interval - time.monotonic())):
+            if time.monotonic() - self._last_line >= self.interval:
+                self._line("running")
 
     def update(self, result: CaseResult) -> None:
         if result.phase == "shrink":
             self.shrink_steps += 1
-            self._progress.update(self._task, phase=f"(shrinking: {self.shrink_steps} steps)")
+            if self._progress is not None:
+                self._progress.update(self._task, phase=f"(shrinking: {self.shrink_steps} steps)")
             return
+        self.done += 1
         if result.status == "fail":
             self.failures += 1
         if result.status == "unsupported":
             self.unsupported += 1
-        self._progress.update(self._task, advance=1, failures=self.failures)
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, failures=self.failures)
 
 
 def _fmt(x: float) -> str:

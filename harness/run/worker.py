@@ -326,9 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     reporter = Reporter(os.fdopen(args.fd, "w", encoding="utf-8"))
 
     # The Triton backend must be chosen before the kernel's module is imported.
-    from harness.search.device import select_device
+    from harness.search.device import DeviceError, select_device
 
-    select_device(job["device"])
+    try:
+        select_device(job["device"])
+    except DeviceError as exc:
+        # The runner checks the device before starting workers; a worker started anyway says why it
+        # cannot run (an unusable Triton interpreter) instead of failing every case obscurely.
+        reporter.send({"type": "error", "phase": "load", "message": f"DeviceError: {exc}"})
+        return 3
     try:
         worker = Worker(job, reporter)
     except Exception as exc:

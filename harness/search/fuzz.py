@@ -182,7 +182,8 @@ def fuzz(
 
     ``examples`` defaults to the profile's count; ``seed`` fixes the random search and turns the database
     off (otherwise the profile decides: ``ci`` derandomized, the others random); ``sizes`` overrides the
-    profile's shape limits.
+    profile's shape limits (limits other than the profile's own also leave out its 2^31-offset GPU cases,
+    with a note).
     ``on_result`` sees every checked example, shrinking steps included (``result.phase == "shrink"``).
     Hooks around each example: ``before_case(case)`` runs before it is checked (the runner's worker
     announces the case there, so a crash is attributed to it); ``check`` replaces
@@ -196,7 +197,8 @@ def fuzz(
     check_profile(profile)
     if examples is not None and examples < 1:
         raise ValueError(f"examples must be >= 1, got {examples}")
-    limits = sizes or size_limits(profile, device)
+    full = size_limits(profile, device)
+    limits = sizes or full
     total = examples if examples is not None else DEFAULT_EXAMPLES[profile]
     # A seeded run is a reproducible run: it neither replays nor records database examples.
     db_root = database_path(target.name, device) if database and seed is None else None
@@ -299,7 +301,9 @@ def fuzz(
 
     start = time.perf_counter()
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        failures += _long_cases(target, device, profile, lambda case: check_one(case, False), notes)
+        failures += _long_cases(
+            target, device, profile, lambda case: check_one(case, False), notes, narrowed=limits != full
+        )
         if not failures or keep_going:
             _search(plan)
     elapsed = time.perf_counter() - start
@@ -323,10 +327,23 @@ def fuzz(
 
 
 def _long_cases(
-    target: KernelTarget, device: str, profile: str, check: Callable[[Case], None], notes: list[str]
+    target: KernelTarget,
+    device: str,
+    profile: str,
+    check: Callable[[Case], None],
+    notes: list[str],
+    *,
+    narrowed: bool = False,
 ) -> list[CaseResult]:
-    """On a GPU, the profile's cases whose offsets pass 2^31 (memory permitting); their failures, unshrunk."""
+    """On a GPU, the profile's cases whose offsets pass 2^31 (memory permitting); their failures, unshrunk.
+
+    ``narrowed``: the caller capped the profile's shapes (``--max-n``, tiny sizes); cases thousands of
+    tokens long would defy that cap, so none runs and a note says so.
+    """
     if torch.device(device).type != "cuda" or not LONG_CASES[profile]:
+        return []
+    if narrowed:
+        notes.append("2^31-offset cases skipped: the search's shape limits are narrower than the profile's")
         return []
     free_bytes = torch.cuda.mem_get_info()[0]
     found = long_cases(target.head_dims, target.dtypes, free_bytes, LONG_CASES[profile])
@@ -339,6 +356,17 @@ def _long_cases(
         except PropertyFailed as exc:
             failures.append(exc.result)
             notes.append(f"2^31-offset case failed (not shrunk: it exists to be large): {case}")
+        except torch.OutOfMemoryError:
+            # The checks catch what the kernel raises, so this ran out under the harness (inputs, oracle):
+            # another process took GPU memory after it was measured free. The case says nothing about the
+            # kernel either way; give the memory back and go on.
+            notes.append(
+                f"2^31-offset case not judged: the GPU ran out of memory under the checks "
+                f"({free_bytes / 2**30:.0f} GiB were free when it was chosen; another process may hold "
+                f"memory): {case}"
+            )
+        finally:
+            torch.cuda.empty_cache()
     return failures
 
 

@@ -24,6 +24,30 @@ ERROR_SELECTOR = '[data-testid="stException"], [data-testid="stAlertContentError
 START_TIMEOUT_S = 60.0
 
 
+def missing_browser() -> str | None:
+    """Why no browser can be driven here (Playwright or Chromium missing), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed (it comes with the dev extras)"
+    if not Path(CHROMIUM).is_file():
+        return f"Chromium not found at {CHROMIUM} (Debian's chromium package)"
+    return None
+
+
+def require_browser() -> None:
+    """For a test: with ``CI`` set a missing browser FAILS (CI must run the end-to-end tests); elsewhere
+    the test is skipped with the reason, as the PostgreSQL tests are without a server."""
+    import pytest
+
+    reason = missing_browser()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run the dashboard in a real browser")
+    pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ from tests.dashboard.browser import (
     chromium,
     dashboard_server,
     page_address,
+    require_browser,
     screenshot,
     wait_idle,
 )
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def browser_page(history_db):
+    require_browser()
     url, _ = history_db
     with dashboard_server(url) as base, chromium() as context:
         yield base, context.new_page()

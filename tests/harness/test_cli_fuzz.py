@@ -1,22 +1,31 @@
 """`lowbit fuzz` and `lowbit kernels` end to end: exit codes, JSON, and a repro command that re-runs
 exactly the reported case."""
 
+import io
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from harness.cli import cli
+from harness.cli.render import FuzzProgress
 from harness.search.cases import Case
+from harness.search.profiles import size_limits
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = "tests.harness.broken_kernels"
+# The interpreter's ci lengths on every device: on a GPU the ci profile's own shapes would also bring its
+# 2^31-offset cases (tens of GiB each, minutes with these torch kernels), which these tests are not about.
+CI_SHAPES = ("--max-n", str(size_limits("ci", "cpu").max_n))
 
 
 def run(*args):
@@ -29,7 +38,8 @@ def _in_repo(monkeypatch):
 
 
 def test_failure_json_and_repro_re_runs_exactly_that_case():
-    result = run("--kernel", f"top={BROKEN}:causal_top_left", "--profile", "ci", "--json", "--no-database")
+    top = f"top={BROKEN}:causal_top_left"
+    result = run("--kernel", top, "--profile", "ci", *CI_SHAPES, "--json", "--no-database")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False and report["failed_property"] == "error_budget"
@@ -48,7 +58,7 @@ def test_failure_json_and_repro_re_runs_exactly_that_case():
 
 
 def test_human_failure_report_names_property_case_and_repro():
-    result = run("--kernel", f"{BROKEN}:k_modified_in_place", "--profile", "ci", "--no-database")
+    result = run("--kernel", f"{BROKEN}:k_modified_in_place", "--profile", "ci", *CI_SHAPES, "--no-database")
     assert result.exit_code == 1
     out = result.stdout
     assert "inputs_unchanged" in out and "repro:" in out and "lowbit fuzz --kernel" in out
@@ -70,10 +80,14 @@ def test_human_failure_report_names_property_case_and_repro():
 
 
 def test_correct_kernel_exits_0_with_coverage_and_progress_on_stderr():
-    result = run("--kernel", f"{BROKEN}:correct_fp32", "--profile", "ci", "--examples", "60", "--no-database")
+    args = ["--kernel", f"{BROKEN}:correct_fp32", "--profile", "ci", *CI_SHAPES, "--examples", "60"]
+    result = run(*args, "--no-database")
     assert result.exit_code == 0, result.output
     assert "no property failed" in result.stdout and "coverage by shape class" in result.stdout
     assert "ex/s" in result.stderr and "failures 0" in result.stderr
+    # stderr is not a terminal here: progress comes as log lines, the last one the final count.
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lowbit fuzz: fuzz") and "60/60 examples" in last and last.endswith("finished")
 
 
 def test_json_stdout_is_one_object_and_respects_budget_overrides_and_max_n():
@@ -138,6 +152,7 @@ def test_printed_repro_line_runs_in_a_shell():
             f"{BROKEN}:gqa_wrong_heads",
             "--profile",
             "ci",
+            *CI_SHAPES,
             "--json",
             "--no-database",
         ],
@@ -156,6 +171,7 @@ def test_printed_repro_line_runs_in_a_shell():
 
 
 @pytest.mark.e2e
+@pytest.mark.interpreter
 def test_device_is_selected_before_the_kernels_are_imported():
     # A fresh process: `--device cpu` must switch Triton to its interpreter before `kernels` is
     # imported, or the registered kernel could not run on a machine without a GPU.
@@ -186,3 +202,42 @@ def test_device_is_selected_before_the_kernels_are_imported():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "pass"
+
+
+def _result(phase: str, status: str):
+    # FuzzProgress reads only these two fields of a CaseResult.
+    return SimpleNamespace(phase=phase, status=status)
+
+
+def _wait_for(buffer: io.StringIO, needle: str, limit_s: float = 30.0) -> list[str]:
+    end = time.monotonic() + limit_s
+    while needle not in buffer.getvalue() and time.monotonic() < end:
+        time.sleep(0.01)
+    return buffer.getvalue().splitlines()
+
+
+def test_fuzz_progress_prints_lines_in_logs_even_while_a_case_runs():
+    """Not a terminal (a CI log): lines, not rich's bar, and one per interval while nothing finishes."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    with FuzzProgress(console, 400, "fuzz k", interval=0.05) as progress:
+        assert _wait_for(buffer, "started")[0].startswith("lowbit fuzz: fuzz k: 0/400 examples, failures 0")
+        # Nothing finishes for a while (a slow first case): the timer still reports.
+        assert "starting" in _wait_for(buffer, "starting")[-1]
+        progress.update(_result("explore", "pass"))
+        progress.update(_result("explore", "fail"))
+        line = next(x for x in _wait_for(buffer, "exploring") if "exploring" in x)
+        assert "2/400 examples, failures 1" in line and "ex/s" in line
+        progress.update(_result("shrink", "fail"))
+        assert any("shrinking a failure (1 steps)" in x for x in _wait_for(buffer, "shrinking"))
+    last = buffer.getvalue().splitlines()[-1]
+    assert "2/400 examples, failures 1" in last and last.endswith("finished")
+
+
+def test_fuzz_progress_on_a_terminal_is_the_live_bar():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200)
+    with FuzzProgress(console, 3, "fuzz k", interval=0.01) as progress:
+        progress.update(_result("explore", "pass"))
+        time.sleep(0.05)
+    assert "lowbit fuzz:" not in buffer.getvalue() and "ex/s" in buffer.getvalue()

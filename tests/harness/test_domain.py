@@ -8,8 +8,14 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.search.cases import LAYOUTS, Case
 from harness.search.domain import Domain, DomainError, probe_domain
+from harness.search.profiles import size_limits
 from harness.search.targets import target_from_callable
+from tests.conftest import DEVICE
 from tests.harness import broken_kernels as bk
+
+# The CLI test fuzzes on this session's device (the kernels are already imported for it) at the
+# interpreter's ci lengths (on a GPU, no 2^31-offset cases: they are not what it tests).
+CPU_CI_MAX_N = str(size_limits("ci", "cpu").max_n)
 
 
 def test_probing_a_narrow_kernel_finds_its_domain():
@@ -70,7 +76,8 @@ def fuzz_cli(*args):
 def test_cli_states_the_domain_and_prints_it():
     result = fuzz_cli(
         "--kernel", f"{bk.__name__}:narrow_domain", "--profile", "ci", "--examples", "12", "--json",
-        "--no-database", "--device", "cpu", "--head-dims", "64", "--same-length", "--length-multiple", "64",
+        "--no-database", "--device", DEVICE, "--max-n", CPU_CI_MAX_N,
+        "--head-dims", "64", "--same-length", "--length-multiple", "64",
         "--domain", '{"dtypes":["float16"],"heads":["mha"]}',
     )  # fmt: skip
     assert result.exit_code == 0, result.output

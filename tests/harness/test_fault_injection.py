@@ -28,6 +28,7 @@ from harness.search.device import select_device
 from harness.search.targets import DEFAULT_HEAD_DIMS
 from harness.store import open_store
 from tests.harness.postgres import postgres_url_fixture  # noqa: F401
+from tests.pythonpath import repo_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -72,7 +73,7 @@ def kill_after_start(
 def test_eight_shards_with_faulty_kernels_and_killed_runners(postgres_url, monkeypatch, tmp_path):
     rng = random.Random(FAULT_SEED)
     plan = schedule(rng)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = repo_env()
     base = [sys.executable, "-m", "harness.cli", "run", "--db", postgres_url, "--commit", COMMIT]
     base += ["--suite", SUITE, "--fuzz-examples", "0", "--case-timeout", "3"]
     base += [f"--kernel={alias}={CK}:{fn}" for alias, fn in KERNELS.items()]

@@ -17,6 +17,7 @@ import pytest
 from harness.search.cases import Case
 from harness.search.isolation import IsolatedChecker
 from harness.search.targets import load_kernel, target_from_callable
+from tests.pythonpath import repo_env
 
 REPO = Path(__file__).resolve().parents[2]
 CK = "tests.harness.crashing_kernels"
@@ -38,6 +39,7 @@ def case(nk: int, seed: int = 1) -> Case:
     )
 
 
+@pytest.mark.interpreter
 def test_segfault_is_a_crashed_failure_and_the_next_case_gets_a_fresh_worker():
     target = load_kernel(f"c3={CK}:crash_on_every_third_length")
     with IsolatedChecker(target, "cpu", timeout_s=60) as check:
@@ -53,6 +55,7 @@ def test_segfault_is_a_crashed_failure_and_the_next_case_gets_a_fresh_worker():
         assert check.workers_started == 2
 
 
+@pytest.mark.interpreter
 def test_hang_is_a_timed_out_failure():
     target = load_kernel(f"h={CK}:hang_on_second")
     with IsolatedChecker(target, "cpu", timeout_s=1.5) as check:
@@ -75,6 +78,7 @@ def test_a_kernel_that_cannot_be_sent_runs_here_and_says_so():
 
 @pytest.mark.slow
 @pytest.mark.e2e
+@pytest.mark.interpreter
 def test_lowbit_fuzz_reports_a_crash_with_a_shrunk_case_and_a_repro_line():
     proc = subprocess.run(
         [
@@ -82,7 +86,7 @@ def test_lowbit_fuzz_reports_a_crash_with_a_shrunk_case_and_a_repro_line():
             *("--examples", "20", "--seed", "3", "--max-n", "48", "--profile", "ci", "--device", "cpu"),
         ],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=repo_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -104,9 +108,10 @@ def test_the_session_goes_on():
 
 @pytest.mark.slow
 @pytest.mark.e2e
+@pytest.mark.interpreter
 def test_pytest_plugin_survives_a_segfaulting_kernel(tmp_path):
     (tmp_path / "test_user_kernel.py").write_text(textwrap.dedent(PLUGIN_TESTS))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lowbit-profile", "ci"),

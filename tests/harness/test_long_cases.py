@@ -1,7 +1,12 @@
 """The GPU profiles' 2^31-offset cases: large enough to overflow 32-bit offsets, sized to the memory."""
 
+import torch
+
+from harness.search.fuzz import _long_cases
 from harness.search.long_cases import OFFSET_LIMIT, long_cases, max_offset
 from harness.search.profiles import LONG_CASES
+from harness.search.targets import target_from_callable
+from tests.harness.broken_kernels import correct_fp32
 
 GIB = 2**30
 
@@ -26,3 +31,36 @@ def test_long_cases_respect_memory_and_profiles():
     assert 1 <= len(smaller) <= 2
     assert long_cases((64,), ("float16",), 140 * GIB, 0) == []
     assert LONG_CASES["dev"] == 0 and LONG_CASES["ci"] >= 1
+
+
+def _gpu_without_a_gpu(monkeypatch, free_gib: float):
+    """What fuzz() asks of torch.cuda for the long cases, answered as an idle GPU would."""
+    released = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (int(free_gib * GIB), 80 * GIB))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: released.append(True))
+    return released
+
+
+def test_capped_shapes_skip_the_long_cases_with_a_note(monkeypatch):
+    _gpu_without_a_gpu(monkeypatch, 140)
+    checked, notes = [], []
+    target = target_from_callable(correct_fp32, name="c")
+    assert _long_cases(target, "cuda", "ci", checked.append, notes, narrowed=True) == []
+    assert checked == [] and notes and "shape limits are narrower" in notes[0]
+    assert _long_cases(target, "cuda", "ci", checked.append, notes) == []
+    assert len(checked) == LONG_CASES["ci"]  # the profile's own shapes: the long cases run
+
+
+def test_out_of_memory_under_the_checks_is_a_note_not_a_failure(monkeypatch):
+    released = _gpu_without_a_gpu(monkeypatch, 140)
+    seen, notes = [], []
+
+    def check(case):
+        seen.append(case)
+        if len(seen) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.12 GiB")
+
+    target = target_from_callable(correct_fp32, name="c")
+    assert _long_cases(target, "cuda", "ci", check, notes) == []
+    assert len(seen) == LONG_CASES["ci"] == len(released)  # the next case still runs; memory given back
+    assert len(notes) == 1 and "ran out of memory" in notes[0] and "140 GiB were free" in notes[0]

@@ -27,6 +27,7 @@ from harness.search.targets import DEFAULT_HEAD_DIMS
 from harness.store import open_store
 from harness.store.engine import create_engine
 from tests.harness.crashing_kernels import MARKER_ENV
+from tests.pythonpath import repo_env
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ def corpus_ids() -> list[str]:
 
 
 def start_runner(db: str, marker: Path, *kernels: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), MARKER_ENV: str(marker)}
+    env = repo_env(**{MARKER_ENV: str(marker)})
     command = [sys.executable, "-m", "harness.cli", "run", "--db", db, "--commit", COMMIT]
     command += ["--fuzz-examples", "0", "--case-timeout", "600", *[f"--kernel={k}" for k in kernels]]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.run.corpus import build_corpus
+from harness.run.corpus import build_corpus, in_shard, parse_shard
 from harness.run.gitinfo import BRANCH_ENV_VARS
 from harness.search.device import select_device
 from harness.search.targets import DEFAULT_HEAD_DIMS
@@ -33,9 +33,18 @@ def invoke(*args: str):
 DEVICE = select_device(None)
 
 
-def quick_corpus_ids(head_dims=DEFAULT_HEAD_DIMS) -> list[str]:
+def quick_corpus_ids(head_dims=DEFAULT_HEAD_DIMS, shard: str | None = None) -> list[str]:
     # Bare callables claim the loader's default head dims and both dtypes.
-    return [c.case_id for c in build_corpus("quick", DEVICE, head_dims, ("float16", "bfloat16"))]
+    cases = build_corpus("quick", DEVICE, head_dims, ("float16", "bfloat16"))
+    where = parse_shard(shard) if shard else None
+    return [c.case_id for c in cases if in_shard(c.case_id, where)]
+
+
+# On a GPU the quick corpus sweeps every head dim a bare callable claims (18 cases where the interpreter
+# runs 6), and each crashing kernel starts a worker (a CUDA context) per two cases: the fault tests run
+# one shard of it there (4 cases), about as many worker starts as on the CPU.
+FAULT_SHARD = None if DEVICE == "cpu" else "3/3"
+SHARD_ARGS = () if FAULT_SHARD is None else ("--shard", FAULT_SHARD)
 
 
 @pytest.fixture
@@ -62,7 +71,9 @@ def test_faults_are_recorded_against_the_case_in_flight(db):
         "exit": "exit_on_second",
     }
     args = [f"--kernel={alias}={CK}:{fn}" for alias, fn in kernels.items()]
-    result = invoke("--db", db, "--commit", COMMIT, "--branch", "main", "--fuzz-examples", "0", *args)
+    result = invoke(
+        "--db", db, "--commit", COMMIT, "--branch", "main", "--fuzz-examples", "0", *SHARD_ARGS, *args
+    )  # fmt: skip
     assert result.exit_code == 1, result.output
 
     store = open_store(db, create=False)
@@ -72,7 +83,7 @@ def test_faults_are_recorded_against_the_case_in_flight(db):
     for alias in ("segv", "abrt", "kill", "exit"):
         assert alias in run["note"]
     rows = by_kernel(store, run["id"])
-    ids = quick_corpus_ids()
+    ids = quick_corpus_ids(shard=FAULT_SHARD)
     second = ids[1]
 
     assert [r["case_id"] for r in rows["ok"]] == ids
@@ -251,21 +262,32 @@ def test_database_errors_exit_2_without_the_password(tmp_path):
     assert "127.0.0.1" in result.output
 
 
-def test_hung_worker_is_killed_and_the_kernel_goes_on(db):
+def test_hung_worker_is_killed_and_the_kernel_goes_on(db, monkeypatch):
+    from harness.core import timeouts
     from harness.run.runner import RunConfig, execute, prepare
 
+    # The hang is in a case's first kernel call, which on a GPU gets a compile grace (minutes) on top of
+    # the time-out; these torch kernels compile nothing, so the grace is dropped and the time-out alone
+    # kills them. On the GPU a case's time also covers starting CUDA in a fresh worker: 10 s, not 3.
+    monkeypatch.setitem(timeouts.COMPILE_GRACE_S, "cuda", 0.0)
+    limit_s = 3 if DEVICE == "cpu" else 10
     config = RunConfig(
-        db=db, commit=COMMIT, kernels=(f"hang={CK}:hang_on_second",), fuzz_examples=0, case_timeout_s=3
+        db=db,
+        commit=COMMIT,
+        kernels=(f"hang={CK}:hang_on_second",),
+        fuzz_examples=0,
+        case_timeout_s=limit_s,
+        shard=FAULT_SHARD,
     )
     outcome = execute(prepare(config))
     assert outcome.status == "complete"
     assert outcome.exit_code == 1
     rows = open_store(db, create=False).results(outcome.run_id)
-    ids = quick_corpus_ids()
+    ids = quick_corpus_ids(shard=FAULT_SHARD)
     assert [r["case_id"] for r in rows] == ids
     assert [r["status"] for r in rows] == ["pass" if i % 2 == 0 else "timeout" for i in range(len(ids))]
     assert rows[1]["failed_property"] == "timed_out"
-    assert "timed out after 3 s" in rows[1]["message"]
+    assert f"timed out after {limit_s} s" in rows[1]["message"]
     assert outcome.summaries[0].timed_out == len(ids) // 2
 
 

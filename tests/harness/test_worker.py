@@ -45,6 +45,7 @@ def run_worker(kernel_ref: str, n_cases: int = 3, fuzz_examples: int = 0):
     return messages, proc.wait(), output, [c.case_id for c in cases]
 
 
+@pytest.mark.interpreter
 def test_protocol_announces_each_case_then_reports_it():
     messages, rc, _, case_ids = run_worker(f"ok={CK}:correct", fuzz_examples=2)
     assert rc == 0
@@ -71,6 +72,7 @@ def test_protocol_announces_each_case_then_reports_it():
     assert {m["row"]["case_id"] for m in fuzz_results} <= announced
 
 
+@pytest.mark.interpreter
 def test_segfault_leaves_the_case_in_flight_announced():
     messages, rc, output, case_ids = run_worker(f"seg={CK}:segfault_on_second")
     assert rc == -signal.SIGSEGV
@@ -79,6 +81,7 @@ def test_segfault_leaves_the_case_in_flight_announced():
     assert "Fatal Python error" in output  # faulthandler's report, quoted in the crash record
 
 
+@pytest.mark.interpreter
 def test_exception_is_a_failure_and_the_worker_goes_on():
     messages, rc, _, _ = run_worker(f"exc={CK}:raises_on_second")
     assert rc == 0
@@ -87,6 +90,7 @@ def test_exception_is_a_failure_and_the_worker_goes_on():
     assert "repro: lowbit fuzz" in results[1]["message"]
 
 
+@pytest.mark.interpreter
 def test_unloadable_kernel_is_reported():
     messages, rc, _, _ = run_worker("x=tests.harness.no_such_module:fn")
     assert rc == 3
@@ -120,6 +124,7 @@ def test_worker_env_fixes_triton_backend(monkeypatch):
     ]
 
 
+@pytest.mark.interpreter
 def test_worker_exits_when_its_parent_dies(tmp_path):
     """A runner killed with SIGKILL must not leave its worker hung in a kernel forever."""
     script = tmp_path / "parent.py"

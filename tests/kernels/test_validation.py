@@ -34,7 +34,7 @@ def _qkv(dtype=torch.float16, d=64, nq=5, nk=7, hq=2, hkv=2, b=1):
         (lambda: (_qkv()[0], *(t[..., :32] for t in _qkv()[1:])), "head dim 64"),
         (lambda: (_qkv()[0].transpose(-1, -2).contiguous().transpose(-1, -2), *_qkv()[1:]), "contiguous"),
         (lambda: (_qkv()[0], _qkv()[1].to("meta"), _qkv()[2]), "device"),
-        (lambda: (_qkv()[0].numpy(), *_qkv()[1:]), "torch.Tensor"),
+        (lambda: (_qkv()[0].cpu().numpy(), *_qkv()[1:]), "torch.Tensor"),
     ],
     ids=[
         "fp32",
@@ -75,7 +75,9 @@ def test_bad_sm_scale(sm_scale):
 def test_huge_token_stride_is_rejected():
     q, k, v = _qkv()
     # A (1, 2, 7, 64) view whose token stride is 2^23 elements, without allocating that memory.
-    k = torch.empty(0, dtype=torch.float16).set_(k.untyped_storage(), 0, (1, 2, 7, 64), (64, 64, 2**23, 1))
+    k = torch.empty(0, dtype=torch.float16, device=k.device).set_(
+        k.untyped_storage(), 0, (1, 2, 7, 64), (64, 64, 2**23, 1)
+    )
     with pytest.raises(ValueError, match="token stride"):
         attention(q, k, v, method="fp16")
 
