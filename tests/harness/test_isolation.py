@@ -128,6 +128,7 @@ def test_pytest_plugin_survives_a_segfaulting_kernel(tmp_path):
     assert "crashed" in proc.stdout
 
 
+@pytest.mark.interpreter
 def test_domain_probes_run_in_the_worker_and_a_probe_crash_is_survived():
     from harness.search.domain import probe_domain
 
