@@ -106,6 +106,9 @@ def trend(
     frame["branch"] = frame["branch"].fillna("(no branch)")
     frame["series"] = frame["branch"] + " · " + frame["environment"]
     frame["note"] = frame["note"].fillna("")
+    # What a point's tooltip names the commit by: short sha (the x axis), subject line and time.
+    frame["subject"] = frame["subject"].map(frames.subject_text)
+    frame["recorded"] = frame["started_at"].map(frames.recorded_at)
     return frame.sort_values(["position", "run_id"]).reset_index(drop=True)
 
 

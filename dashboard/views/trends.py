@@ -109,9 +109,9 @@ def render() -> None:
         )
     if not steps.empty:
         st.subheader(f"Change points ({len(steps)})")
-        shown_steps = steps.merge(frame[["run_id", "short", "series"]], on="run_id", how="left")
+        shown_steps = steps.merge(frame[["run_id", "short", "subject", "series"]], on="run_id", how="left")
         st.dataframe(
-            shown_steps[["short", "series", "metric", "direction", "cases", "largest_step"]],
+            shown_steps[["short", "subject", "series", "metric", "direction", "cases", "largest_step"]],
             hide_index=True,
             width="stretch",
         )
@@ -121,7 +121,19 @@ def render() -> None:
         st.write("No metric grew past its threshold between consecutive commits of a series.")
     else:
         st.dataframe(
-            flagged[["short", "series", "run_status", "rel_l2", "max_abs", "p50_ms", "fail", "started_at"]],
+            flagged[
+                [
+                    "short",
+                    "subject",
+                    "recorded",
+                    "series",
+                    "run_status",
+                    "rel_l2",
+                    "max_abs",
+                    "p50_ms",
+                    "fail",
+                ]
+            ],
             hide_index=True,
             width="stretch",
         )

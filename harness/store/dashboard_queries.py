@@ -198,6 +198,7 @@ def _clean(row: Any) -> dict:
 
 _TEXT_KEYS = {
     "commit",
+    "subject",
     "branch",
     "status",
     "kernel",
@@ -336,6 +337,7 @@ class History:
                 RUN.c.shard,
                 RUN.c.status,
                 RUN.c.note,
+                RUN.c.subject,
                 RUN.c.host,
                 RUN.c.started_at,
                 RUN.c.ended_at,
@@ -476,6 +478,7 @@ class History:
                 RUN.c.status.label("run_status"),
                 RUN.c.started_at,
                 RUN.c.note,
+                RUN.c.subject,
                 RUN.c.environment_id,
                 ENV.c.gpu,
                 ENV.c.cpu,

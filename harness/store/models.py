@@ -108,6 +108,9 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Revision 0004: SHA-256 of an ingested file and its commit (NULL for `lowbit run`); unique.
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Revision 0006: the commit's subject line (first line of its message) as git told the recorder;
+    # NULL where git did not know the commit (ingests from elsewhere, older runs).
+    subject: Mapped[str | None] = mapped_column(Text)
 
 
 class Kernel(Base):

@@ -206,6 +206,7 @@ def run_dict(r: dict) -> dict:
         "heartbeat_at": utc_iso(r.get("heartbeat_at")),
         "note": r["note"],
         "lowbit_version": r["lowbit_version"],
+        "subject": r.get("subject"),
         "environment_id": r["environment_id"],
         "environment": {**(r["fingerprint"] or {}), "host": r["host"]},
     }
