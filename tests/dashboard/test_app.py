@@ -25,7 +25,7 @@ def _app(monkeypatch, url: str, page: str | None = None) -> AppTest:
     monkeypatch.setenv(DB_ENV, url)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
     if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"page_scripts/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -229,7 +229,7 @@ def test_pages_import_no_gpu_stack(history_db, tmp_path):
         f"os.environ[{DB_ENV!r}] = {url!r}\n"
         f"at = AppTest.from_file({str(APP)!r}, default_timeout={TIMEOUT_S}).run()\n"
         "for page in ('overview', 'trends', 'cases', 'failures', 'compare'):\n"
-        "    at.switch_page(f'pages/{page}.py').run()\n"
+        "    at.switch_page(f'page_scripts/{page}.py').run()\n"
         "    assert not at.exception, (page, [e.value for e in at.exception])\n"
         "    assert at.title[0].value == page.capitalize(), page\n"
         "print(sorted(m for m in ('torch', 'triton', 'kernels') if m in sys.modules))\n"

@@ -72,3 +72,51 @@ def test_filter_click_changes_the_chart(browser_page, shots):
     assert after != before
     assert page.locator(ERROR_SELECTOR).count() == 0
     screenshot(page, shots / "trends-outliers.png")
+
+
+def _heatmap_cell(page, family: str, shape_class: str):
+    """The heatmap's rectangle for one cell (Vega's SVG marks carry their fields in aria-label)."""
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    return chart.locator(
+        f'[role="graphics-symbol"][aria-label*="family: {family}; shape_class: {shape_class};"]'
+    ).first
+
+
+def _chooser(page, label: str):
+    """The text field of the main area's selectbox labelled ``label``; its value is the chosen option."""
+    box = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(has_text=label)
+    return box.get_by_role("combobox")
+
+
+def test_clicking_a_heatmap_cell_lists_its_cases(browser_page, shots):
+    from playwright.sync_api import expect
+
+    base, page = browser_page
+    page.goto(page_address(base, "cases"))
+    wait_idle(page)
+    cell_box, case_box = _chooser(page, "cell (worst first)"), _chooser(page, "case")
+    worst, first_case = cell_box.input_value(), case_box.input_value()
+    target = " × ".join(("gaussian", "gqa/nq<nk/full"))
+    assert worst and worst != target
+    # Near the rectangle's corner: its centre holds the label text, drawn on top of it.
+    _heatmap_cell(page, "gaussian", "gqa/nq<nk/full").click(position={"x": 4, "y": 4})
+    expect(cell_box).to_have_value(target, timeout=30_000)
+    wait_idle(page)
+    # The case list now holds that cell's cases: the case chooser offers a gaussian GQA case.
+    listed = case_box.input_value()
+    assert listed != first_case and " gaussian " in listed and "Hq=4 Hkv=2" in listed
+    assert page.locator(ERROR_SELECTOR).count() == 0
+    page.mouse.move(0, 0)  # the tooltip would hide the outlined cell in the picture
+    page.wait_for_timeout(300)
+    screenshot(page, shots / "cases-cell-click.png")
+
+    # The keyboard still chooses through the selectbox, and a click on the earlier cell is news again.
+    cell_box.click()
+    page.keyboard.type(worst)
+    page.keyboard.press("Enter")
+    expect(cell_box).to_have_value(worst, timeout=30_000)
+    wait_idle(page)
+    _heatmap_cell(page, "gaussian", "gqa/nq<nk/full").click(position={"x": 4, "y": 4})
+    expect(cell_box).to_have_value(target, timeout=30_000)
+    wait_idle(page)
+    assert page.locator(ERROR_SELECTOR).count() == 0
