@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -293,14 +294,16 @@ def _populate_0005(url: str) -> None:
             ),
             {"now": now},
         )
+        # The store's JSON writes non-finite metrics as strings; the second row has no worst row.
+        metrics = ({"error_ratio": 0.3, "worst_row_rel_l2": "inf"}, {"error_ratio": "nan"})
         for run, rel in ((1, 0.01), (2, 0.03)):
             conn.execute(
                 sa.text(
                     "INSERT INTO results (run_id, kernel_id, case_id, phase, status, verdicts, rel_l2, "
                     "metrics, message, recorded_at) "
-                    "VALUES (:run, 1, 'c1', 'corpus', 'pass', '{}', :rel, '{\"error_ratio\": 0.3}', '', :now)"
+                    "VALUES (:run, 1, 'c1', 'corpus', 'pass', '{}', :rel, :metrics, '', :now)"
                 ),
-                {"run": run, "rel": rel, "now": now},
+                {"run": run, "rel": rel, "metrics": json.dumps(metrics[run - 1]), "now": now},
             )
         conn.execute(
             sa.text(
@@ -321,6 +324,9 @@ def _populate_0005(url: str) -> None:
     engine.dispose()
 
 
+NEW_IN_0006 = {"subject", "worst_row_rel_l2", "error_ratio"}
+
+
 def _snapshot(url: str) -> dict[str, list[tuple]]:
     """Every row of every table of revision 0005, in id order (the columns 0005 had)."""
     engine = create_engine(url)
@@ -335,7 +341,7 @@ def _snapshot(url: str) -> dict[str, list[tuple]]:
             "counterexamples",
             "change_points",
         ):
-            columns = [c["name"] for c in sa.inspect(conn).get_columns(table) if c["name"] != "subject"]
+            columns = [c["name"] for c in sa.inspect(conn).get_columns(table) if c["name"] not in NEW_IN_0006]
             quoted = ", ".join(f'"{c}"' for c in columns)
             rows = conn.execute(sa.text(f"SELECT {quoted} FROM {table} ORDER BY id"))
             out[table] = [tuple(r) for r in rows]
@@ -362,7 +368,14 @@ def test_upgrade_to_0006_keeps_every_row_and_records_subjects_from_then_on(db_ur
     upgrade(db_url)
     assert current(db_url)[0] == "0006"
     assert _snapshot(db_url) == before
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        copied = conn.execute(sa.text("SELECT worst_row_rel_l2, error_ratio FROM results ORDER BY id")).all()
+    engine.dispose()
+    # The metrics copied into columns, from the JSON they stay in: "inf" is infinite, "nan" is NULL.
+    assert [tuple(r) for r in copied] == [(math.inf, 0.3), (None, None)]
     with open_store(db_url) as store:
+        assert [r["metrics"]["error_ratio"] for r in store.results(1)] == [0.3]
         # Runs recorded before 0006 have no subject: none is invented for them.
         assert [r["subject"] for r in store.runs()] == [None, None]
         run = start_run(store, commit="3" * 40, subject="int8: per-block P, shared scale")
