@@ -193,9 +193,12 @@ def tradeoff_chart(frame: pd.DataFrame) -> alt.LayerChart:
     trades (faster but less precise, …). Needs ``kernel``, ``speed_ratio``, ``error_ratio``, ``case``,
     ``significant``."""
     _require(frame, ["kernel", "speed_ratio", "error_ratio", "case", "significant"], "tradeoff_chart")
-    data = frame.assign(
-        speed_ratio=_finite(frame, "speed_ratio"), error_ratio=_finite(frame, "error_ratio")
-    ).dropna(subset=["speed_ratio", "error_ratio"])
+    # Only what the chart draws: the page's frame also carries each case's raw latency samples.
+    data = (
+        frame[["kernel", "case", "significant"]]
+        .assign(speed_ratio=_finite(frame, "speed_ratio"), error_ratio=_finite(frame, "error_ratio"))
+        .dropna(subset=["speed_ratio", "error_ratio"])
+    )
     data = data[(data["speed_ratio"] > 0) & (data["error_ratio"] > 0)]
     points = (
         alt.Chart(data)
@@ -226,7 +229,7 @@ def history_chart(frame: pd.DataFrame) -> alt.LayerChart:
     """One case's error across its recorded runs (oldest left), points coloured by status. Needs
     ``position`` (run index), ``short`` (commit), ``rel_l2``, ``status``."""
     _require(frame, ["position", "short", "rel_l2", "status"], "history_chart")
-    data = frame.assign(rel_l2=_finite(frame, "rel_l2"))
+    data = frame[["position", "short", "status"]].assign(rel_l2=_finite(frame, "rel_l2"))
     order = list(STATUS_COLOURS)
     base = alt.Chart(data).encode(
         x=alt.X(

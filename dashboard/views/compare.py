@@ -28,7 +28,7 @@ def render() -> None:
     st.markdown(f"**B** {named['B']}  \n**A** {named['A']}")
     if a["environment_id"] != b["environment_id"]:
         st.warning("A and B ran in different environments: latency ratios compare machines, not commits.")
-    changes = frames.case_changes(loaders.compare(url, token, tuple(a["run_ids"]), tuple(b["run_ids"])))
+    changes = loaders.case_changes(url, token, tuple(a["run_ids"]), tuple(b["run_ids"]))
     if changes.empty:
         st.info("The two commits share no measured case.")
         return

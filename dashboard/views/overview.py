@@ -97,7 +97,7 @@ def render() -> None:
         if base is None:
             st.caption("No earlier finished measurement on this branch and machine to compare against.")
             continue
-        changes = frames.case_changes(loaders.compare(url, token, tuple(base["run_ids"]), run_ids))
+        changes = loaders.case_changes(url, token, tuple(base["run_ids"]), run_ids)
         found = changes[changes["change"].isin(["newly failing", "less precise", "slower"])]
         against = frames.markdown_escape(frames.commit_label(base["commit"], base["subject"]))
         label = f"new regressions against {against}: {len(found)}"
