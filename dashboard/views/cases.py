@@ -80,6 +80,6 @@ def render() -> None:
     history = loaders.case_history(url, token, kernel, case_id)
     st.subheader(f"History of {case_id} ({kernel}, {len(history)} results)")
     if not history.empty:
-        common.chart(st, charts.history_chart(history))
+        common.chart(st, charts.history_chart(history), canvas=True)
     st.markdown("Re-run exactly this case:")
     st.code(frames.repro_command(kernel, loaders.case_params(url, token, case_id) or {}), language="bash")

@@ -100,6 +100,9 @@ def render() -> None:
                 log=log and bool((positive > 0).all()),
                 flag=f"flag_{metric}" if f"flag_{metric}" in shown else "no_flag",
             ),
+            # Hundreds of points per chart: canvas draws them faster than SVG (about 0.5 s of the
+            # page's warm first paint on the 1,000,000-row history, docs/perf.md).
+            canvas=True,
         )
         slot += 1
     kinds = set(frame["latency_kind"].dropna())
