@@ -120,3 +120,43 @@ def test_clicking_a_heatmap_cell_lists_its_cases(browser_page, shots):
     expect(cell_box).to_have_value(target, timeout=30_000)
     wait_idle(page)
     assert page.locator(ERROR_SELECTOR).count() == 0
+
+
+# The canvas pixels drawn in a saturated colour (a series' line and points; grid and text are grey),
+# every 3rd pixel, relative to the canvas's top-left corner.
+_COLOURED_PIXELS = """canvas => {
+    const box = canvas.getBoundingClientRect(), scale = canvas.width / box.width;
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const out = [];
+    for (let y = 0; y < box.height; y += 3) {
+        for (let x = 0; x < box.width; x += 3) {
+            const i = (Math.round(y * scale) * canvas.width + Math.round(x * scale)) * 4;
+            const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+            if (Math.max(r, g, b) - Math.min(r, g, b) > 80) out.push([x, y]);
+        }
+    }
+    return out;
+}"""
+_TOOLTIP = (
+    """() => Array.from(document.querySelectorAll(".vg-tooltip.visible")).map(e => e.innerText).join("\\n")"""
+)
+
+
+def test_trend_tooltip_names_commit_subject_and_time(browser_page, shots):
+    base, page = browser_page
+    page.goto(page_address(base, "trends"))
+    wait_idle(page)
+    canvas = page.locator('[data-testid="stVegaLiteChart"]').first.locator("canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)  # Vega draws after the element appears
+    box = canvas.bounding_box()
+    shown = ""
+    for x, y in canvas.evaluate(_COLOURED_PIXELS):
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        shown = page.evaluate(_TOOLTIP)
+        if shown.strip():
+            break
+    # A point's tooltip names its commit by short sha, subject line and time of the run.
+    assert "commit" in shown and "subject" in shown and "recorded (UTC)" in shown, shown
+    assert any(s in shown for s in ("routine change", "planted", "(no subject recorded)")), shown
+    screenshot(page, shots / "trends-tooltip.png")
