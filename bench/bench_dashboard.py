@@ -66,7 +66,7 @@ def script_times(url: str, repeat: int) -> dict:
     at = AppTest.from_file(app, default_timeout=300)
     for name in PAGES:
         if name != "overview":
-            at.switch_page(f"pages/{name}.py")
+            at.switch_page(f"page_scripts/{name}.py")
         start = time.perf_counter()
         at.run()
         out["script_cold_s"][name] = round(time.perf_counter() - start, 2)

@@ -12,13 +12,15 @@ from dashboard.views import empty
 from harness.store import StoreError
 from harness.store.dashboard_queries import NoHistory
 
-# (script under dashboard/pages, title, icon); the first is the default page.
+# (script under dashboard/page_scripts, title, icon); the first is the default page. The folder is not
+# named `pages`: Streamlit serves a `pages` folder beside the main script as pages of its own, and a first
+# visit of /cases on a fresh server ran that script bare (no page config, no navigation).
 PAGES = (
-    ("pages/overview.py", "Overview", ":material/dashboard:"),
-    ("pages/trends.py", "Trends", ":material/show_chart:"),
-    ("pages/cases.py", "Cases", ":material/grid_on:"),
-    ("pages/failures.py", "Failures", ":material/bug_report:"),
-    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("page_scripts/overview.py", "Overview", ":material/dashboard:"),
+    ("page_scripts/trends.py", "Trends", ":material/show_chart:"),
+    ("page_scripts/cases.py", "Cases", ":material/grid_on:"),
+    ("page_scripts/failures.py", "Failures", ":material/bug_report:"),
+    ("page_scripts/compare.py", "Compare", ":material/compare_arrows:"),
 )
 HERE = Path(__file__).parent
 

@@ -42,16 +42,19 @@ def trend_chart(
 ) -> alt.LayerChart:
     """One metric across commits in git order, one line per series, jumps and change points marked.
 
-    Needs: ``position`` (git order), ``short`` (short sha), ``series`` (line label), ``metric``, ``commit``,
-    ``started_at``, ``note``, ``run_status`` and the boolean column ``flag`` (a regression or change point
-    of this metric here).
+    Needs: ``position`` (git order), ``short`` (short sha), ``subject`` (the commit's subject line),
+    ``recorded`` (when the run started, as shown), ``series`` (line label), ``metric``, ``note``,
+    ``run_status`` and the boolean column ``flag`` (a regression or change point of this metric here).
+    The tooltip of every point names its commit by short sha, subject and time.
     """
     _require(
         frame,
-        ["position", "short", "series", metric, "commit", "started_at", "note", "run_status", flag],
+        ["position", "short", "subject", "recorded", "series", metric, "note", "run_status", flag],
         "trend_chart",
     )
-    data = frame.assign(
+    # Only the columns the chart encodes go into the spec: the page's frame carries thirty more per run,
+    # and every chart would ship them all to the browser.
+    data = frame[["position", "short", "subject", "recorded", "series", "note", "run_status"]].assign(
         value=_finite(frame, metric),
         infinite=pd.to_numeric(frame[metric], errors="coerce").astype(float).isin([math.inf]),
         marked=frame[flag].fillna(False).astype(bool),
@@ -68,10 +71,11 @@ def trend_chart(
         axis=alt.Axis(labelAngle=-45, labelOverlap="greedy"),
     )
     tooltip = [
-        alt.Tooltip("commit:N", title="commit"),
-        alt.Tooltip("series:N", title="branch · environment"),
+        alt.Tooltip("short:N", title="commit"),
+        alt.Tooltip("subject:N", title="subject"),
+        alt.Tooltip("recorded:N", title="recorded (UTC)"),
         alt.Tooltip("value:Q", title=metric, format=".3~g"),
-        alt.Tooltip("started_at:N", title="recorded (UTC)"),
+        alt.Tooltip("series:N", title="branch · environment"),
         alt.Tooltip("run_status:N", title="run"),
         alt.Tooltip("note:N", title="note"),
     ]
@@ -131,34 +135,56 @@ def speed_chart(frame: pd.DataFrame) -> alt.Chart:
     return alt.layer(bars, one).properties(height=alt.Step(14))
 
 
-def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
+# The heatmap's point selection: a click picks one (family, shape class) cell.
+CELL_SELECTION = "cell"
+
+
+def heatmap_chart(frame: pd.DataFrame, chosen: tuple[str, str] | None = None) -> alt.LayerChart:
     """Worst error as a share of budget by family × shape class, labelled with the share.
 
     Needs ``family``, ``shape_class``, ``error_ratio``, ``cases``, ``fail``. Cells without a budget are grey.
+    A click on a cell selects it through the point selection :data:`CELL_SELECTION` (fields ``family``
+    and ``shape_class``; one cell at a time); ``chosen`` (family, shape class), the cell whose cases the
+    page lists, is outlined, however it was chosen (a click or the page's selectbox).
     """
     _require(frame, ["family", "shape_class", "error_ratio", "cases", "fail"], "heatmap_chart")
-    data = frame.assign(shown=_finite(frame, "error_ratio", cap=BUDGET_DOMAIN[-1] * 10))
+    data = frame[["family", "shape_class", "error_ratio", "cases", "fail"]].assign(
+        shown=_finite(frame, "error_ratio", cap=BUDGET_DOMAIN[-1] * 10)
+    )
     raw = pd.to_numeric(data["error_ratio"], errors="coerce").astype(float)
     data["label"] = ["—" if math.isnan(r) else ("∞" if math.isinf(r) else f"{r:.2f}") for r in raw.tolist()]
+    data["chosen"] = (data["family"] == chosen[0]) & (data["shape_class"] == chosen[1]) if chosen else False
+    # Drawn last, so no neighbouring cell paints over its outline.
+    data = data.sort_values("chosen", kind="stable")
+    pick = alt.selection_point(
+        name=CELL_SELECTION, fields=["family", "shape_class"], on="click", toggle=False, clear=False
+    )
     base = alt.Chart(data).encode(
         x=alt.X("shape_class:N", title="shape class (heads / lengths / masking)"),
         y=alt.Y("family:N", title="distribution family"),
     )
-    cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color(
-            "shown:Q",
-            title="worst error / budget",
-            scale=alt.Scale(domain=list(BUDGET_DOMAIN), range=list(BUDGET_RANGE), clamp=True),
-        ),
-        tooltip=[
-            "family:N",
-            "shape_class:N",
-            alt.Tooltip("label:N", title="worst error / budget"),
-            "cases:Q",
-            alt.Tooltip("fail:Q", title="failing"),
-        ],
+    cells = (
+        base.mark_rect(cursor="pointer")
+        .encode(
+            color=alt.Color(
+                "shown:Q",
+                title="worst error / budget",
+                scale=alt.Scale(domain=list(BUDGET_DOMAIN), range=list(BUDGET_RANGE), clamp=True),
+            ),
+            # The chosen cell is outlined in near-black, every other cell separated by white.
+            stroke=alt.condition(alt.datum.chosen, alt.value("#212121"), alt.value("white")),
+            strokeWidth=alt.condition(alt.datum.chosen, alt.value(3), alt.value(1)),
+            tooltip=[
+                "family:N",
+                "shape_class:N",
+                alt.Tooltip("label:N", title="worst error / budget"),
+                "cases:Q",
+                alt.Tooltip("fail:Q", title="failing"),
+            ],
+        )
+        .add_params(pick)
     )
-    text = base.mark_text(fontSize=12).encode(text="label:N")
+    text = base.mark_text(fontSize=12, cursor="pointer").encode(text="label:N")
     return alt.layer(cells, text).properties(height=alt.Step(34))
 
 
@@ -167,9 +193,12 @@ def tradeoff_chart(frame: pd.DataFrame) -> alt.LayerChart:
     trades (faster but less precise, …). Needs ``kernel``, ``speed_ratio``, ``error_ratio``, ``case``,
     ``significant``."""
     _require(frame, ["kernel", "speed_ratio", "error_ratio", "case", "significant"], "tradeoff_chart")
-    data = frame.assign(
-        speed_ratio=_finite(frame, "speed_ratio"), error_ratio=_finite(frame, "error_ratio")
-    ).dropna(subset=["speed_ratio", "error_ratio"])
+    # Only what the chart draws: the page's frame also carries each case's raw latency samples.
+    data = (
+        frame[["kernel", "case", "significant"]]
+        .assign(speed_ratio=_finite(frame, "speed_ratio"), error_ratio=_finite(frame, "error_ratio"))
+        .dropna(subset=["speed_ratio", "error_ratio"])
+    )
     data = data[(data["speed_ratio"] > 0) & (data["error_ratio"] > 0)]
     points = (
         alt.Chart(data)
@@ -200,7 +229,7 @@ def history_chart(frame: pd.DataFrame) -> alt.LayerChart:
     """One case's error across its recorded runs (oldest left), points coloured by status. Needs
     ``position`` (run index), ``short`` (commit), ``rel_l2``, ``status``."""
     _require(frame, ["position", "short", "rel_l2", "status"], "history_chart")
-    data = frame.assign(rel_l2=_finite(frame, "rel_l2"))
+    data = frame[["position", "short", "status"]].assign(rel_l2=_finite(frame, "rel_l2"))
     order = list(STATUS_COLOURS)
     base = alt.Chart(data).encode(
         x=alt.X(

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -21,6 +22,43 @@ UNFINISHED_RUN_STATUSES = ("running", "interrupted", "abandoned")
 
 def short_sha(commit: str) -> str:
     return str(commit)[:8]
+
+
+# Where a subject is cut in choosers (the whole subject stays in tooltips and captions).
+SUBJECT_CHARS = 60
+NO_SUBJECT = "(no subject recorded)"
+
+
+def subject_text(subject: object, limit: int | None = None) -> str:
+    """A commit's subject line for display: :data:`NO_SUBJECT` where none was recorded (git did not know
+    the commit, or the run predates revision 0006), cut to ``limit`` characters with an ellipsis."""
+    if subject is None or (isinstance(subject, float) and math.isnan(subject)) or not str(subject).strip():
+        return NO_SUBJECT
+    text = " ".join(str(subject).split())
+    if limit is not None and len(text) > limit:
+        return text[: limit - 1].rstrip() + "…"
+    return text
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` with every character Streamlit's Markdown would interpret backslash-escaped: a subject
+    line is the author's text, shown as written (``$x$`` is not LaTeX, ``**`` not bold)."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
+
+
+def recorded_at(started_at: object) -> str:
+    """A run's start as ``YYYY-MM-DD HH:MM`` (UTC): the store's ISO strings, minutes precision."""
+    if started_at is None or (isinstance(started_at, float) and math.isnan(started_at)):
+        return "?"
+    return str(started_at)[:16].replace("T", " ")
+
+
+def commit_label(commit: str, subject: object, limit: int | None = SUBJECT_CHARS) -> str:
+    """``short sha · subject``: how a page names a commit."""
+    return f"{short_sha(commit)} · {subject_text(subject, limit)}"
 
 
 def git_order(runs: pd.DataFrame) -> dict[str, int]:
@@ -67,11 +105,14 @@ def git_order(runs: pd.DataFrame) -> dict[str, int]:
 def latest_measurements(runs: pd.DataFrame) -> pd.DataFrame:
     """The newest commit per (branch, environment) and every run of it there (shards, retries).
 
-    One row per (branch, environment): ``commit``, ``run_ids`` (list), ``status`` (the worst of its
-    runs: an unfinished or crashed shard makes the whole measurement so), ``started_at``.
+    One row per (branch, environment): ``commit``, ``subject`` (its subject line, None if never
+    recorded), ``run_ids`` (list), ``status`` (the worst of its runs: an unfinished or crashed shard makes
+    the whole measurement so), ``started_at``.
     """
     if runs.empty:
-        return pd.DataFrame(columns=["branch", "environment_id", "commit", "run_ids", "status", "started_at"])
+        return pd.DataFrame(
+            columns=["branch", "environment_id", "commit", "subject", "run_ids", "status", "started_at"]
+        )
     runs = runs.assign(branch=runs["branch"].fillna("(no branch)"))
     newest = runs.sort_values("id").groupby(["branch", "environment_id"], as_index=False).last()
     out = []
@@ -88,6 +129,8 @@ def latest_measurements(runs: pd.DataFrame) -> pd.DataFrame:
                 "branch": row.branch,
                 "environment_id": row.environment_id,
                 "commit": row.commit,
+                # Every run of one commit records the same subject; an older run may lack it.
+                "subject": next((x for x in same["subject"] if isinstance(x, str) and x), None),
                 "run_ids": [int(i) for i in same["id"]],
                 "status": worst_status(same["status"]),
                 "started_at": row.started_at,
@@ -170,6 +213,66 @@ def case_label(params: dict) -> str:
     )
 
 
+CELL_SEPARATOR = " × "
+
+
+def cell_label(family: str, shape_class: str) -> str:
+    """How the Cases page names a heatmap cell in its selectbox."""
+    return f"{family}{CELL_SEPARATOR}{shape_class}"
+
+
+def clicked_cell(state: Mapping | None, selection: str) -> tuple[str, str] | None:
+    """The (family, shape class) a click on the heatmap selected, from the chart's event state
+    (``st.session_state[key]`` of a chart drawn with ``on_select="rerun"``), or None when nothing is
+    selected. Streamlit hands a point selection over as a list of the selected points' fields; the
+    newest point wins. Anything else (no state yet, an empty selection, a point without both fields)
+    is no click."""
+    if not isinstance(state, Mapping):
+        return None
+    chosen = state.get("selection")
+    points = chosen.get(selection) if isinstance(chosen, Mapping) else None
+    if not isinstance(points, Sequence) or isinstance(points, str) or not points:
+        return None
+    point = points[-1]
+    if not isinstance(point, Mapping):
+        return None
+    family, shape_class = point.get("family"), point.get("shape_class")
+    if not isinstance(family, str) or not isinstance(shape_class, str):
+        return None
+    return family, shape_class
+
+
+@dataclass(frozen=True)
+class CellChoice:
+    """What the Cases page does with its heatmap on one rerun (see :func:`choose_cell`)."""
+
+    cell: str  # the label of the cell whose cases are listed (and shown in the selectbox)
+    applied: tuple[str, str] | None  # the click this choice has consumed, to remember for the next rerun
+    reset_chart: bool  # the chart's selection no longer shows the chosen cell: draw it with a fresh one
+
+
+def choose_cell(
+    options: Sequence[str], current: str | None, clicked: tuple[str, str] | None, applied: object
+) -> CellChoice:
+    """Which cell the Cases page lists, given the heatmap's click and the selectbox.
+
+    ``options`` are the cells' labels (worst first), ``current`` the selectbox's value, ``clicked`` the
+    cell the heatmap's selection holds (:func:`clicked_cell`), ``applied`` the click consumed on an
+    earlier rerun. The chart reports its selection on every rerun, so only a click not yet applied is
+    news: it chooses its cell. Otherwise the selectbox (the keyboard's way to choose) decides, and a
+    selection left showing another cell is reset, so that a click on that cell is news again. A click
+    on a cell that is not an option (a stale selection) changes nothing but is reset; a ``current`` that
+    is no longer an option falls back to the worst cell.
+    """
+    if not options:
+        raise ValueError("choose_cell: expected at least one cell label, got none")
+    if clicked is not None and clicked != applied and cell_label(*clicked) in options:
+        return CellChoice(cell_label(*clicked), clicked, reset_chart=False)
+    cell = current if current in options else options[0]
+    stale = clicked is not None and cell_label(*clicked) != cell
+    return CellChoice(cell, None if stale else clicked, reset_chart=stale)
+
+
 def ratio(new: float | None, old: float | None) -> float | None:
     """new / old, with 0/0 = 1 and x/0 = inf; None when either side is missing or NaN."""
     if new is None or old is None or (isinstance(new, float) and math.isnan(new)):
@@ -238,9 +341,9 @@ def _num(value) -> float | None:
 def commit_measurements(runs: pd.DataFrame) -> pd.DataFrame:
     """Every (commit, branch, environment) measured, newest first (git order), one row each.
 
-    Columns: ``commit``, ``branch``, ``environment_id``, ``environment``, ``position``, ``run_ids``
-    (tuple: per shard label only its newest run), ``last_id``, ``status`` (:func:`worst_status` of those
-    runs), ``started_at``. ``runs`` needs the columns of ``loaders.runs``.
+    Columns: ``commit``, ``subject``, ``branch``, ``environment_id``, ``environment``, ``position``,
+    ``run_ids`` (tuple: per shard label only its newest run), ``last_id``, ``status``
+    (:func:`worst_status` of those runs), ``started_at``. ``runs`` needs the columns of ``loaders.runs``.
     """
     keys = ["commit", "branch", "environment_id"]
     ordered = runs.assign(shard=runs["shard"].fillna("all")).sort_values("id")
@@ -248,6 +351,7 @@ def commit_measurements(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = newest.groupby(keys, sort=False)
     out = grouped.agg(
         environment=("environment", "first"),
+        subject=("subject", "first"),  # the first recorded one: runs before revision 0006 have none
         position=("position", "first"),
         last_id=("id", "max"),
         started_at=("started_at", "first"),

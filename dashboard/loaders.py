@@ -106,6 +106,9 @@ def trend(
     frame["branch"] = frame["branch"].fillna("(no branch)")
     frame["series"] = frame["branch"] + " · " + frame["environment"]
     frame["note"] = frame["note"].fillna("")
+    # What a point's tooltip names the commit by: short sha (the x axis), subject line and time.
+    frame["subject"] = frame["subject"].map(frames.subject_text)
+    frame["recorded"] = frame["started_at"].map(frames.recorded_at)
     return frame.sort_values(["position", "run_id"]).reset_index(drop=True)
 
 
@@ -153,3 +156,14 @@ def failures(url: str, token: tuple) -> pd.DataFrame:
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
 def compare(url: str, token: tuple, run_ids_a: tuple[int, ...], run_ids_b: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(history(url).compare(run_ids_a, run_ids_b))
+
+
+@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+def case_changes(
+    url: str, token: tuple, run_ids_a: tuple[int, ...], run_ids_b: tuple[int, ...]
+) -> pd.DataFrame:
+    """:func:`frames.case_changes` of two measurements: judging thousands of cases by the rules of
+    ``lowbit check`` costs a few hundred milliseconds, so a rerun reuses it (without the raw samples it
+    judged, which no page shows)."""
+    changes = frames.case_changes(compare(url, token, run_ids_a, run_ids_b))
+    return changes.drop(columns=["samples_a", "samples_b"], errors="ignore")

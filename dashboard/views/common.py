@@ -24,7 +24,7 @@ def measurements(url: str, token: tuple) -> pd.DataFrame:
     env = all_runs.drop_duplicates("environment_id").set_index("environment_id")["environment"]
     latest["environment"] = latest["environment_id"].map(env)
     latest["label"] = [
-        f"{r.branch} · {r.environment} · {frames.short_sha(r.commit)} ({r.status})"
+        f"{r.branch} · {r.environment} · {frames.commit_label(r.commit, r.subject)} ({r.status})"
         for r in latest.itertuples(index=False)
     ]
     return latest
@@ -34,16 +34,24 @@ def commit_measurements(url: str, token: tuple) -> pd.DataFrame:
     """Every (commit, branch, environment) measured, newest first, labelled for choosers."""
     out = loaders.commit_measurements(url, token)
     out["label"] = [
-        f"{frames.short_sha(r.commit)} · {r.branch} · {r.environment} · {str(r.started_at)[:16]} ({r.status})"
+        f"{frames.commit_label(r.commit, r.subject)} · {frames.recorded_at(r.started_at)} · {r.branch} · "
+        f"{r.environment} ({r.status})"
         for r in out.itertuples(index=False)
     ]
     return out
 
 
-def chart(target, built) -> None:
-    """Draw an Altair chart built by :mod:`dashboard.charts`.
+def chart(target, built, *, canvas: bool = False, **selection) -> object:
+    """Draw an Altair chart built by :mod:`dashboard.charts`; returns what Streamlit returns (the
+    selection state when ``selection`` passes ``key``, ``on_select="rerun"`` and ``selection_mode``).
 
     The builders' specs are validated against the Vega-Lite schema in their unit tests; validating again
-    on every page run costs about a third of a second per chart, so the page sends the spec unvalidated.
+    on every page run costs about a third of a second per chart, so the page sends the spec unvalidated
+    through ``st.vega_lite_chart``, which takes the same selection arguments as ``st.altair_chart``.
+    ``canvas`` asks Vega for its canvas renderer (Streamlit's default is SVG below 2,000 marks): faster
+    for charts of hundreds of points, but its marks are not elements a test or a screen reader can find.
     """
-    target.vega_lite_chart(built.to_dict(validate=False), width="stretch")
+    spec = built.to_dict(validate=False)
+    if canvas:
+        spec["usermeta"] = {"embedOptions": {"renderer": "canvas"}}
+    return target.vega_lite_chart(spec, width="stretch", **selection)

@@ -18,9 +18,17 @@ def render() -> None:
     label_a = side.selectbox("A (baseline)", labels, index=min(1, len(labels) - 1), key="compare_a")
     a = every[every["label"] == label_a].iloc[0]
     b = every[every["label"] == label_b].iloc[0]
+    named = {
+        side_name: frames.markdown_escape(
+            f"{frames.commit_label(row['commit'], row['subject'], limit=None)} · "
+            f"{frames.recorded_at(row['started_at'])} UTC"
+        )
+        for side_name, row in (("B", b), ("A", a))
+    }
+    st.markdown(f"**B** {named['B']}  \n**A** {named['A']}")
     if a["environment_id"] != b["environment_id"]:
         st.warning("A and B ran in different environments: latency ratios compare machines, not commits.")
-    changes = frames.case_changes(loaders.compare(url, token, tuple(a["run_ids"]), tuple(b["run_ids"])))
+    changes = loaders.case_changes(url, token, tuple(a["run_ids"]), tuple(b["run_ids"]))
     if changes.empty:
         st.info("The two commits share no measured case.")
         return

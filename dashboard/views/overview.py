@@ -60,8 +60,11 @@ def render() -> None:
             & (every["environment_id"] == row.environment_id)
         ].iloc[0]
         run_ids = tuple(row.run_ids)
-        st.subheader(f"{row.branch} · {frames.short_sha(row.commit)}")
-        st.caption(f"{row.environment} · recorded {str(row.started_at)[:19]} UTC · runs {list(run_ids)}")
+        title = f"{row.branch} · {frames.commit_label(row.commit, row.subject, limit=None)}"
+        st.subheader(frames.markdown_escape(title))
+        st.caption(
+            f"{row.environment} · recorded {frames.recorded_at(row.started_at)} UTC · runs {list(run_ids)}"
+        )
         if row.status in frames.UNFINISHED_RUN_STATUSES:
             st.warning(f"This measurement is {row.status}: its counts are partial, not a verdict.")
         summary = loaders.kernel_summary(url, token, run_ids)
@@ -94,9 +97,10 @@ def render() -> None:
         if base is None:
             st.caption("No earlier finished measurement on this branch and machine to compare against.")
             continue
-        changes = frames.case_changes(loaders.compare(url, token, tuple(base["run_ids"]), run_ids))
+        changes = loaders.case_changes(url, token, tuple(base["run_ids"]), run_ids)
         found = changes[changes["change"].isin(["newly failing", "less precise", "slower"])]
-        label = f"new regressions against {frames.short_sha(base['commit'])}: {len(found)}"
+        against = frames.markdown_escape(frames.commit_label(base["commit"], base["subject"]))
+        label = f"new regressions against {against}: {len(found)}"
         with st.expander(label, expanded=bool(len(found))):
             if found.empty:
                 st.write("None: no case got worse.")

@@ -100,6 +100,9 @@ def render() -> None:
                 log=log and bool((positive > 0).all()),
                 flag=f"flag_{metric}" if f"flag_{metric}" in shown else "no_flag",
             ),
+            # Hundreds of points per chart: canvas draws them faster than SVG (about 0.5 s of the
+            # page's warm first paint on the 1,000,000-row history, docs/perf.md).
+            canvas=True,
         )
         slot += 1
     kinds = set(frame["latency_kind"].dropna())
@@ -109,9 +112,9 @@ def render() -> None:
         )
     if not steps.empty:
         st.subheader(f"Change points ({len(steps)})")
-        shown_steps = steps.merge(frame[["run_id", "short", "series"]], on="run_id", how="left")
+        shown_steps = steps.merge(frame[["run_id", "short", "subject", "series"]], on="run_id", how="left")
         st.dataframe(
-            shown_steps[["short", "series", "metric", "direction", "cases", "largest_step"]],
+            shown_steps[["short", "subject", "series", "metric", "direction", "cases", "largest_step"]],
             hide_index=True,
             width="stretch",
         )
@@ -121,7 +124,19 @@ def render() -> None:
         st.write("No metric grew past its threshold between consecutive commits of a series.")
     else:
         st.dataframe(
-            flagged[["short", "series", "run_status", "rel_l2", "max_abs", "p50_ms", "fail", "started_at"]],
+            flagged[
+                [
+                    "short",
+                    "subject",
+                    "recorded",
+                    "series",
+                    "run_status",
+                    "rel_l2",
+                    "max_abs",
+                    "p50_ms",
+                    "fail",
+                ]
+            ],
             hide_index=True,
             width="stretch",
         )

@@ -106,12 +106,20 @@ def ingest_command(
 
     Ingesting the same file for the same commit again records nothing new.
     """
+    from harness.run.gitinfo import commit_subject
     from harness.store.ingest import ingest
 
     url = resolve_url(db_url)
     with _exit_2_on_bad_input():
         commit = _full_commit(commit, allow_short)
-        summary = ingest(file, url=url, commit=commit, branch=branch, lowbit_version=__version__)
+        summary = ingest(
+            file,
+            url=url,
+            commit=commit,
+            branch=branch,
+            lowbit_version=__version__,
+            subject=commit_subject(commit),
+        )
     if summary.already:
         _out().print(
             f"{escape(str(file))} was already ingested for commit {commit[:12]} as run "

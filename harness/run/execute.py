@@ -111,6 +111,7 @@ def execute(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
             commit=plan.commit.commit,
             parents=plan.commit.parents,
             branch=plan.commit.branch,
+            subject=plan.commit.subject,
             suite=config.suite,
             shard=shard_label,
             environment=plan.environment,

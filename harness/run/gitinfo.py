@@ -1,4 +1,5 @@
-"""Which commit a run measures: its SHA, its parents and its branch, read from git or given by the user.
+"""Which commit a run measures: its SHA, its parents, its branch and its subject line, read from git or
+given by the user.
 
 Histories are keyed by commit, so a run must never be recorded against a guessed or malformed SHA:
 anything that cannot be resolved is a :class:`GitInfoError` (the CLI turns it into exit 2).
@@ -33,6 +34,8 @@ class CommitInfo:
     commit: str
     parents: list[str]
     branch: str | None
+    # The first line of the commit's message; None where git does not know the commit.
+    subject: str | None = None
 
 
 def validate_sha(sha: str) -> str:
@@ -65,6 +68,20 @@ def _parents_of(cwd: Path, commit: str) -> list[str] | None:
     if not line:
         return None
     return line.split()[1:]
+
+
+def commit_subject(commit: str, cwd: str | Path | None = None) -> str | None:
+    """The subject line (first line of the message) of ``commit`` in the repository at ``cwd``, or None
+    when there is no repository there or it does not know the commit. Never raises: a subject labels a
+    run, it never decides what is recorded."""
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    try:
+        sha = validate_sha(commit)
+    except GitInfoError:
+        return None
+    # `--format=%s` joins a multi-line first paragraph into one line, as git shows subjects everywhere.
+    subject = _git(where, "log", "-1", "--format=%s", f"{sha}^{{commit}}", "--")
+    return subject or None
 
 
 def _branch_of_head(cwd: Path) -> str | None:
@@ -137,7 +154,8 @@ def resolve_commit(
         head = _git(where, "rev-parse", "HEAD") if in_repo else None
         if branch is None and head == sha:
             branch = _branch_of_head(where)
-        return CommitInfo(commit=sha, parents=parents, branch=branch)
+        subject = commit_subject(sha, where) if in_repo else None
+        return CommitInfo(commit=sha, parents=parents, branch=branch, subject=subject)
     if not in_repo:
         raise GitInfoError(f"{where} is not inside a git repository: pass --commit SHA (and --branch NAME)")
     head = _git(where, "rev-parse", "HEAD")
@@ -147,4 +165,5 @@ def resolve_commit(
         commit=head,
         parents=_parents_of(where, head) or [],
         branch=branch if branch is not None else _branch_of_head(where),
+        subject=commit_subject(head, where),
     )

@@ -153,10 +153,12 @@ class Store:
         environment: dict,
         lowbit_version: str,
         content_hash: str | None = None,
+        subject: str | None = None,
     ) -> int:
         """Record a new run with status "running" and a fresh heartbeat; returns its id.
 
         ``content_hash`` (ingests) is unique: StoreError if a run with that hash exists already.
+        ``subject`` is the commit's subject line (first line of its message) where git knew it.
         """
         if not commit:
             raise ValueError("start_run: commit must be a non-empty string")
@@ -170,6 +172,8 @@ class Store:
             check_length(f"start_run: {name}", value, Run.__table__.c[name])
         for parent in parents:
             check_length("start_run: parent commit", parent, Run.__table__.c.commit)
+        if subject is not None and not isinstance(subject, str):
+            raise ValueError(f"start_run: subject must be a string or None, got {type(subject).__name__}")
         env_id = self.environment_id(environment)
         now = utc_now()
         values = {
@@ -181,6 +185,7 @@ class Store:
             "started_at": now,
             "heartbeat_at": now,
             "content_hash": content_hash,
+            "subject": subject,
             "status": "running",
             "note": "",
             "lowbit_version": lowbit_version,

@@ -10,7 +10,8 @@ PostgreSQL with ``default_transaction_read_only``. Errors carry the redacted URL
 
 Worst error as a share of budget: the ``error_ratio`` the runner stores with each row next to the budget
 it was judged against (``metrics.budget_rel_l2``, ``metrics.budget_max_abs``), i.e. the worse of
-rel_l2 / budget and max_abs / budget. Rows recorded without a budget (ingested benchmarks, older runs)
+rel_l2 / budget and max_abs / budget; since revision 0006 it (and ``worst_row_rel_l2``) is a column too,
+so aggregates read no JSON. Rows recorded without a budget (ingested benchmarks, older runs)
 have no ratio. A NaN output is recorded as an infinite error, so its ratio is infinite, never missing.
 """
 
@@ -26,8 +27,6 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from harness.store import migrate
 from harness.store.api import translate_error
@@ -96,41 +95,10 @@ def _json_float(column: Any, key: str) -> Any:
     )
 
 
-class json_number(FunctionElement):
-    """One number from a JSON column in ONE extraction (the per-row cost that dominates Trends).
-
-    SQLite's ``json_extract`` returns a REAL, or the TEXT "inf"/"nan" the store writes for non-finite
-    values; TEXT sorts above every number, so ``max`` still picks an infinite error, and readers map the
-    strings back (:func:`from_json_float`). PostgreSQL casts ``->>`` text to float, which reads "inf"
-    and "nan" itself.
-    """
-
-    type = sa.Float()
-    name = "json_number"
-    inherit_cache = True
-
-    def __init__(self, column: Any, key: str) -> None:
-        self.key = key
-        super().__init__(column)
-
-
-@compiles(json_number, "sqlite")
-def _json_number_sqlite(element: json_number, compiler: Any, **kw: Any) -> str:
-    (column,) = element.clauses
-    path = compiler.process(sa.literal(f'$."{element.key}"'), **kw)
-    return f"json_extract({compiler.process(column, **kw)}, {path})"
-
-
-@compiles(json_number)
-def _json_number_default(element: json_number, compiler: Any, **kw: Any) -> str:
-    (column,) = element.clauses
-    key = compiler.process(sa.literal(element.key), **kw)
-    return f"CAST(({compiler.process(column, **kw)} ->> {key}) AS FLOAT)"
-
-
 def error_ratio_expr() -> Any:
-    """The share of its budget a result used, as the runner stored it (``metrics.error_ratio``)."""
-    return json_number(R.c.metrics, "error_ratio")
+    """The share of its budget a result used, as the runner stored it (the ``error_ratio`` column,
+    revision 0006; a copy of ``metrics.error_ratio``)."""
+    return R.c.error_ratio
 
 
 def length_bucket_expr() -> Any:
@@ -170,7 +138,7 @@ def _error_aggregates() -> list[Any]:
     return [
         sa.func.max(R.c.rel_l2).label("rel_l2"),
         sa.func.max(R.c.max_abs).label("max_abs"),
-        sa.func.max(json_number(R.c.metrics, "worst_row_rel_l2")).label("worst_row_rel_l2"),
+        sa.func.max(R.c.worst_row_rel_l2).label("worst_row_rel_l2"),
         sa.func.max(error_ratio_expr()).label("error_ratio"),
     ]
 
@@ -198,6 +166,7 @@ def _clean(row: Any) -> dict:
 
 _TEXT_KEYS = {
     "commit",
+    "subject",
     "branch",
     "status",
     "kernel",
@@ -336,6 +305,7 @@ class History:
                 RUN.c.shard,
                 RUN.c.status,
                 RUN.c.note,
+                RUN.c.subject,
                 RUN.c.host,
                 RUN.c.started_at,
                 RUN.c.ended_at,
@@ -476,6 +446,7 @@ class History:
                 RUN.c.status.label("run_status"),
                 RUN.c.started_at,
                 RUN.c.note,
+                RUN.c.subject,
                 RUN.c.environment_id,
                 ENV.c.gpu,
                 ENV.c.cpu,

@@ -184,9 +184,16 @@ def _fingerprint(doc: dict) -> dict:
 
 
 def ingest(
-    path: Path, *, url: str, commit: str, branch: str | None = None, lowbit_version: str = ""
+    path: Path,
+    *,
+    url: str,
+    commit: str,
+    branch: str | None = None,
+    lowbit_version: str = "",
+    subject: str | None = None,
 ) -> IngestSummary:
-    """Record the benchmarks of ``path`` as one run at ``commit``.
+    """Record the benchmarks of ``path`` as one run at ``commit`` (whose subject line is ``subject``, where
+    the caller's git knows it).
 
     IngestError for a bad file, StoreError for a bad commit or database. Everything is validated
     before the first write; the results go in in one transaction.
@@ -215,6 +222,7 @@ def ingest(
                 environment=fingerprint,
                 lowbit_version=lowbit_version,
                 content_hash=digest,
+                subject=subject,
             )
         except StoreError:
             # A concurrent ingest of the same file took the hash first (unique): that run is this one.

@@ -108,6 +108,9 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Revision 0004: SHA-256 of an ingested file and its commit (NULL for `lowbit run`); unique.
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Revision 0006: the commit's subject line (first line of its message) as git told the recorder;
+    # NULL where git did not know the commit (ingests from elsewhere, older runs).
+    subject: Mapped[str | None] = mapped_column(Text)
 
 
 class Kernel(Base):
@@ -141,6 +144,23 @@ class Result(Base):
     __table_args__ = (
         # Revision 0002: a case's history for one kernel across runs (the dashboard's main query).
         Index("ix_results_kernel_id_case_id_run_id", "kernel_id", "case_id", "run_id"),
+        # Revision 0006: covers the dashboard's per-run aggregate of one kernel (Trends), so it reads this
+        # narrow index in run order instead of every wide row (JSON metrics, verdicts, samples).
+        Index(
+            "ix_results_kernel_trend",
+            "kernel_id",
+            "run_id",
+            "phase",
+            "case_id",
+            "status",
+            "rel_l2",
+            "max_abs",
+            "worst_row_rel_l2",
+            "error_ratio",
+            "p50_ms",
+            "tflops",
+            "latency_kind",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -155,6 +175,10 @@ class Result(Base):
     max_abs: Mapped[float | None] = mapped_column(Float)
     kernel_rel_l2: Mapped[float | None] = mapped_column(Float)
     kernel_max_abs: Mapped[float | None] = mapped_column(Float)
+    # Revision 0006: copies of two metrics that stay in ``metrics`` too (COPIED_METRIC_COLUMNS), as
+    # columns so the dashboard aggregates them without a JSON extraction per row.
+    worst_row_rel_l2: Mapped[float | None] = mapped_column(Float)
+    error_ratio: Mapped[float | None] = mapped_column(Float)  # the share of its budget the row used
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # every metric not in a column above
     message: Mapped[str] = mapped_column(Text, default="")
     latency_kind: Mapped[str | None] = mapped_column(String(32))  # "cuda" | "cpu-interpreter" | "bench"
@@ -217,4 +241,7 @@ class ChangePoint(Base):
 
 # The metrics that have a real column; anything else goes to Result.metrics.
 METRIC_COLUMNS = ("rel_l2", "max_abs", "kernel_rel_l2", "kernel_max_abs")
+# Revision 0006: metrics copied into a column of their own AND kept in Result.metrics, where every
+# reader before 0006 finds them (and where a downgrade leaves them).
+COPIED_METRIC_COLUMNS = ("worst_row_rel_l2", "error_ratio")
 LATENCY_COLUMNS = ("p20_ms", "p50_ms", "p80_ms", "mean_ms", "stddev_ms", "tflops")

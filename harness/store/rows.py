@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from harness.store.models import LATENCY_COLUMNS, METRIC_COLUMNS, PHASES, RESULT_STATUSES, Case, Result
+from harness.store.models import (
+    COPIED_METRIC_COLUMNS,
+    LATENCY_COLUMNS,
+    METRIC_COLUMNS,
+    PHASES,
+    RESULT_STATUSES,
+    Case,
+    Result,
+)
 
 FAILING_STATUSES = ("fail", "error", "crash", "timeout")
 
@@ -137,6 +145,15 @@ def prepare_batch(run_id: int, kernel_id: int, rows: list[ResultRow]):
     return kernel_id, [cases[k] for k in sorted(cases)], results, failures, now
 
 
+def _metric_float(value: Any) -> float | None:
+    """A metric for a Float column: numbers (and the store's "inf"/"-inf" strings) as floats, NaN and
+    anything that is not a number as NULL (the JSON copy keeps whatever was given)."""
+    value = from_json_float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return column_float(value)
+
+
 def result_values(run_id: int, kernel_id: int, row: ResultRow, now: datetime) -> dict:
     metrics = dict(row.metrics or {})
     values: dict[str, Any] = {
@@ -152,6 +169,8 @@ def result_values(run_id: int, kernel_id: int, row: ResultRow, now: datetime) ->
     }
     for name in METRIC_COLUMNS:
         values[name] = column_float(metrics.pop(name, None))
+    for name in COPIED_METRIC_COLUMNS:
+        values[name] = _metric_float(metrics.get(name))
     values["metrics"] = json_safe(metrics)
     latency = dict(row.latency or {})
     # A latency dict without a kind still keeps its numbers (kind "unknown", never compared).
@@ -206,6 +225,7 @@ def run_dict(r: dict) -> dict:
         "heartbeat_at": utc_iso(r.get("heartbeat_at")),
         "note": r["note"],
         "lowbit_version": r["lowbit_version"],
+        "subject": r.get("subject"),
         "environment_id": r["environment_id"],
         "environment": {**(r["fingerprint"] or {}), "host": r["host"]},
     }

@@ -96,6 +96,21 @@ def commit_sha(i: int) -> str:
     return hashlib.sha1(f"synthetic commit {i}".encode()).hexdigest()
 
 
+# Every seventh commit was recorded without a subject (git did not know it): pages must cope.
+NO_SUBJECT_EVERY = 7
+
+
+def commit_subject(i: int, planted: Planted) -> str | None:
+    """The subject line recorded for commit ``i``: what the planted change did, else a routine one."""
+    if i == planted.regress_at:
+        return "int8: quantize P per block with a shared scale (planted regression on outliers)"
+    if i == planted.slow_at:
+        return "attn: refactor the launch grid (planted slowdown)"
+    if i % NO_SUBJECT_EVERY == NO_SUBJECT_EVERY - 1:
+        return None
+    return f"routine change {i}: tidy kernel launch code"
+
+
 def _row(kernel: str, params: dict, i: int, planted: Planted, rng: random.Random, phase: str) -> ResultRow:
     rel_budget, abs_budget = BUDGET[kernel]
     cid = case_id(params)
@@ -172,6 +187,7 @@ def build_history(
                 commit=sha,
                 parents=parent,
                 branch=branch,
+                subject=commit_subject(i, planted),
                 suite="ci",
                 shard=None,
                 environment=env,

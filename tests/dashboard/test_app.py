@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 import dashboard
 from dashboard.loaders import DB_ENV
+from tests.dashboard.history import commit_subject
 
 APP = Path(dashboard.__file__).parent / "app.py"
 TIMEOUT_S = 60
@@ -22,7 +25,7 @@ def _app(monkeypatch, url: str, page: str | None = None) -> AppTest:
     monkeypatch.setenv(DB_ENV, url)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
     if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"page_scripts/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -34,6 +37,12 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 def _charts(at: AppTest) -> list:
     return list(at.get("vega_lite_chart"))
+
+
+def _chart_data(chart) -> pd.DataFrame:
+    """The rows a chart sends to the browser (its one dataset, as Arrow)."""
+    [dataset] = chart.proto.datasets
+    return pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
 
 
 def _chart_digest(at: AppTest) -> list[str]:
@@ -61,6 +70,11 @@ def test_overview(monkeypatch, history_db):
     assert len(_charts(at)) >= 4  # status and speed per measurement
     # The password-free database name is shown; the caption names the runs.
     assert any(f"{len(planted.run_ids)} runs" in c.value for c in at.caption)
+    # Each measurement is headed by its commit's short sha and subject line (Markdown-escaped).
+    newest = planted.commits[-1]
+    subject = commit_subject(len(planted.commits) - 1, planted)
+    heads = [h.value.replace("\\", "") for h in at.subheader]
+    assert f"main · {newest[:8]} · {subject}" in heads
 
 
 def test_trends_filters_change_the_charts(monkeypatch, history_db):
@@ -95,6 +109,16 @@ def test_trends_filters_change_the_charts(monkeypatch, history_db):
     assert list(steps["short"]) == [planted.commits[planted.regress_at][:8]]
     assert list(steps["metric"]) == ["rel_l2"]
     assert planted.commits[planted.regress_at][:8] in set(flagged["short"])
+    # Every point's tooltip names its commit: short sha, subject line and time.
+    chart = _charts(at)[0]
+    tooltip = json.loads(chart.proto.spec)["layer"][0]["encoding"]["tooltip"]
+    assert [t["field"] for t in tooltip][:3] == ["short", "subject", "recorded"]
+    points = _chart_data(chart)
+    [regressed] = points[points["short"] == planted.commits[planted.regress_at][:8]].to_dict("records")
+    assert regressed["subject"] == commit_subject(planted.regress_at, planted)
+    assert len(regressed["recorded"]) == len("2026-11-23 05:00") and regressed["recorded"][:2] == "20"
+    assert "(no subject recorded)" in set(points["subject"])  # commit 6 was recorded without one
+    assert list(steps["subject"]) == [commit_subject(planted.regress_at, planted)]
     at.multiselect(key="trend_head_dim").set_value([128]).run()
     assert int(_metrics(at)["cases in newest run"]) < int(metrics["cases in newest run"])
     shown = len(_charts(at))
@@ -118,8 +142,13 @@ def test_cases_heatmap_cell_case_and_repro(monkeypatch, history_db):
     at.selectbox(key="cases_measurement").set_value(main).run()
     heatmap = json.loads(_charts(at)[0].proto.spec)
     assert heatmap["layer"][0]["mark"]["type"] == "rect"
-    # Cells are offered worst first: the planted failure's cell leads.
+    # A click selects a cell: the chart is drawn with its point selection turned on.
+    assert [p["name"] for p in heatmap["params"]] == ["cell"]
+    assert list(_charts(at)[0].proto.selection_mode) == ["cell"]
+    # Cells are offered worst first: the planted failure's cell leads, and is the one outlined.
     assert at.selectbox(key="cases_cell").value == "outliers × mha/nq=nk/full"
+    chosen = _chart_data(_charts(at)[0]).query("chosen")
+    assert list(zip(chosen["family"], chosen["shape_class"], strict=True)) == [("outliers", "mha/nq=nk/full")]
     assert at.selectbox(key="cases_case").value == planted.failing_case
     listed = at.dataframe[0].value
     assert listed.iloc[0]["status"] == "fail"
@@ -130,6 +159,9 @@ def test_cases_heatmap_cell_case_and_repro(monkeypatch, history_db):
     before = _chart_digest(at)
     at.selectbox(key="cases_cell").set_value("gaussian × mha/nq=nk/full").run()
     assert at.dataframe[0].value.iloc[0]["status"] == "pass"
+    # The selectbox and the heatmap stay in sync: the outline follows the keyboard's choice.
+    chosen = _chart_data(_charts(at)[0]).query("chosen")
+    assert list(chosen["family"]) == ["gaussian"]
     assert _chart_digest(at) != before  # the chosen case's history is another case's
 
 
@@ -153,6 +185,9 @@ def test_compare_two_commits(monkeypatch, history_db):
     options = at.selectbox(key="compare_b").options
     newest_main = next(o for o in options if o.startswith(planted.commits[-1][:8]) and "· main ·" in o)
     first_main = next(o for o in options if o.startswith(planted.commits[0][:8]) and "· main ·" in o)
+    # The pickers name each commit by short sha, subject and time.
+    regressed = next(o for o in options if o.startswith(planted.commits[planted.regress_at][:8]))
+    assert commit_subject(planted.regress_at, planted)[:40] in regressed
     at.selectbox(key="compare_b").set_value(newest_main).run()
     at.selectbox(key="compare_a").set_value(first_main).run()
     metrics = _metrics(at)
@@ -194,7 +229,7 @@ def test_pages_import_no_gpu_stack(history_db, tmp_path):
         f"os.environ[{DB_ENV!r}] = {url!r}\n"
         f"at = AppTest.from_file({str(APP)!r}, default_timeout={TIMEOUT_S}).run()\n"
         "for page in ('overview', 'trends', 'cases', 'failures', 'compare'):\n"
-        "    at.switch_page(f'pages/{page}.py').run()\n"
+        "    at.switch_page(f'page_scripts/{page}.py').run()\n"
         "    assert not at.exception, (page, [e.value for e in at.exception])\n"
         "    assert at.title[0].value == page.capitalize(), page\n"
         "print(sorted(m for m in ('torch', 'triton', 'kernels') if m in sys.modules))\n"

@@ -19,7 +19,8 @@ def _trend():
             "series": ["main · CPU"] * 3,
             "rel_l2": [1e-3, 3e-3, math.inf],
             "commit": ["a" * 40, "b" * 40, "c" * 40],
-            "started_at": ["t0", "t1", "t2"],
+            "subject": ["int8: baseline", "int8: shared P scale", "(no subject recorded)"],
+            "recorded": ["2026-11-23 05:00", "2026-11-23 06:00", "2026-11-23 07:00"],
             "note": ["", "", ""],
             "run_status": ["complete"] * 3,
             "flag": [False, True, False],
@@ -41,6 +42,16 @@ def test_trend_chart_marks_flags_and_draws_infinity_on_top():
     assert [row["marked"] for row in data] == [False, True, True]
     assert spec["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
     assert spec["layer"][1]["mark"]["shape"] == "triangle-up"
+
+
+def test_trend_chart_tooltip_names_short_sha_subject_and_time():
+    spec, data = _layer_data(charts.trend_chart(_trend(), "rel_l2", "t"))
+    for layer in spec["layer"]:
+        fields = [t["field"] for t in layer["encoding"]["tooltip"]]
+        assert fields[:3] == ["short", "subject", "recorded"]
+    assert data[1]["subject"] == "int8: shared P scale" and data[1]["recorded"] == "2026-11-23 06:00"
+    # Only what the chart draws travels to the browser: not the full sha, not the page's other columns.
+    assert "commit" not in data[0]
 
 
 def test_trend_chart_uses_the_named_flag_column():
@@ -76,6 +87,31 @@ def test_heatmap_labels_and_caps_infinite_ratios():
     assert [row["label"] for row in data] == ["0.25", "∞", "—"]
     assert math.isfinite(data[1]["shown"]) and data[1]["shown"] > charts.BUDGET_DOMAIN[-1]
     assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == list(charts.BUDGET_DOMAIN)
+
+
+def test_heatmap_click_selects_a_cell_and_outlines_the_chosen_one():
+    frame = pd.DataFrame(
+        {
+            "family": ["gaussian", "outliers", "small"],
+            "shape_class": ["mha/nq=nk/full"] * 3,
+            "error_ratio": [0.25, 1.5, 0.1],
+            "cases": [3, 3, 3],
+            "fail": [0, 1, 0],
+        }
+    )
+    chart = charts.heatmap_chart(frame, chosen=("gaussian", "mha/nq=nk/full"))
+    chart.to_dict(validate=True)  # the page sends it unvalidated: the schema is checked here
+    spec, data = _layer_data(chart)
+    [param] = spec["params"]
+    assert param["name"] == charts.CELL_SELECTION
+    assert param["select"]["type"] == "point" and param["select"]["fields"] == ["family", "shape_class"]
+    assert param["select"]["toggle"] is False  # one cell at a time
+    assert [row["chosen"] for row in data] == [False, False, True]  # the outlined cell is drawn last
+    assert data[-1]["family"] == "gaussian"
+    stroke = spec["layer"][0]["encoding"]["strokeWidth"]
+    assert stroke["condition"]["test"] == "datum.chosen" and stroke["condition"]["value"] > stroke["value"]
+    _, unchosen = _layer_data(charts.heatmap_chart(frame))
+    assert not any(row["chosen"] for row in unchosen)
 
 
 def test_speed_chart_has_the_parity_rule():

@@ -12,10 +12,11 @@ import pytest
 from dashboard import frames
 
 
-def _runs(rows):
-    return pd.DataFrame(
+def _runs(rows, subjects=None):
+    frame = pd.DataFrame(
         rows, columns=["id", "commit", "parents", "branch", "environment_id", "shard", "status", "started_at"]
     )
+    return frame.assign(subject=subjects if subjects is not None else [None] * len(frame))
 
 
 def test_git_order_follows_parents_not_recording_order():
@@ -209,3 +210,97 @@ def test_commit_measurements_one_row_per_commit_environment_newest_first():
     row = out[(out["commit"] == "a") & (out["environment_id"] == 1)].iloc[0]
     assert row["run_ids"] == (1, 3) and row["status"] == "complete"  # the retried shard replaced run 2
     assert out.iloc[0]["status"] == "running"
+
+
+def test_commit_subjects_follow_the_measurement_even_where_an_older_run_lacks_one():
+    runs = _runs(
+        [
+            (1, "a", [], "main", 1, "1/2", "complete", "2026-11-23T05:01:02.5+00:00"),
+            (2, "a", [], "main", 1, "2/2", "complete", "2026-11-23T05:03:00+00:00"),
+            (3, "b", ["a"], "main", 1, None, "complete", "2026-11-23T06:00:00+00:00"),
+        ],
+        subjects=[None, "fix: int8 P scale", None],
+    ).assign(environment="cpu")
+    runs["position"] = runs["commit"].map(frames.git_order(runs))
+    every = frames.commit_measurements(runs).set_index("commit")
+    assert every.loc["a", "subject"] == "fix: int8 P scale"  # shard 1/2 predates revision 0006
+    assert frames.commit_label("b" * 40, every.loc["b", "subject"]) == "bbbbbbbb · (no subject recorded)"
+    latest = frames.latest_measurements(runs.assign(commit=["a", "a", "a"], parents=[[]] * 3))
+    assert latest.loc[0, "subject"] == "fix: int8 P scale"
+    assert frames.recorded_at("2026-11-23T05:01:02.5+00:00") == "2026-11-23 05:01"
+
+
+def test_subject_text_cuts_long_lines_and_joins_whitespace():
+    assert frames.subject_text("a  b\tc") == "a b c"
+    assert frames.subject_text("x" * 100, limit=10) == "x" * 9 + "…"
+    assert frames.subject_text("", limit=10) == frames.NO_SUBJECT
+    assert frames.subject_text(math.nan) == frames.NO_SUBJECT
+
+
+def test_markdown_escape_shows_a_subject_as_written():
+    text = "int8: **fast** path for $x$ [wip] <b>"
+    escaped = frames.markdown_escape(text)
+    assert "**" not in escaped and "$x$" not in escaped and "<b>" not in escaped
+    assert escaped.replace("\\", "") == text
+
+
+HEATMAP = "cell"
+
+
+def _event(*points):
+    return {"selection": {HEATMAP: list(points)}}
+
+
+@pytest.mark.parametrize(
+    "state, expected",
+    [
+        (None, None),
+        ({}, None),
+        ({"selection": {}}, None),
+        ({"selection": {HEATMAP: {}}}, None),  # Streamlit's state before any click
+        (_event(), None),
+        (_event({"family": "outliers"}), None),  # a point without its shape class is no cell
+        (_event({"family": "outliers", "shape_class": 3}), None),
+        (_event({"family": "outliers", "shape_class": "mha/nq=nk/full"}), ("outliers", "mha/nq=nk/full")),
+        (
+            _event({"family": "a", "shape_class": "x"}, {"family": "b", "shape_class": "y"}),
+            ("b", "y"),
+        ),
+        ({"selection": {"other": [{"family": "a", "shape_class": "x"}]}}, None),
+    ],
+)
+def test_clicked_cell_reads_the_point_selection(state, expected):
+    assert frames.clicked_cell(state, HEATMAP) == expected
+
+
+OPTIONS = ["outliers × mha/nq=nk/full", "gaussian × gqa/nq<nk/full", "small × mqa/nq<nk/full"]
+
+
+def test_choose_cell_a_new_click_chooses_its_cell():
+    choice = frames.choose_cell(OPTIONS, OPTIONS[0], ("small", "mqa/nq<nk/full"), None)
+    assert choice == frames.CellChoice(OPTIONS[2], ("small", "mqa/nq<nk/full"), reset_chart=False)
+    # The next rerun reports the same click: still that cell, nothing to reset.
+    again = frames.choose_cell(OPTIONS, choice.cell, ("small", "mqa/nq<nk/full"), choice.applied)
+    assert again == choice
+
+
+def test_choose_cell_the_selectbox_moves_away_from_an_old_click_and_resets_the_chart():
+    clicked = ("small", "mqa/nq<nk/full")
+    choice = frames.choose_cell(OPTIONS, OPTIONS[1], clicked, clicked)
+    assert choice.cell == OPTIONS[1] and choice.applied is None and choice.reset_chart
+    # After the reset the chart reports no click; a click on the same cell as before is news again.
+    assert frames.choose_cell(OPTIONS, OPTIONS[1], None, None) == frames.CellChoice(OPTIONS[1], None, False)
+    assert frames.choose_cell(OPTIONS, OPTIONS[1], clicked, None).cell == OPTIONS[2]
+
+
+def test_choose_cell_without_a_click_keeps_the_selectbox_or_falls_back_to_the_worst():
+    assert frames.choose_cell(OPTIONS, OPTIONS[1], None, None).cell == OPTIONS[1]
+    assert frames.choose_cell(OPTIONS, "gone × cell", None, None).cell == OPTIONS[0]
+    assert frames.choose_cell(OPTIONS, None, None, None).cell == OPTIONS[0]
+
+
+def test_choose_cell_a_stale_click_elsewhere_changes_nothing_but_is_reset():
+    choice = frames.choose_cell(OPTIONS, OPTIONS[1], ("degenerate", "mha/nq=nk/causal"), None)
+    assert choice.cell == OPTIONS[1] and choice.reset_chart and choice.applied is None
+    with pytest.raises(ValueError, match="at least one cell"):
+        frames.choose_cell([], None, None, None)

@@ -84,10 +84,11 @@ def test_lowbit_demo_fills_a_history(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     history = open_history(url)
     runs = history.runs()
-    # A run's status is its lifecycle (revision 0004): the planted bug's run completed too, its failures
-    # are in its results (below: one failing case history, closed by the fix).
-    assert [r["status"] for r in runs] == ["complete"] * 5
+    # Revision 0004: a run's status says how it ended; the planted bug's failures are in its results.
+    assert [r["status"] for r in runs] == ["complete"] * len(demo.STEPS)
     assert all(r["branch"] == "main" for r in runs) and runs[1]["parents"] == [runs[0]["commit"]]
+    # Each labelled demo commit carries its subject line into the history.
+    assert [r["subject"] for r in runs] == [step.message for step in demo.STEPS]
     failures = history.failures()
     assert [f["kernel"] for f in failures] == ["attn"] and not failures[0]["open"]
     first, slow = (history.baseline_speed([r["id"]]) for r in runs[:2])

@@ -6,7 +6,14 @@ import subprocess
 
 import pytest
 
-from harness.run.gitinfo import BRANCH_ENV_VARS, GitInfoError, expand_sha, resolve_commit, validate_sha
+from harness.run.gitinfo import (
+    BRANCH_ENV_VARS,
+    GitInfoError,
+    commit_subject,
+    expand_sha,
+    resolve_commit,
+    validate_sha,
+)
 
 
 def _git(cwd, *args) -> str:
@@ -35,6 +42,21 @@ def test_head_commit_parents_and_branch(repo):
     assert info.commit == head
     assert info.parents == [parent]
     assert info.branch == "feature"
+
+
+def test_subject_is_the_first_line_of_the_message_where_git_knows_the_commit(repo, tmp_path_factory):
+    (repo / "f.txt").write_text("2")
+    _git(repo, "commit", "-q", "-am", "int8: shared P scale per block\n\nWhy: the body is not the subject.")
+    assert resolve_commit(cwd=repo).subject == "int8: shared P scale per block"
+    root = _git(repo, "rev-list", "--max-parents=0", "HEAD")
+    assert resolve_commit(root[:9], cwd=repo).subject == "c0"  # a given commit, read by git too
+    assert commit_subject(root, repo) == "c0"
+    # Unknown to git, or no repository at all: no subject, and no error (it only labels the run).
+    assert resolve_commit("a" * 40, cwd=repo).subject is None
+    assert resolve_commit("abcdef1234567", cwd=repo, allow_short=True).subject is None
+    outside = tmp_path_factory.mktemp("no-repo")
+    assert resolve_commit(root, cwd=outside).subject is None
+    assert commit_subject("not a sha", repo) is None
 
 
 def test_root_commit_has_no_parents(repo):

@@ -116,6 +116,32 @@ def test_ingest_command_records_a_run(bench_json, db_url):
         assert store.count("runs") == 2 and store.count("cases") == 3 and store.count("kernels") == 2
 
 
+def test_ingest_records_the_subject_where_git_knows_the_commit(bench_json, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (
+        ["init", "-q"],
+        ["commit", "-q", "--allow-empty", "-m", "bench: time the int8 path\n\nbody"],
+    ):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True
+        )
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    monkeypatch.chdir(repo)
+    url = f"sqlite:///{tmp_path / 'lowbit.db'}"
+    known = CliRunner().invoke(cli, ["ingest", str(bench_json), "--commit", head[:8], "--db", url])
+    assert known.exit_code == 0, known.output + known.stderr
+    unknown = CliRunner().invoke(cli, ["ingest", str(bench_json), "--commit", "f" * 40, "--db", url])
+    assert unknown.exit_code == 0, unknown.output + unknown.stderr
+    with open_store(url, create=False) as store:
+        assert [(r["commit"], r["subject"]) for r in store.runs()] == [
+            (head, "bench: time the int8 path"),
+            ("f" * 40, None),
+        ]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

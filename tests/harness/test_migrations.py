@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -258,3 +259,139 @@ def test_upgrade_to_0004_ends_old_runs_honestly(db_url, monkeypatch):
                 content_hash="1" * 64,
             )
         assert store.run_with_content_hash("1" * 64)["commit"] == "f" * 40
+
+
+def _populate_0005(url: str) -> None:
+    """A small history as lowbit at revision 0005 wrote it: two runs, results, a counterexample and a
+    stored change point."""
+    now = datetime.now(timezone.utc)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO environments (fingerprint_hash, fingerprint, created_at) "
+                "VALUES ('h', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        for i in (1, 2):
+            conn.execute(
+                sa.text(
+                    'INSERT INTO runs ("commit", parents, branch, suite, started_at, ended_at, status, note, '
+                    "lowbit_version, environment_id, heartbeat_at) VALUES "
+                    "(:c, :p, 'main', 'ci', :now, :now, 'complete', '', '0.0.5', 1, :now)"
+                ),
+                {"c": f"{i}" * 40, "p": json.dumps([] if i == 1 else ["1" * 40]), "now": now},
+            )
+        conn.execute(
+            sa.text("INSERT INTO kernels (name, source_hash, created_at) VALUES ('int8', 's', :now)"),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cases (id, params, family, shape_class, created_at) "
+                "VALUES ('c1', '{\"seed\": 1}', 'outliers', 'mha', :now)"
+            ),
+            {"now": now},
+        )
+        # The store's JSON writes non-finite metrics as strings; the second row has no worst row.
+        metrics = ({"error_ratio": 0.3, "worst_row_rel_l2": "inf"}, {"error_ratio": "nan"})
+        for run, rel in ((1, 0.01), (2, 0.03)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO results (run_id, kernel_id, case_id, phase, status, verdicts, rel_l2, "
+                    "metrics, message, recorded_at) "
+                    "VALUES (:run, 1, 'c1', 'corpus', 'pass', '{}', :rel, :metrics, '', :now)"
+                ),
+                {"run": run, "rel": rel, "metrics": json.dumps(metrics[run - 1]), "now": now},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO counterexamples (kernel_name, case_id, property, first_seen_run_id, "
+                "last_seen_run_id, first_seen_at, last_seen_at, occurrences) "
+                "VALUES ('int8', 'c1', 'finite', 1, 1, :now, :now, 3)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                'INSERT INTO change_points (kernel_name, case_id, metric, environment_id, run_id, "commit", '
+                'previous_commit, "before", "after", ratio, direction, method, detected_at) VALUES '
+                "('int8', 'c1', 'rel_l2', 1, 2, :c2, :c1, 0.01, 0.03, 3.0, 'up', 'pelt', :now)"
+            ),
+            {"c1": "1" * 40, "c2": "2" * 40, "now": now},
+        )
+    engine.dispose()
+
+
+NEW_IN_0006 = {"subject", "worst_row_rel_l2", "error_ratio"}
+
+
+def _snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every row of every table of revision 0005, in id order (the columns 0005 had)."""
+    engine = create_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for table in (
+            "environments",
+            "runs",
+            "kernels",
+            "cases",
+            "results",
+            "counterexamples",
+            "change_points",
+        ):
+            columns = [c["name"] for c in sa.inspect(conn).get_columns(table) if c["name"] not in NEW_IN_0006]
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            rows = conn.execute(sa.text(f"SELECT {quoted} FROM {table} ORDER BY id"))
+            out[table] = [tuple(r) for r in rows]
+    engine.dispose()
+    return out
+
+
+def _downgrade(url: str, target: str) -> None:
+    from alembic import command
+
+    engine = create_engine(url)
+    with engine.connect() as conn, conn.begin():
+        cfg = migrate.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, target)
+    engine.dispose()
+
+
+def test_upgrade_to_0006_keeps_every_row_and_records_subjects_from_then_on(db_url):
+    _migrate_to(db_url, "0005")
+    _populate_0005(db_url)
+    before = _snapshot(db_url)
+    assert sum(len(rows) for rows in before.values()) == 9
+    upgrade(db_url)
+    assert current(db_url)[0] == "0006"
+    assert _snapshot(db_url) == before
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        copied = conn.execute(sa.text("SELECT worst_row_rel_l2, error_ratio FROM results ORDER BY id")).all()
+    engine.dispose()
+    # The metrics copied into columns, from the JSON they stay in: "inf" is infinite, "nan" is NULL.
+    assert [tuple(r) for r in copied] == [(math.inf, 0.3), (None, None)]
+    with open_store(db_url) as store:
+        assert [r["metrics"]["error_ratio"] for r in store.results(1)] == [0.3]
+        # Runs recorded before 0006 have no subject: none is invented for them.
+        assert [r["subject"] for r in store.runs()] == [None, None]
+        run = start_run(store, commit="3" * 40, subject="int8: per-block P, shared scale")
+        assert store.runs(run_ids=[run])[0]["subject"] == "int8: per-block P, shared scale"
+        assert start_run(store, commit="4" * 40, subject=None) > run
+        with pytest.raises(ValueError, match="subject must be a string"):
+            start_run(store, commit="5" * 40, subject=b"bytes")
+
+    # Down again: the column goes, every row of 0005's tables (and the runs recorded since) stays.
+    _downgrade(db_url, "0005")
+    assert current(db_url)[0] == "0005"
+    engine = create_engine(db_url)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+    engine.dispose()
+    assert "subject" not in columns
+    after = _snapshot(db_url)
+    assert all(after[t][: len(rows)] == rows for t, rows in before.items())
+    assert len(after["runs"]) == 4 and len(after["results"]) == len(before["results"])
+    assert upgrade(db_url) == ("0005", head_revision())

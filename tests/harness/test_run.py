@@ -189,7 +189,7 @@ def test_shards_partition_the_corpus(db):
     assert seen[0] | seen[1] == set(quick_corpus_ids())
 
 
-def test_commit_parents_and_branch_come_from_git(tmp_path, monkeypatch):
+def test_commit_parents_branch_and_subject_come_from_git(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     repo.mkdir()
 
@@ -200,7 +200,7 @@ def test_commit_parents_and_branch_come_from_git(tmp_path, monkeypatch):
 
     git("init", "-q", "-b", "topic")
     git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "one")
-    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "two")
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "two\n\nbody")
     for var in BRANCH_ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("LOWBIT_DB_URL", raising=False)
@@ -213,6 +213,7 @@ def test_commit_parents_and_branch_come_from_git(tmp_path, monkeypatch):
     assert run["commit"] == git("rev-parse", "HEAD")
     assert run["parents"] == [git("rev-parse", "HEAD~1")]
     assert run["branch"] == "topic"
+    assert run["subject"] == "two"
     assert run["status"] == "complete"
     assert run["environment"]["device"] == ("cpu-interpreter" if DEVICE == "cpu" else "cuda")
 

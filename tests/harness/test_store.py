@@ -367,3 +367,24 @@ def test_portable_path_for_backends_without_on_conflict(db_url, monkeypatch):
         assert sorted(r["occurrences"] for r in records.values()) == [1, 3, 4]
         assert {r["last_seen_run_id"] for r in records.values()} == {run2}
         assert {r["first_seen_run_id"] for r in records.values()} == {run1, run2}
+
+
+def test_worst_row_and_error_ratio_are_columns_and_stay_in_the_metrics(db_url):
+    """Revision 0006 copies two metrics into columns (the dashboard aggregates them); readers of the
+    metrics see them as before, non-finite values included."""
+    with open_store(db_url) as store:
+        run = start_run(store)
+        rows = make_rows(3)
+        rows[0].metrics.update(worst_row_rel_l2=0.5, error_ratio=math.inf)
+        rows[1].metrics.update(worst_row_rel_l2=math.nan, error_ratio=0.25)
+        store.record_results(run, store.kernel_id("int8", "s"), rows)
+        with store.engine.connect() as conn:
+            copied = conn.execute(
+                sa.text("SELECT worst_row_rel_l2, error_ratio FROM results WHERE run_id = :r ORDER BY id"),
+                {"r": run},
+            ).all()
+        assert [tuple(r) for r in copied] == [(0.5, math.inf), (None, 0.25), (None, None)]
+        read = store.results(run)
+        assert read[0]["metrics"]["error_ratio"] == math.inf and read[0]["metrics"]["worst_row_rel_l2"] == 0.5
+        assert math.isnan(read[1]["metrics"]["worst_row_rel_l2"])
+        assert "error_ratio" not in read[2]["metrics"]
