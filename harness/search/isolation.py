@@ -82,9 +82,12 @@ def _serve(conn: Any, blob: bytes, device: str) -> None:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             message = f"the kernel's worker failed while checking this case: {reason}"
             result = fault_result(target, case, "crashed", message, time.monotonic() - start, device)
-        conn.send(("result", result))
         if cuda_context_error(device) is not None:
-            return  # the next case gets a fresh worker (and a fresh CUDA context)
+            # The next case needs a fresh worker (and a fresh CUDA context): say so with the result, so
+            # the parent never hands a case to this worker while it exits.
+            conn.send(("last_result", result))
+            return
+        conn.send(("result", result))
 
 
 def cuda_context_error(device: str) -> str | None:
@@ -221,6 +224,9 @@ class IsolatedChecker:
                 if self._conn.poll(POLL_S):
                     kind, payload = self._conn.recv()
                     if kind == "result":
+                        return payload
+                    if kind == "last_result":
+                        self._discard()
                         return payload
                     deadline = time.monotonic() + timeout  # the first (compiling) call is over
                 elif not self._proc.is_alive():

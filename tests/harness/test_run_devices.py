@@ -20,6 +20,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -35,11 +36,18 @@ from harness.store import StoreError, open_store
 from tests.harness.crashing_kernels import MARKER_ENV
 from tests.harness.slot_kernels import BARRIER_ENV
 from tests.harness.test_reliability import gone
+from tests.pythonpath import repo_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CK = "tests.harness.crashing_kernels"
 COMMIT = "d0d0" * 10
 DEVICE = select_device(None)
+# Two slots on the session's device: interpreter workers here; on a GPU machine, two GPUs.
+_GPUS = torch.cuda.device_count() if DEVICE == "cuda" else 0
+two_slots = pytest.mark.skipif(
+    DEVICE == "cuda" and _GPUS < 2,
+    reason=f"two slots on cuda need two GPUs (this machine has {_GPUS}); bench/bench_devices.py runs there",
+)
 
 
 def corpus_ids(shard: tuple[int, int] | None = None) -> list[str]:
@@ -146,6 +154,7 @@ def test_summary_table_shows_devices_only_when_spread():
 # -- runs ---------------------------------------------------------------------------------------------
 
 
+@two_slots
 def test_two_slots_measure_at_once_and_a_crash_stays_in_its_slot(tmp_path, monkeypatch):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
@@ -183,6 +192,7 @@ def test_two_slots_measure_at_once_and_a_crash_stays_in_its_slot(tmp_path, monke
     assert "device" in table and "cpu:0" in table and "cpu:1" in table
 
 
+@two_slots
 def test_a_failing_slot_stops_the_others_and_the_run_crashes(tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "usable_cores", lambda: 2)
     db = f"sqlite:///{tmp_path / 'h.db'}"
@@ -218,10 +228,11 @@ def test_a_failing_slot_stops_the_others_and_the_run_crashes(tmp_path, monkeypat
     assert 1 <= len([r for r in rows if r["kernel"] == "ok"]) <= 2
 
 
+@two_slots
 @pytest.mark.e2e
 def test_sigterm_during_a_two_slot_run_ends_interrupted_with_nothing_lost(tmp_path):
     marker = tmp_path / "marker"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), MARKER_ENV: str(marker)}
+    env = {**repo_env(), MARKER_ENV: str(marker)}
     db = f"sqlite:///{tmp_path / 'h.db'}"
     command = [sys.executable, "-m", "harness.cli", "run", "--db", db, "--commit", COMMIT, "--devices", "0,1"]
     command += ["--shard", "1/2", "--fuzz-examples", "0", "--case-timeout", "600"]

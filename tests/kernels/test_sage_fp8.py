@@ -46,7 +46,9 @@ def _emulation_tolerance(dtype: torch.dtype) -> float:
 @pytest.mark.parametrize("method", sorted(EMULATIONS))
 def test_matches_emulation_and_reference(method, case):
     q, k, v = make_case(case, seed=zlib.crc32(case.id.encode()))
-    k = k + 3.0 * torch.randn(1, 1, 1, case.head_dim, generator=torch.Generator().manual_seed(1)).to(k.dtype)
+    k = k + 3.0 * torch.randn(1, 1, 1, case.head_dim, generator=torch.Generator().manual_seed(1)).to(
+        k.device, k.dtype
+    )
     k_before, v_before = k.clone(), v.clone()
     out = attention(q, k, v, causal=case.causal, method=method)
     assert torch.equal(k, k_before) and torch.equal(v, v_before), "inputs must not be modified"
