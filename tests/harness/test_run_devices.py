@@ -169,7 +169,7 @@ def test_two_slots_measure_at_once_and_a_crash_stays_in_its_slot(tmp_path, monke
 
     # Summaries in the order the kernels were given, each with the slot it ran on.
     assert [s.name for s in outcome.summaries] == ["ok", "c3"]
-    assert sorted(s.device for s in outcome.summaries) == ["cpu:0", "cpu:1"]
+    assert sorted(s.device for s in outcome.summaries) == [f"{DEVICE}:0", f"{DEVICE}:1"]
     ok, c3 = outcome.summaries
     ids = corpus_ids()
     # The barrier let every worker through: the two kernels' workers were alive at the same time.
@@ -189,7 +189,7 @@ def test_two_slots_measure_at_once_and_a_crash_stays_in_its_slot(tmp_path, monke
     assert len(os.listdir(barrier)) == 2 + c3.worker_restarts
 
     table = render(outcome)
-    assert "device" in table and "cpu:0" in table and "cpu:1" in table
+    assert "device" in table and f"{DEVICE}:0" in table and f"{DEVICE}:1" in table
 
 
 @two_slots
