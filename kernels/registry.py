@@ -226,6 +226,12 @@ _F16, _BF16 = torch.float16, torch.bfloat16
 # a Hypothesis search that climbs towards larger error), on the CPU interpreter and on an H200 with
 # sequences up to 16k; docs/perf.md has the tables. max-abs scales with the family's magnitudes
 # (harness/search/distributions.py): unit-scale V, V up to 100 for heavy tails, up to 6e4 for "extreme".
+# "extreme" (|q|, |k| near 6e4): logits ~1e10 are formed in fp32, whose spacing there is ~1e3, so even the
+# fp16 baseline can rank two near-tied keys the other way than float64 does; that query's row then moves
+# to another value row. Found by the ci corpus on an H200 (bf16, Nk 2048, GQA 32:8): worst row 0.835 while
+# the whole tensor stayed at 2.5e-3 and the kernel matched its emulation (whose limit on this family
+# allows such swaps). The per-row bound here is the low-bit methods' one (_EXTREME_INT8), a sanity bound.
+_EXTREME_FP16_ROW = 3.0
 _FP16_F16 = _budgets(
     default=(2e-3, 1e-2),
     gaussian=(2e-3, 1e-2),
@@ -233,9 +239,9 @@ _FP16_F16 = _budgets(
     saturating=(2e-3, 1e-2),
     outliers=(2e-3, 1e-1),
     degenerate=(2e-3, 1e-2),
-    # V near 6e4: one fp16 ulp there is 32, and the P·V sum adds ~sqrt(N) such roundings. A row whose
-    # output is small beside the others keeps those absolute roundings: worst row 1.24e-2 (H100).
-    extreme=(2e-3, 4e3, 3e-2),
+    # V near 6e4: one fp16 ulp there is 32, and the P·V sum adds ~sqrt(N) such roundings. Worst row: see
+    # _EXTREME_FP16_ROW.
+    extreme=(2e-3, 4e3, _EXTREME_FP16_ROW),
 )
 # bf16: the output's own rounding (2^-9 relative) and P rounded to bf16 give up to ~5.5e-3.
 _FP16_BF16 = _budgets(
@@ -245,7 +251,7 @@ _FP16_BF16 = _budgets(
     saturating=(1.2e-2, 1e-1),
     outliers=(1e-2, 1.0),
     degenerate=(1e-2, 5e-2),
-    extreme=(1e-2, 6e4),
+    extreme=(1e-2, 6e4, _EXTREME_FP16_ROW),
 )
 # INT8 Q/K: logit error ~ |q||k|/127 per token; peaked softmax (saturating) amplifies it.
 # "extreme" (Q, K near 6e4, logits ~1e10): per-token INT8 moves logits by ~1e8, which reorders the

@@ -322,6 +322,8 @@ class KernelRun:
             fuzz_left = 0 if worker.fuzz_finished else max(fuzz_left - worker.fuzz_examples_seen, 0)
             if worker.clean_exit or self.stop:
                 break
+            if not remaining and fuzz_left <= 0:
+                break  # the worker died on the last case: nothing is left to restart it for
             self.summary.worker_restarts += 1
             fruitless = 0 if worker.progressed else fruitless + 1
             if fruitless >= MAX_FRUITLESS_WORKERS:

@@ -180,12 +180,14 @@ def test_two_slots_measure_at_once_and_a_crash_stays_in_its_slot(tmp_path, monke
     assert [r["case_id"] for r in by_kernel["ok"]] == ids == [r["case_id"] for r in by_kernel["c3"]]
     nk = {c.case_id: c.nk for c in build_corpus("quick", DEVICE, DEFAULT_HEAD_DIMS, ("float16", "bfloat16"))}
     assert [r["status"] for r in by_kernel["c3"]] == ["crash" if nk[i] % 3 == 1 else "pass" for i in ids]
-    assert c3.crashed == c3.worker_restarts > 0
+    # A worker is restarted after each crash but one on the last case (the GPU corpus ends with one).
+    last_crashed = nk[ids[-1]] % 3 == 1
+    assert c3.worker_restarts == c3.crashed - last_crashed > 0
     # Each row says which device measured it.
     for summary in outcome.summaries:
         index = int(summary.device.split(":")[1])
         assert {r["metrics"]["device_index"] for r in by_kernel[summary.name]} == {index}
-    # Every worker reached the barrier: ok's one, and c3's first plus one more after each crash.
+    # Every worker reached the barrier: ok's one, and c3's first plus each restarted one.
     assert len(os.listdir(barrier)) == 2 + c3.worker_restarts
 
     table = render(outcome)
