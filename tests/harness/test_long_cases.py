@@ -2,9 +2,11 @@
 
 import torch
 
-from harness.search.fuzz import _long_cases
+from harness.search.cases import Case
+from harness.search.fuzz import PropertyFailed, _long_cases
 from harness.search.long_cases import OFFSET_LIMIT, long_cases, max_offset
 from harness.search.profiles import LONG_CASES
+from harness.search.properties import CaseResult
 from harness.search.targets import target_from_callable
 from tests.harness.broken_kernels import correct_fp32
 
@@ -64,3 +66,36 @@ def test_out_of_memory_under_the_checks_is_a_note_not_a_failure(monkeypatch):
     assert _long_cases(target, "cuda", "ci", check, notes) == []
     assert len(seen) == LONG_CASES["ci"] == len(released)  # the next case still runs; memory given back
     assert len(notes) == 1 and "ran out of memory" in notes[0] and "140 GiB were free" in notes[0]
+
+
+def _failed(case: Case, prop: str, message: str) -> CaseResult:
+    return CaseResult(
+        kernel="c",
+        case=case,
+        status="fail",
+        failed_property=prop,
+        verdicts={prop: False},
+        metrics={},
+        budget=None,
+        message=message,
+        elapsed_s=0.0,
+        repro_command="",
+        error_ratio=float("inf"),
+    )
+
+
+def test_a_kernel_out_of_memory_on_a_long_case_is_a_note_and_other_failures_stay(monkeypatch):
+    _gpu_without_a_gpu(monkeypatch, 140)
+    seen, notes = [], []
+    oom = "second call on identical inputs raised OutOfMemoryError: CUDA out of memory (at k.py:3)"
+
+    def check(case):
+        seen.append(case)
+        if len(seen) == 1:
+            raise PropertyFailed(_failed(case, "deterministic", oom))
+        raise PropertyFailed(_failed(case, "error_budget", "error over budget"))
+
+    target = target_from_callable(correct_fp32, name="c")
+    failures = _long_cases(target, "cuda", "ci", check, notes)
+    assert [f.failed_property for f in failures] == ["error_budget"] * (LONG_CASES["ci"] - 1)
+    assert "the kernel ran out of GPU memory" in notes[0] and "140 GiB were free" in notes[0]
