@@ -92,8 +92,17 @@ EXTREME_EMULATION_ROW = 0.25
 EXTREME_EMULATION_ABS = 0.1
 
 
-def emulation_budget_on(budget: ErrorBudget, family: str | None) -> ErrorBudget:
-    """``budget`` as it applies on ``family``: widened on "extreme" (see EXTREME_EMULATION_ROW)."""
+def emulation_budget(
+    dtype: torch.dtype,
+    family: str | None = None,
+    own: dict[torch.dtype, ErrorBudget] | None = None,
+) -> ErrorBudget:
+    """Budget against a method's emulation at ``dtype`` on ``family``: the method's ``own`` per-dtype
+    budget, else :data:`EMULATION_BUDGETS`; widened on "extreme" (see EXTREME_EMULATION_ROW)."""
+    if own and dtype in own:
+        budget = own[dtype]
+    else:
+        budget = EMULATION_BUDGETS.get(dtype, EMULATION_BUDGETS[torch.bfloat16])
     if family != "extreme":
         return budget
     return ErrorBudget(
@@ -148,11 +157,7 @@ class KernelSpec:
 
     def emulation_budget_for(self, dtype: torch.dtype, family: str | None = None) -> ErrorBudget:
         """Budget of the kernel against its own emulation at ``dtype`` (on ``family``'s values)."""
-        if dtype in self.emulation_budgets:
-            budget = self.emulation_budgets[dtype]
-        else:
-            budget = EMULATION_BUDGETS.get(dtype, EMULATION_BUDGETS[torch.bfloat16])
-        return emulation_budget_on(budget, family)
+        return emulation_budget(dtype, family, self.emulation_budgets)
 
     def budget_for(
         self, family: str, dtype: torch.dtype | None = None, n_k: int | None = None

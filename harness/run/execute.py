@@ -289,10 +289,9 @@ class KernelRun:
                 f"{self.kernel.skipped_replay} stored counterexample(s) not replayed (unreadable or too "
                 "large for the CPU interpreter)"
             )
-        if self.slot.index is None:
-            self.progress.kernel_started(self.name, self.kernel.planned)
-        else:
-            self.progress.kernel_started(self.name, self.kernel.planned, device=self.slot.label)
+        # The device is named only when --devices spread the run (the default slot's output is unchanged).
+        device = self.slot.label if self.slot.index is not None else None
+        self.progress.kernel_started(self.name, self.kernel.planned, device=device)
         with tempfile.TemporaryFile(mode="w+", prefix="lowbit-worker-") as log:
             self._run_all(log)
         self.flush()

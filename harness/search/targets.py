@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.search.cases import DTYPES, dtype_name
-from kernels.spec import EMULATION_BUDGETS, ErrorBudget, KernelSpec, emulation_budget_on
+from kernels.spec import ErrorBudget, KernelSpec, emulation_budget
 
 # Every head dim models ship with (MQA/GQA decoders, ViTs, diffusion transformers use 80, 96, 160...).
 DEFAULT_HEAD_DIMS: tuple[int, ...] = (32, 64, 80, 96, 128, 160, 192, 256)
@@ -145,10 +145,7 @@ class KernelTarget:
     def emulation_budget_for(self, dtype: str, family: str | None = None) -> ErrorBudget:
         """Budget against :attr:`emulate` at ``dtype`` on ``family`` (the spec's, else the default)."""
         torch_dtype = DTYPES[dtype_name(dtype)]
-        if self.spec is not None:
-            return self.spec.emulation_budget_for(torch_dtype, family)
-        default = EMULATION_BUDGETS.get(torch_dtype, EMULATION_BUDGETS[DTYPES["bfloat16"]])
-        return emulation_budget_on(default, family)
+        return emulation_budget(torch_dtype, family, self.spec.emulation_budgets if self.spec else None)
 
     def override_args(self) -> list[str]:
         """Command-line words that reproduce this target's budget overrides."""
