@@ -413,6 +413,13 @@ class _Attempt:
                     run.summary.notes.append(f"harness error in {message.get('phase')}: {message['message']}")
                 elif kind == "fuzz_report":
                     self.fuzz_finished = True
+                    if message.get("failures") and self.fuzz_examples_seen < self.fuzz_examples:
+                        # The search ends at its first failure (shrunk, recorded): the rest of the fuzz
+                        # budget was not spent, and the planned count says so instead of going quiet.
+                        run.summary.notes.append(
+                            f"fuzzing stopped at its first failure: {self.fuzz_examples_seen} of "
+                            f"{self.fuzz_examples} planned example(s) run"
+                        )
                 elif kind == "done":
                     done = True
                 elif kind == "context_lost":

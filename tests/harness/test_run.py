@@ -319,3 +319,18 @@ def test_real_triton_kernel_with_fuzzing(db):
             assert r["latency"]["kind"] == ("cpu-interpreter" if DEVICE == "cpu" else "cuda")
             assert r["latency"]["p50_ms"] > 0
             assert len(r["latency"]["samples_ms"]) >= 2  # the determinism check calls the kernel twice
+
+
+def test_fuzzing_that_stops_at_its_first_failure_says_how_much_of_its_budget_ran(db):
+    from harness.run.runner import RunConfig, execute, prepare
+
+    config = RunConfig(
+        db=db, commit=COMMIT, kernels=(f"wrong={CK}:wrong",), fuzz_examples=20, shard=FAULT_SHARD
+    )
+    outcome = execute(prepare(config))
+    (summary,) = outcome.summaries
+    fuzz_rows = [r for r in open_store(db, create=False).results(outcome.run_id) if r["phase"] == "fuzz"]
+    assert 0 < len(fuzz_rows) < 20
+    assert f"fuzzing stopped at its first failure: {len(fuzz_rows)} of 20 planned example(s) run" in (
+        summary.notes
+    )
