@@ -269,6 +269,11 @@ _EXTREME_INT8 = (2.0, 1.3e5, 3.0)
 # the ci-profile fuzz on the GPU found 6.2 (int8) where the old claim was 5. So on this family the
 # per-row bound is a sanity bound only; what holds tightly on every row is the emulation check.
 _OUTLIER_ROW = 40.0
+# Worst row on peaked softmax ("saturating") for int8: the same near-tie switch with unit-scale values,
+# so a row moves by the distance between two value rows (~sqrt(2) of a row's size, more for a small
+# row). The nightly fuzz on an H100 found 1.05 at Nk = 6 (seed 11), over the 1.0 that 4x the short-row
+# rel-L2 claim gave; int8_qk's bound, measured 1.41 there, is 3.
+_INT8_SATURATING_ROW = 3.0
 # Measured on an H100 by bench/accuracy_vs_length.py (every distribution, hd 64/128, fp16/bf16, Nk 256
 # to 16k; docs/accuracy_vs_length.csv) and by the nightly fuzz cases of issue 14; budgets are ~2x the
 # worst seen. Family budgets hold at every length; LENGTH_BUDGETS state tighter claims for short rows
@@ -283,7 +288,7 @@ _INT8 = {
         default=(5e-2, 1.0),
         gaussian=(5e-2, 1.0),
         small=(2e-2, 5e-5),
-        saturating=(4e-1, 5.0),
+        saturating=(4e-1, 5.0, _INT8_SATURATING_ROW),
         # Worst row: a token whose values are small beside a channel outlier elsewhere is quantized with
         # the outlier's per-channel V scale, so its row can be wrong by more than its own size (2.4 seen).
         outliers=(6.5e-1, 2e2, _OUTLIER_ROW),
@@ -292,7 +297,7 @@ _INT8 = {
     "extreme": ErrorBudget(*_EXTREME_INT8),
 }
 _INT8_LENGTHS = {
-    2048: _budgets(saturating=(2.5e-1, 5.0), outliers=(2.5e-1, 2e2, _OUTLIER_ROW)),
+    2048: _budgets(saturating=(2.5e-1, 5.0, _INT8_SATURATING_ROW), outliers=(2.5e-1, 2e2, _OUTLIER_ROW)),
     4096: _budgets(outliers=(3e-1, 2e2, _OUTLIER_ROW)),
 }
 # int8_qk, int8_qk_smooth: the kernel is exact to ~2e-3 (kernel-only error); the loss is per-token INT8

@@ -139,6 +139,13 @@ def kernels_command(device: str | None, as_json: bool) -> None:
     help='Domain as one object, e.g. \'{"head_dims":[64,128],"dtypes":["float16"],"same_length":true}\'; '
     "the flags above override its fields. Axes not stated are learned by probing.",
 )
+@click.option(
+    "--long-cases/--no-long-cases",
+    default=True,
+    show_default=True,
+    help="On a GPU, check the ci and nightly profiles' 2^31-offset cases before the search. They are the "
+    "same whatever the seed: a campaign over several seeds needs them once.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def fuzz_command(
     kernel_ref: str,
@@ -158,6 +165,7 @@ def fuzz_command(
     same_length: bool | None,
     length_multiple: str | None,
     domain_json: str | None,
+    long_cases: bool,
     as_json: bool,
 ) -> None:
     """Search shapes and value distributions for an input where the kernel is wrong.
@@ -234,6 +242,7 @@ def fuzz_command(
             sizes=limits,
             check=checker,
             domain=stated or None,
+            long_cases=long_cases,
         )
     if as_json:
         click.echo(json.dumps(fuzz_json(report)))

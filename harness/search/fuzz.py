@@ -171,6 +171,7 @@ def fuzz(
     before_case: Callable[[Case], None] | None = None,
     check: Callable[[KernelTarget, Case, str], CaseResult] | None = None,
     domain: dict | Domain | None = None,
+    long_cases: bool = True,
 ) -> FuzzReport:
     """Search for a case where ``target`` breaks a property; return what was tried and found.
 
@@ -183,7 +184,8 @@ def fuzz(
     ``examples`` defaults to the profile's count; ``seed`` fixes the random search and turns the database
     off (otherwise the profile decides: ``ci`` derandomized, the others random); ``sizes`` overrides the
     profile's shape limits (limits other than the profile's own also leave out its 2^31-offset GPU cases,
-    with a note).
+    with a note). ``long_cases=False`` leaves those cases out even where the profile has them: they are
+    the same whatever the seed, so a campaign over several seeds needs them once.
     ``on_result`` sees every checked example, shrinking steps included (``result.phase == "shrink"``).
     Hooks around each example: ``before_case(case)`` runs before it is checked (the runner's worker
     announces the case there, so a crash is attributed to it); ``check`` replaces
@@ -301,9 +303,12 @@ def fuzz(
 
     start = time.perf_counter()
     with cpu_threads(1 if torch.device(device).type == "cpu" else None):
-        failures += _long_cases(
-            target, device, profile, lambda case: check_one(case, False), notes, narrowed=limits != full
-        )
+        if long_cases:
+            failures += _long_cases(
+                target, device, profile, lambda case: check_one(case, False), notes, narrowed=limits != full
+            )
+        elif torch.device(device).type == "cuda" and LONG_CASES[profile]:
+            notes.append("2^31-offset cases left out on request (--no-long-cases)")
         if not failures or keep_going:
             _search(plan)
     elapsed = time.perf_counter() - start

@@ -99,3 +99,31 @@ def test_a_kernel_out_of_memory_on_a_long_case_is_a_note_and_other_failures_stay
     failures = _long_cases(target, "cuda", "ci", check, notes)
     assert [f.failed_property for f in failures] == ["error_budget"] * (LONG_CASES["ci"] - 1)
     assert "the kernel ran out of GPU memory" in notes[0] and "140 GiB were free" in notes[0]
+
+
+def test_a_campaign_over_seeds_can_leave_the_long_cases_out(monkeypatch):
+    from harness.search.fuzz import fuzz
+    from harness.search.long_cases import OFFSET_LIMIT
+
+    _gpu_without_a_gpu(monkeypatch, 140)
+    target = target_from_callable(correct_fp32, name="c")
+
+    def run(long: bool) -> tuple[list[Case], list[str]]:
+        seen: list[Case] = []
+
+        def check(target, case, device):
+            seen.append(case)
+            result = _failed(case, "error_budget", "")
+            result.status, result.failed_property, result.error_ratio = "pass", None, 0.0
+            return result
+
+        report = fuzz(
+            target, examples=3, seed=5, device="cuda", profile="nightly", check=check, long_cases=long
+        )
+        return seen, report.notes
+
+    with_long, _ = run(True)
+    without, notes = run(False)
+    assert sum(max_offset(c) > OFFSET_LIMIT for c in with_long) == LONG_CASES["nightly"]
+    assert without and all(max_offset(c) <= OFFSET_LIMIT for c in without)
+    assert any("left out on request" in n for n in notes)

@@ -105,3 +105,25 @@ def test_int8_keeps_diffuse_long_rows():
     out = attention(q, k, v, sm_scale=case.sm_scale, method="int8")
     ref = attention_reference(q, k, v, sm_scale=case.sm_scale, dtype=torch.float32)
     assert rel_l2(out, ref) <= 4e-2
+
+
+# Shrunk cases the nightly-profile GPU fuzz found later, each checked on every fuzz property.
+# int8, saturating, Nk = 6 (H100, seed 11): a near-tied key switched after rounding, worst row 1.05 over
+# the 1.0 the short-row claim implied (the row bound is now that of the other INT8 Q/K methods).
+NIGHTLY_FOUND = [
+    (
+        "int8",
+        '{"batch":4,"causal":false,"distribution":"gaussian_large","dtype":"float16","head_dim":32,'
+        '"hkv":3,"hq":24,"nk":6,"nq":6,"seed":1104873,"sm_scale":0.265165}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "case_json"), NIGHTLY_FOUND, ids=[m for m, _ in NIGHTLY_FOUND])
+def test_nightly_findings_pass_every_property(method, case_json):
+    from harness.search.cases import Case
+    from harness.search.properties import check_case
+    from harness.search.targets import load_kernel
+
+    result = check_case(load_kernel(method), Case.from_json(case_json), "cuda")
+    assert result.status == "pass", result.message
