@@ -25,6 +25,9 @@ from harness.search.properties import CaseResult, check_case
 from harness.search.targets import KernelTarget
 
 POLL_S = 0.25
+# A worker whose CUDA caching allocator holds more than this between cases gives the memory back, so
+# fuzzers sharing one GPU do not each keep the peak of their largest case.
+RESERVED_LIMIT_BYTES = 4 * 2**30
 # A worker's start-up (interpreter, torch, the kernel's module) is not counted against a case.
 STARTUP_LIMIT_S = 600.0
 
@@ -82,12 +85,25 @@ def _serve(conn: Any, blob: bytes, device: str) -> None:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             message = f"the kernel's worker failed while checking this case: {reason}"
             result = fault_result(target, case, "crashed", message, time.monotonic() - start, device)
+        _release_cached_memory(device)
         if cuda_context_error(device) is not None:
             # The next case needs a fresh worker (and a fresh CUDA context): say so with the result, so
             # the parent never hands a case to this worker while it exits.
             conn.send(("last_result", result))
             return
         conn.send(("result", result))
+
+
+def _release_cached_memory(device: str) -> None:
+    import torch
+
+    if torch.device(device).type != "cuda" or not torch.cuda.is_initialized():
+        return
+    try:
+        if torch.cuda.memory_reserved() > RESERVED_LIMIT_BYTES:
+            torch.cuda.empty_cache()
+    except RuntimeError:
+        pass  # a lost context: cuda_context_error reports it next
 
 
 def cuda_context_error(device: str) -> str | None:

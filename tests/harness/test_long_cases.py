@@ -127,3 +127,47 @@ def test_a_campaign_over_seeds_can_leave_the_long_cases_out(monkeypatch):
     assert sum(max_offset(c) > OFFSET_LIMIT for c in with_long) == LONG_CASES["nightly"]
     assert without and all(max_offset(c) <= OFFSET_LIMIT for c in without)
     assert any("left out on request" in n for n in notes)
+
+
+def _oom_fuzz(monkeypatch, fails_first: int):
+    """fuzz() on a fake GPU where each case's first ``fails_first`` checks run out of memory."""
+    from harness.search import fuzz as fuzz_module
+    from harness.search.targets import load_kernel
+
+    _gpu_without_a_gpu(monkeypatch, 140)
+    monkeypatch.setattr(fuzz_module, "OOM_PAUSE_S", 0.0)
+    calls: dict[str, int] = {}
+
+    def check(target, case, device):
+        calls[case.case_id] = calls.get(case.case_id, 0) + 1
+        if calls[case.case_id] <= fails_first:
+            return _failed(
+                case, "crashed", "the kernel's worker failed: OutOfMemoryError: CUDA out of memory"
+            )
+        result = _failed(case, "error_budget", "")
+        result.status, result.failed_property, result.error_ratio = "pass", None, 0.0
+        return result
+
+    report = fuzz_module.fuzz(
+        load_kernel("fp16"),
+        examples=4,
+        seed=3,
+        device="cuda",
+        profile="nightly",
+        check=check,
+        long_cases=False,
+    )
+    return report, calls, fuzz_module.OOM_RETRIES
+
+
+def test_a_case_out_of_gpu_memory_is_retried_before_it_counts(monkeypatch):
+    report, calls, _ = _oom_fuzz(monkeypatch, fails_first=1)
+    assert report.ok and report.examples == 4
+    assert calls and all(n == 2 for n in calls.values())
+    assert any("ran out of GPU memory" in n for n in report.notes)
+
+
+def test_a_case_that_never_fits_fails_after_the_retries(monkeypatch):
+    report, calls, retries = _oom_fuzz(monkeypatch, fails_first=10**6)
+    assert not report.ok and report.failures[0].failed_property == "crashed"
+    assert calls[report.failures[0].case.case_id] >= retries + 1
