@@ -329,9 +329,14 @@ _INT8_QK = {
 # weights sum to about one moves that row by up to |v| / 127 (8e-3 of a unit-scale row; 4.5e-3 and
 # 7.4e-3 measured on an H100), so this method's worst-row and max-abs limits against its emulation
 # allow a few steps; the whole-tensor limit stays that of EMULATION_BUDGETS.
+# A row whose own size is a small part of |v| (an attention sink whose value is small takes most of
+# the weight) feels such a step that much more: a nightly-profile fuzz on an H200 found rows at 3.0e-2,
+# then 8.7e-2 (fp16, Nk 96, whole tensor 2.8e-4 and max-abs 1.5e-2 of the output's scale, two steps),
+# and 3.6e-2 (bf16) on attention sinks. The row limit, 0.25, is a sanity bound there; the whole-tensor
+# and max-abs limits stay tight.
 INT8_EMULATION = {
-    _F16: ErrorBudget(max_rel_l2=2e-3, max_abs=3e-2, max_row_rel_l2=3e-2),
-    _BF16: ErrorBudget(max_rel_l2=1.5e-2, max_abs=4e-2, max_row_rel_l2=4e-2),
+    _F16: ErrorBudget(max_rel_l2=2e-3, max_abs=3e-2, max_row_rel_l2=0.25),
+    _BF16: ErrorBudget(max_rel_l2=1.5e-2, max_abs=4e-2, max_row_rel_l2=0.25),
 }
 # sage_fp8 against its emulation on the GPU: Hopper's FP8 MMA sums one key block's P·V products in an
 # accumulator narrower than fp32 (the two-level scheme adds the block sums in fp32, but not the products
@@ -411,8 +416,10 @@ _MIXED = {
         gaussian=(2.5e-1, *_INT4_GAUSSIAN),
         small=(8e-3, 2e-5),
         # Worst row 1.96 (saturating) and max-abs 54 (outliers, bf16) measured on an H100 (nightly
-        # calibration, seeds 11 and 12).
-        saturating=(2e-1, 1.0, 4.0),
+        # calibration, seeds 11 and 12); then, on attention sinks (bf16, Nk 2553, kernel exact to 1e-3),
+        # worst row 3.34 and max-abs 1.07 in a nightly-profile fuzz on an H200: the flip bounds of the
+        # other Q/K-quantized methods.
+        saturating=(2e-1, _SATURATING_ABS, 8.0),
         outliers=(2e-1, 1.2e2, _OUTLIER_ROW),
         degenerate=(3e-1, 1.5),
     ),

@@ -136,6 +136,21 @@ NIGHTLY_FOUND = [
         '"hq":10,"nk":4608,"nq":4608,"seed":5,"sm_scale":null}',
     ),
     (
+        "int8",
+        '{"batch":4,"causal":false,"distribution":"attention_sink","dtype":"float16","head_dim":32,'
+        '"hkv":11,"hq":11,"nk":352,"nq":2913,"seed":0,"sm_scale":null}',
+    ),
+    (
+        "int8",
+        '{"batch":4,"causal":false,"distribution":"attention_sink","dtype":"float16","head_dim":32,'
+        '"hkv":12,"hq":12,"nk":96,"nq":2911,"seed":91,"sm_scale":0.132583}',
+    ),
+    (
+        "mixed",
+        '{"batch":3,"causal":true,"distribution":"attention_sink","dtype":"bfloat16","head_dim":96,'
+        '"hkv":10,"hq":20,"nk":2554,"nq":2554,"seed":2996812,"sm_scale":null}',
+    ),
+    (
         "sage_fp8",
         '{"batch":4,"causal":true,"distribution":"gaussian_tiny","dtype":"float16","head_dim":64,"hkv":2,'
         '"hq":2,"nk":1056,"nq":6271,"seed":578,"sm_scale":null}',
