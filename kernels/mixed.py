@@ -89,6 +89,26 @@ def _quantize_all(q: torch.Tensor, k: torch.Tensor):
     return q4, q8, k4, k8, kc
 
 
+def plan_summary(plan: MixedPlan) -> dict[str, float]:
+    """The plan as numbers to store with a result: the share of query and key/value heads at each width
+    (``q4``, ``q8``, ``q16``, ``k4``, ``k8``, ``k16``, over batch entries too) and the mean width of Q·K^T's
+    operands (``qk_bits``: 4 when every head of both is at 4 bits)."""
+    out: dict[str, float] = {}
+    for name, bits in (("q", plan.q_bits), ("k", plan.k_bits)):
+        total = max(bits.numel(), 1)
+        for width in (4, 8, 16):
+            out[f"{name}{width}"] = float((bits == width).sum()) / total
+    q_mean = float(plan.q_bits.float().mean()) if plan.q_bits.numel() else 0.0
+    k_mean = float(plan.k_bits.float().mean()) if plan.k_bits.numel() else 0.0
+    out["qk_bits"] = (q_mean + k_mean) / 2
+    return out
+
+
+def inspect_mixed(q, k, v, *, causal=False, sm_scale=None) -> dict[str, float]:
+    """:func:`plan_summary` of the plan ``mixed`` makes for these inputs (what the registry records)."""
+    return plan_summary(mixed_plan(q, k, sm_scale))
+
+
 def mixed_plan(
     q: torch.Tensor, k: torch.Tensor, sm_scale: float | None = None, *, _quantized=None
 ) -> MixedPlan:

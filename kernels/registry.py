@@ -59,7 +59,16 @@ def _budgets(**limits: tuple[float, ...]) -> dict[str, ErrorBudget]:
 
 
 def _spec(
-    name, launcher, bits, head_dims, description, source, dequantize=None, emulator=None, emulation=None
+    name,
+    launcher,
+    bits,
+    head_dims,
+    description,
+    source,
+    dequantize=None,
+    emulator=None,
+    emulation=None,
+    inspect=None,
 ) -> KernelSpec:
     """A registered method: fp16 and bf16, budgets from :data:`BUDGETS` and :data:`LENGTH_BUDGETS`.
 
@@ -80,6 +89,7 @@ def _spec(
         emulate=emulator or getattr(emulate, f"emulate_{name}"),
         emulation_budgets=emulation or {},
         length_budgets=LENGTH_BUDGETS.get(name, {}),
+        inspect=inspect,
     )
 
 
@@ -179,10 +189,16 @@ def _mixed_emulate(*args, **kwargs):
     return _call("mixed", "emulate_mixed", *args, **kwargs)
 
 
+def _mixed_inspect(*args, **kwargs):
+    return _call("mixed", "inspect_mixed", *args, **kwargs)
+
+
 def _lowbit_specs() -> list[KernelSpec]:
-    def spec(name, bits, description, dequantize, emulator, module="flash_int4") -> KernelSpec:
+    def spec(name, bits, description, dequantize, emulator, module="flash_int4", inspect=None) -> KernelSpec:
         launcher, source = f"kernels.{module}:flash_attention_{name}", f"kernels/{module}.py"
-        return _spec(name, launcher, bits, HEAD_DIMS, description, source, dequantize, emulator)
+        return _spec(
+            name, launcher, bits, HEAD_DIMS, description, source, dequantize, emulator, inspect=inspect
+        )
 
     return [
         spec(
@@ -209,6 +225,7 @@ def _lowbit_specs() -> list[KernelSpec]:
             _mixed_dequantize,
             _mixed_emulate,
             module="mixed",
+            inspect=_mixed_inspect,
         ),
     ]
 

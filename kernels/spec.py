@@ -118,6 +118,7 @@ def emulation_budget(
 AttentionFn = Callable[..., torch.Tensor]
 DequantizeFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 EmulateFn = Callable[..., torch.Tensor]
+InspectFn = Callable[..., Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class KernelSpec:
     method's own algorithm (its quantizers, its P steps, its softmax denominator rule, then exact
     arithmetic), returning a float64 (B, Hq, Nq, D) tensor: the kernel is judged tightly against it, so
     quantization loss never hides an arithmetic bug.
+    ``inspect(q, k, v, *, causal=False, sm_scale=None)``, when given, returns facts about how the method
+    runs these inputs (name -> float; for ``mixed`` the share of heads at each width), recorded with
+    every result of the case so a change of plan is visible beside a change of error.
     ``length_budgets`` maps an upper bound on the number of keys to per-family budgets that hold up to
     that length ("at Nk <= 4096, rel-L2 <= x"), for methods whose error really grows with Nk.
     """
@@ -157,6 +161,7 @@ class KernelSpec:
     length_budgets: Mapping[int, Mapping[str, ErrorBudget]] = field(default_factory=dict)
     # Per-dtype budget against ``emulate``; a dtype missing here uses :data:`EMULATION_BUDGETS`.
     emulation_budgets: Mapping[torch.dtype, ErrorBudget] = field(default_factory=dict)
+    inspect: InspectFn | None = None
 
     def emulation_budget_for(self, dtype: torch.dtype, family: str | None = None) -> ErrorBudget:
         """Budget of the kernel against its own emulation at ``dtype`` (on ``family``'s values)."""

@@ -378,6 +378,24 @@ def check_output_fresh(ex: _Example, out: torch.Tensor, out2, snapshot: torch.Te
         ex.notes.append("a later call overwrote this call's output")
 
 
+# Facts a spec's ``inspect`` may record are prefixed so they never shadow a measured metric.
+INSPECT_PREFIX = "plan_"
+
+
+def record_inspection(ex: _Example) -> None:
+    """Not a property: what the spec's ``inspect`` says about how the method ran this case (e.g.
+    ``mixed``'s plan), added to the metrics as ``plan_<name>`` floats."""
+    if ex.target.inspect is None:
+        return
+    try:
+        facts = ex.target.inspect(
+            *(t.clone() for t in ex.values), causal=ex.case.causal, sm_scale=ex.case.sm_scale
+        )
+        ex.metrics.update({f"{INSPECT_PREFIX}{name}": float(value) for name, value in facts.items()})
+    except Exception as exc:
+        ex.notes.append(f"inspect raised {_describe(exc)}; how the method ran this case not recorded")
+
+
 def check_case(target: KernelTarget, case: Case, device: str) -> CaseResult:
     """Run ``target`` on ``case`` (twice: the checked call and one on identical inputs) and check every
     property."""
@@ -393,6 +411,7 @@ def check_case(target: KernelTarget, case: Case, device: str) -> CaseResult:
     check_accuracy(ex, out)
     report_quantization_split(ex, out)
     check_emulation(ex, out)
+    record_inspection(ex)
     out2 = check_deterministic(ex, out)
     check_output_fresh(ex, out, out2, snapshot)
     return ex.finish("pass")

@@ -126,6 +126,8 @@ class KernelTarget:
     max_abs: float | None = None
     # The spec's float64 emulation of its own algorithm (None for a bare callable: nothing to emulate).
     emulate: Callable | None = None
+    # The spec's description of how it runs a case (e.g. mixed's plan), recorded with the metrics.
+    inspect: Callable | None = None
 
     def budget_for(self, family: str, dtype: str | None = None, n_k: int | None = None) -> ErrorBudget:
         """The spec's budget for ``family`` (and ``dtype``, and ``n_k`` where the spec has length-bucketed
@@ -178,6 +180,7 @@ def target_from_spec(
         source_hash=source_hash(spec.fn, spec.dequantize, spec.emulate, extra=spec.source or ""),
         dequantize=spec.dequantize,
         emulate=spec.emulate,
+        inspect=spec.inspect,
         **overrides,
     )
 

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from kernels import REGISTRY, attention
-from kernels.mixed import MixedPlan, dequantized_operands, flash_attention_mixed, format_plan, mixed_plan
+from kernels.mixed import (
+    MixedPlan,
+    dequantized_operands,
+    flash_attention_mixed,
+    format_plan,
+    mixed_plan,
+    plan_summary,
+)
 from kernels.reference import attention_reference
 from tests.kernels.cases import on_device, rel_l2
 
@@ -83,3 +90,32 @@ def test_bad_plan_raises():
     )
     with pytest.raises(ValueError, match="4, 8, 16"):
         flash_attention_mixed(q, k, v, plan=wrong_width)
+
+
+def test_plan_is_recorded_with_every_result():
+    """The plan travels with the case's metrics (plan_q4 ... plan_qk_bits), so the store keeps it."""
+    from harness.search.cases import Case
+    from harness.search.properties import check_case
+    from harness.search.targets import load_kernel
+    from tests.conftest import DEVICE
+
+    q, k, _ = _qkv(1)
+    k[:, 1, :, :4] = k[:, 1, :, :4] * 10 + 5
+    plan = mixed_plan(q, k)
+    summary, counts = plan_summary(plan), plan.counts()
+    assert summary["k4"] == summary["k8"] == 0.5 and summary["k16"] == 0.0
+    assert [summary[f"q{w}"] for w in (4, 8, 16)] == [counts["q"][w] / 4 for w in (4, 8, 16)]
+    q_mean = sum(w * n for w, n in counts["q"].items()) / 4
+    assert summary["qk_bits"] == pytest.approx((q_mean + 6) / 2)
+
+    case = Case.from_json(
+        '{"batch":1,"causal":false,"distribution":"gaussian","dtype":"float16","head_dim":32,"hkv":2,'
+        '"hq":4,"nk":40,"nq":24,"seed":3,"sm_scale":null}'
+    )
+    result = check_case(load_kernel("mixed"), case, DEVICE)
+    assert result.status == "pass"
+    plan = {k: v for k, v in result.metrics.items() if k.startswith("plan_")}
+    assert plan["plan_q4"] + plan["plan_q8"] + plan["plan_q16"] == 1.0
+    assert plan["plan_k4"] + plan["plan_k8"] + plan["plan_k16"] == 1.0
+    assert 4.0 <= plan["plan_qk_bits"] <= 16.0
+    assert not any(k.startswith("plan_") for k in check_case(load_kernel("int8"), case, DEVICE).metrics)

@@ -113,3 +113,23 @@ def test_fuzz_small_shapes(method, n_q, n_k, group, head_dim, bf16, causal, seed
     assert not torch.isnan(out).any()
     assert rel_l2(out, ref) <= budget.max_rel_l2
     assert (out.double() - ref).abs().max() <= budget.max_abs
+
+
+def test_a_failing_inspect_is_a_note_not_a_failure():
+    import dataclasses
+
+    from harness.search.cases import Case
+    from harness.search.properties import check_case
+    from harness.search.targets import load_kernel
+    from tests.conftest import DEVICE
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no plan")
+
+    target = dataclasses.replace(load_kernel("fp16"), inspect=broken)
+    case = Case.from_json(
+        '{"batch":1,"causal":false,"distribution":"gaussian","dtype":"float16","head_dim":32,"hkv":1,'
+        '"hq":1,"nk":16,"nq":16,"seed":1,"sm_scale":null}'
+    )
+    result = check_case(target, case, DEVICE)
+    assert result.status == "pass" and "inspect raised RuntimeError: no plan" in result.message
