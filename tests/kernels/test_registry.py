@@ -60,9 +60,10 @@ def test_spec_fields(name):
             assert budget.max_rel_l2 < (3 if family == "extreme" and name != "fp16" else 1)
         emul = spec.emulation_budget_for(dtype)
         # Whole tensor: fp32-accumulation sized. A row may move by a few P steps (int8, sage_fp8: the
-        # registry says why), never by more than an eighth of its size.
+        # registry says why): by up to an eighth of its size, a quarter for int8, whose P steps of
+        # |v|/127 land in rows an attention sink makes small (0.087 found on an H200).
         assert math.isfinite(emul.max_rel_l2) and 0 < emul.max_rel_l2 <= 1.5e-2
-        assert math.isfinite(emul.row_limit) and 0 < emul.row_limit <= 0.125
+        assert math.isfinite(emul.row_limit) and 0 < emul.row_limit <= (0.25 if name == "int8" else 0.125)
     assert callable(spec.emulate)
     assert (spec.dequantize is None) == (name == "fp16")
     qk_bits = {"fp16": (16, 16), "int4": (4, 4), "int4_seed": (8, 4), "mixed": (4, 4)}
