@@ -93,7 +93,7 @@ def _flash_int4_kernel(
     QNG: tl.constexpr = 2 * HALF // Q_GSIZE
     q_lo, q_hi = _dequant_halves(
         QC + bh * Nq * QCW, QM + bh * Nq * QNG * 2, offs_m, offs_h, offs_m < Nq,
-        Q_BITS, HALF, Q_GSIZE, QNG, DOT_DTYPE, BLOCK_M, BLOCK_H,
+        Q_BITS, HALF, Q_GSIZE, QNG, DOT_DTYPE, BLOCK_M, BLOCK_H, tl.float32, UPCAST,
     )  # fmt: skip
     KNG: tl.constexpr = 2 * HALF // K_GSIZE
     kc = KC + bh_kv * Nk * HALF
@@ -109,7 +109,7 @@ def _flash_int4_kernel(
         cols = start_n + offs_n
         n_ok = cols < Nk
         k_lo, k_hi = _dequant_halves(
-            kc, km, cols, offs_h, n_ok, 4, HALF, K_GSIZE, KNG, DOT_DTYPE, BLOCK_N, BLOCK_H
+            kc, km, cols, offs_h, n_ok, 4, HALF, K_GSIZE, KNG, DOT_DTYPE, BLOCK_N, BLOCK_H, tl.float32, UPCAST
         )
         s = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * qk_scale
         valid = n_ok[None, :]

@@ -159,6 +159,14 @@ def quantize_kv(
 
 
 @triton.jit
+def _to_bfloat16_rne(x):
+    """float32 ``x`` (finite) rounded to the nearest bfloat16 value, ties to even, kept in float32."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _dequant_halves(
     codes_base,
     meta_base,
@@ -173,9 +181,15 @@ def _dequant_halves(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
     MATH_DTYPE: tl.constexpr = tl.float32,
+    ROUND_BF16: tl.constexpr = False,
 ):
     """Tokens ``cols`` of a group-quantized tensor as two (BLOCK_N, BLOCK_H) tiles: channels [0, D/2)
-    and [D/2, D), dequantized (code · scale + offset in ``MATH_DTYPE``) and rounded to ``OUT_DTYPE``."""
+    and [D/2, D), dequantized (code · scale + offset in ``MATH_DTYPE``) and rounded to ``OUT_DTYPE``.
+
+    ``ROUND_BF16``: round to bfloat16 values first. The interpreter path of bf16 inputs runs its dots in
+    float32 (``OUT_DTYPE``) and must round where the GPU's bf16 dots do; by hand, because the
+    interpreter's own float32 -> bfloat16 cast truncates instead of rounding to nearest.
+    """
     # Bytes per token: D/2 packed nibbles at 4 bits, D codes at 8 bits. BLOCK_H is D/2 rounded up to
     # a power of two (D = 96); the padding columns and groups load as zeros.
     CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
@@ -201,8 +215,13 @@ def _dequant_halves(
     # One scale and offset per group of GSIZE channels, broadcast over the group in registers.
     x_lo = tl.reshape(c_lo.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_lo[:, :, None] + z_lo[:, :, None]
     x_hi = tl.reshape(c_hi.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_hi[:, :, None] + z_hi[:, :, None]
-    x_lo = tl.reshape(x_lo, (BLOCK_N, BLOCK_H)).to(OUT_DTYPE)
-    x_hi = tl.reshape(x_hi, (BLOCK_N, BLOCK_H)).to(OUT_DTYPE)
+    x_lo = tl.reshape(x_lo, (BLOCK_N, BLOCK_H))
+    x_hi = tl.reshape(x_hi, (BLOCK_N, BLOCK_H))
+    if ROUND_BF16:
+        x_lo = _to_bfloat16_rne(x_lo.to(tl.float32))
+        x_hi = _to_bfloat16_rne(x_hi.to(tl.float32))
+    x_lo = x_lo.to(OUT_DTYPE)
+    x_hi = x_hi.to(OUT_DTYPE)
     return x_lo, x_hi
 
 

@@ -172,17 +172,19 @@ def _load_halves_16(base, rows, stride_n, offs_h, n_ok, HALF: tl.constexpr, OUT_
 def _load_operand(
     c4, m4, c8, m8, x16, stride_n, width, rows, offs_h, n_ok,
     HALF: tl.constexpr, G4: tl.constexpr, G8: tl.constexpr, OUT_DTYPE: tl.constexpr,
-    BLOCK: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK: tl.constexpr, BLOCK_H: tl.constexpr, ROUND_BF16: tl.constexpr,
 ):  # fmt: skip
     # ``width`` is one scalar per program: the branch is uniform, never per element.
     if width == 4:
         lo, hi = _dequant_halves(
-            c4, m4, rows, offs_h, n_ok, 4, HALF, G4, 2 * HALF // G4, OUT_DTYPE, BLOCK, BLOCK_H
-        )
+            c4, m4, rows, offs_h, n_ok, 4, HALF, G4, 2 * HALF // G4, OUT_DTYPE, BLOCK, BLOCK_H,
+            tl.float32, ROUND_BF16,
+        )  # fmt: skip
     elif width == 8:
         lo, hi = _dequant_halves(
-            c8, m8, rows, offs_h, n_ok, 8, HALF, G8, 2 * HALF // G8, OUT_DTYPE, BLOCK, BLOCK_H
-        )
+            c8, m8, rows, offs_h, n_ok, 8, HALF, G8, 2 * HALF // G8, OUT_DTYPE, BLOCK, BLOCK_H,
+            tl.float32, ROUND_BF16,
+        )  # fmt: skip
     else:
         lo, hi = _load_halves_16(x16, rows, stride_n, offs_h, n_ok, HALF, OUT_DTYPE)
     return lo, hi
@@ -217,7 +219,7 @@ def _flash_mixed_kernel(
     q_lo, q_hi = _load_operand(
         QC4 + bh * Nq * HALF, QM4 + bh * Nq * NG4 * 2, QC8 + bh * Nq * D, QM8 + bh * Nq * NG8 * 2,
         Q16 + b * stride_qb + h * stride_qh, stride_qn, q_width, offs_m, offs_h, offs_m < Nq,
-        HALF, G4, G8, DOT_DTYPE, BLOCK_M, BLOCK_H,
+        HALF, G4, G8, DOT_DTYPE, BLOCK_M, BLOCK_H, UPCAST,
     )  # fmt: skip
     kc4 = KC4 + bh_kv * Nk * HALF
     km4 = KM4 + bh_kv * Nk * NG4 * 2
@@ -235,7 +237,7 @@ def _flash_mixed_kernel(
         n_ok = cols < Nk
         k_lo, k_hi = _load_operand(
             kc4, km4, kc8, km8, k16, stride_kn, k_width, cols, offs_h, n_ok,
-            HALF, G4, G8, DOT_DTYPE, BLOCK_N, BLOCK_H,
+            HALF, G4, G8, DOT_DTYPE, BLOCK_N, BLOCK_H, UPCAST,
         )  # fmt: skip
         s = (tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))) * qk_scale
         valid = n_ok[None, :]
