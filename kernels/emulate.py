@@ -58,21 +58,25 @@ def _replay(
     ``q_val`` (B, Hq, Nq, D), ``k_val``/``v_val`` (B, Hkv, Nk, D): float64 values the kernel multiplies
     (dequantized codes). Returns ``acc / l`` with rows that see no key set to zeros.
     """
-    b, hq, nq, _ = q_val.shape
-    nk = k_val.shape[2]
+    b, hq, nq, d = q_val.shape
+    hkv, nk = k_val.shape[1], k_val.shape[2]
     dv = v_val.shape[3]
     out_shape = (b, hq, nq, dv)
     if q_val.numel() == 0 or nk == 0:
         return torch.zeros(out_shape, dtype=torch.float64, device=q_val.device)
-    kf, vf = _expand(k_val, hq), _expand(v_val, hq)
+    # (B, Hkv, group, N, D) against (B, Hkv, 1, Nk, D): the matmuls broadcast over the group instead of
+    # copying K and V once per query head (a nightly GPU case's float64 K and V reach gigabytes).
+    group = hq // hkv
+    q_val = q_val.reshape(b, hkv, group, nq, d)
+    kf, vf = k_val.unsqueeze(2), v_val.unsqueeze(2)
     rows = torch.arange(nq, device=q_val.device)[:, None]
-    m = torch.full((b, hq, nq, 1), -math.inf, dtype=torch.float64, device=q_val.device)
+    m = torch.full((b, hkv, group, nq, 1), -math.inf, dtype=torch.float64, device=q_val.device)
     l_sum = torch.zeros_like(m)
-    acc = torch.zeros(out_shape, dtype=torch.float64, device=q_val.device)
+    acc = torch.zeros((b, hkv, group, nq, dv), dtype=torch.float64, device=q_val.device)
     for start in range(0, nk, block_n):
         stop = min(nk, start + block_n)
         # Logits in log2 units, as the kernels fold log2(e) into the scale and use exp2.
-        s = (q_val @ kf[:, :, start:stop].transpose(-1, -2)) * (scale * LOG2E)
+        s = (q_val @ kf[..., start:stop, :].transpose(-1, -2)) * (scale * LOG2E)
         if causal:
             cols = torch.arange(start, stop, device=q_val.device)[None, :]
             s = s.masked_fill(~(cols <= rows + (nk - nq)), -math.inf)
@@ -81,9 +85,10 @@ def _replay(
         alpha = torch.exp2(m - m_use)
         p = round_p(torch.exp2(s - m_use))
         l_sum = l_sum * alpha + p.sum(dim=-1, keepdim=True)
-        acc = acc * alpha + p @ vf[:, :, start:stop]
+        acc = acc * alpha + p @ vf[..., start:stop, :]
         m = m_new
-    return torch.where(l_sum > 0, acc / torch.where(l_sum > 0, l_sum, 1.0), 0.0)
+    out = torch.where(l_sum > 0, acc / torch.where(l_sum > 0, l_sum, 1.0), 0.0)
+    return out.reshape(out_shape)
 
 
 def _scale(q: torch.Tensor, sm_scale: float | None) -> float:
