@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.scripts import load_script
 
 
 def _campaign():
-    spec = importlib.util.spec_from_file_location("fuzz_campaign", BENCH / "fuzz_campaign.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/fuzz_campaign.py")
 
 
 def test_summary_flags_failures_and_unfinished_runs(tmp_path):

@@ -8,7 +8,6 @@ pretend to have them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -37,6 +36,7 @@ from tests.harness.crashing_kernels import MARKER_ENV
 from tests.harness.slot_kernels import BARRIER_ENV
 from tests.harness.test_reliability import gone
 from tests.pythonpath import repo_env
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CK = "tests.harness.crashing_kernels"
@@ -273,10 +273,7 @@ def test_sigterm_during_a_two_slot_run_ends_interrupted_with_nothing_lost(tmp_pa
 
 
 def bench_module():
-    spec = importlib.util.spec_from_file_location("bench_devices", ROOT / "bench" / "bench_devices.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/bench_devices.py")
 
 
 def test_bench_compares_cases_and_statuses():

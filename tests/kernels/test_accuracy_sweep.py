@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 from harness.search.distributions import DISTRIBUTION_NAMES
 from tests.conftest import DEVICE
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 def test_sweep_rows_and_worst_by_length():
-    sweep = _load("accuracy_vs_length")
-    plot = _load("plot_accuracy")
+    sweep = load_script("bench/accuracy_vs_length.py")
+    plot = load_script("bench/plot_accuracy.py")
     rows = sweep.measure(["int8"], [24, 40], [32], [0], 8, DEVICE)
     assert len(rows) == 2 * len(DISTRIBUTION_NAMES)
     for r in rows:

@@ -3,7 +3,6 @@ scripts behave (exit codes, step summary, reports, one PR comment updated in pla
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import re
@@ -18,6 +17,7 @@ import yaml
 from harness.cli import cli
 from harness.store import open_store
 from harness.verdicts import COMMENT_MARKER
+from tests.scripts import load_script
 from tests.verdicts.synthetic import GPU_ENV, record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,10 +101,7 @@ def test_check_script_exit_codes_summary_and_reports(tmp_path):
 
 
 def load_pr_comment():
-    spec = importlib.util.spec_from_file_location("pr_comment", ROOT / "ci" / "pr_comment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ci/pr_comment.py")
 
 
 def test_pr_comment_creates_then_updates_one_comment(tmp_path):
