@@ -34,6 +34,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from harness.search.metrics import error_metrics  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Dims:
@@ -145,11 +147,6 @@ def _time_ms(fn, device: str) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def _rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-
 def measure(methods, tokens, layers, dims, device, dtype=torch.float16) -> list[dict]:
     weights = make_weights(dims, layers, device, dtype)
     names = ["sdpa_flash", "sdpa_cudnn", *methods] if device == "cuda" else ["sdpa_math", *methods]
@@ -185,11 +182,11 @@ def _measure_length(names, x, weights, dims, device) -> list[dict]:
             rows.append(row)
             continue
         if reference is None:
-            reference = out.float()
+            reference = out.double()
         row.update(
             ms=ms,
             tokens_per_s=n / (ms / 1e3),
-            rel_l2_vs_first=_rel_l2(out, reference),
+            rel_l2_vs_first=error_metrics(out, reference)["rel_l2"],
             finite=bool(torch.isfinite(out).all()),
             attention_share=max(0.0, 1.0 - no_attention / ms),
         )
