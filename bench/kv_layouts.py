@@ -4,9 +4,9 @@
 
 Compares, at 4 and 8 bits, on Gaussian caches and on caches with channel outliers (6 K channels x10
 with an offset of 5, Q on those channels x3, 4 V channels x8): K quantized per token in groups of G
-channels along D (G = 32 or 128), or per channel over blocks of T tokens (T = 32 or 64; KIVI's layout),
+channels along D (G = 32 or 128), or per channel over blocks of T tokens (T = 32, 64 or 128; KIVI's layout),
 symmetric (absmax) or asymmetric (min/max), with or without K smoothing (the per-head mean over the
-tokens removed first); and V per token in groups of 32, 64 or 128. One operand is quantized at a time,
+tokens removed first); and V per token in groups of 32, 64 or 128, or per channel over blocks of T tokens. One operand is quantized at a time,
 the other is exact, so each number is that operand's own contribution. The table is in docs/perf.md.
 """
 
@@ -71,8 +71,9 @@ def main() -> None:
                     rows[f"K per token, G={g}, {kind}, smoothed"] = err(
                         quantize_groups(centered, bits, g, sym), v
                     )
-                for t in (32, 64):
+                for t in (32, 64, 128):
                     rows[f"K per channel, T={t}, {kind}"] = err(quantize_channels(k, bits, t, sym), v)
+                    rows[f"V per channel, T={t}, {kind}"] = err(k, quantize_channels(v, bits, t, sym))
                 for g in (32, 64, 128):
                     rows[f"V per token, G={g}, {kind}"] = err(k, quantize_groups(v, bits, g, sym))
             for name, e in sorted(rows.items(), key=lambda t: t[1]):

@@ -1,0 +1,202 @@
+"""A/B of decode-kernel variants: ``kernels/kv_cache.py`` as it is at several git refs, timed in one run.
+
+    python bench/ab_decode.py --export main decode-folded decode-magic   # here: writes .carry/ab/*.py
+    python bench/ab_decode.py .carry/ab/*.py                              # on the GPU machine
+    TRITON_INTERPRET=1 python bench/ab_decode.py --tiny .carry/ab/*.py    # the same paths on a CPU
+
+Kernel experiments live on branches; the device machine gets a copy of the working tree without git,
+so ``--export`` first writes each ref's ``kernels/kv_cache.py`` to a file, and the run loads each file
+as its own module (the rest of ``kernels`` is shared). Every variant must keep the public API
+(``quantize_kv``, ``decode_attention``, ``DecodeConfig``).
+
+For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, Nq in 1, 4, 16 against
+Nk 32k and 128k): a small tile sweep (BLOCK_N 64/128, 2-4 stages, 2 or 4 programs per SM), each timed
+as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2 against an FP32 oracle, beside
+SDPA cuDNN and flash on the fp16 cache and the device-to-device copy bandwidth. GB/s is the bytes each
+must read over its time. Writes ab_decode.json and ab_decode.md under $OUT (or ./ab_decode_out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+KV_MODULE = "kernels/kv_cache.py"
+
+
+def export(refs: list[str], dest: Path) -> list[Path]:
+    """Write ``KV_MODULE`` at each git ref to ``dest/<ref>.py`` (slashes in a ref become dashes)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ref in refs:
+        out = subprocess.run(
+            ["git", "show", f"{ref}:{KV_MODULE}"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"--export: git show {ref}:{KV_MODULE} failed: {out.stderr.strip()}")
+        path = dest / f"{ref.replace('/', '-')}.py"
+        path.write_text(out.stdout)
+        paths.append(path)
+    return paths
+
+
+def load_variant(path: Path):
+    """The file at ``path`` as a module named after it (Triton finds jit functions' globals there)."""
+    name = f"ab_{path.stem.replace('-', '_').replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    for attr in ("quantize_kv", "decode_attention", "DecodeConfig"):
+        if not hasattr(module, attr):
+            raise SystemExit(f"{path}: expected the kv_cache API ({attr} is missing)")
+    return module
+
+
+def configs(module, sms: int, tiny: bool) -> list:
+    """The library default (None) and a small sweep; only fields every variant has."""
+    if tiny:
+        return [None]
+    names = {f.name for f in fields(module.DecodeConfig)}
+    out = [None]
+    for bn in (64, 128):
+        for stages in (2, 3, 4):
+            for per_sm in (2, 4):
+                kw = dict(block_m=0, block_n=bn, num_warps=4, num_stages=stages, target_programs=per_sm * sms)
+                out.append(module.DecodeConfig(**{k: v for k, v in kw.items() if k in names}))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help="module files, or git refs with --export")
+    parser.add_argument("--export", action="store_true", help="write each ref's kv_cache.py, then stop")
+    parser.add_argument("--dest", default=".carry/ab", help="where --export writes (default .carry/ab)")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes (CPU interpreter)")
+    args = parser.parse_args(argv)
+    if args.export:
+        for path in export(args.variants, ROOT / args.dest):
+            print(path)
+        return 0
+    missing = [v for v in args.variants if not Path(v).is_file()]
+    if missing:
+        raise SystemExit(f"expected module files (run --export first for git refs), missing: {missing}")
+
+    import torch
+    import triton
+
+    from kernels.reference import attention_reference
+
+    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    device = "cpu" if interpret else "cuda"
+    variants = {Path(v).stem: load_variant(Path(v)) for v in args.variants}
+    out_dir = Path(os.environ.get("OUT", "ab_decode_out"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def timed(fn) -> float:
+        if interpret:
+            fn()
+            return float("nan")
+        return float(triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median"))
+
+    gpu = "CPU (Triton interpreter)" if interpret else torch.cuda.get_device_name()
+    sms = 4 if interpret else torch.cuda.get_device_properties(0).multi_processor_count
+    copy_gbps = float("nan")
+    if not interpret:
+        src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+        dst = torch.empty_like(src)
+        copy_gbps = (
+            2 * src.numel() / triton.testing.do_bench(lambda: dst.copy_(src), return_mode="median") / 1e6
+        )
+        del src, dst
+    header = f"{gpu}, torch {torch.__version__}, triton {triton.__version__}; copy {copy_gbps:.0f} GB/s"
+    print(header, flush=True)
+    B, Hq, Hkv, D = (1, 4, 2, 64) if args.tiny else (1, 32, 8, 128)
+    rows = []
+    for nk in (96,) if args.tiny else (32768, 131072):
+        gen = torch.Generator(device=device).manual_seed(nk)
+        k = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
+        v = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
+        fp16_bytes = 2 * k.numel() * 2
+        for nq in (1, 3) if args.tiny else (1, 4, 16):
+            q = torch.randn(B, Hq, nq, D, device=device, generator=gen).half()
+            ref = attention_reference(q, k, v, dtype=torch.float32)
+
+            def rel(o, ref=ref):
+                return float((o.float() - ref).norm() / ref.norm())
+
+            entries = []
+            if not interpret:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+
+                for backend, name in (
+                    (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
+                    (SDPBackend.FLASH_ATTENTION, "sdpa_flash"),
+                ):
+
+                    def sdpa(backend=backend, q=q, k=k, v=v):
+                        with sdpa_kernel(backend):
+                            return torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+
+                    entries.append((name, None, sdpa, fp16_bytes))
+            for vname, module in variants.items():
+                for bits in (8, 4):
+                    cache = module.quantize_kv(k, v, bits=bits)
+                    for cfg in configs(module, sms, args.tiny):
+
+                        def fn(m=module, c=cache, cfg=cfg, q=q):
+                            return m.decode_attention(q, c, config=cfg)
+
+                        entries.append((f"{vname} int{bits}", cfg, fn, cache.nbytes()))
+            for name, cfg, fn, nbytes in entries:
+                try:
+                    err = rel(fn())
+                    ms = timed(fn)
+                except Exception as exc:  # a variant or tile that fails is reported, not fatal
+                    print(f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+                    continue
+                rows.append(
+                    dict(nk=nk, nq=nq, name=name, config=repr(cfg), ms=ms, gbps=nbytes / ms / 1e6, rel_l2=err)
+                )
+        (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+    md = to_markdown(rows, header)
+    (out_dir / "ab_decode.md").write_text(md)
+    print(md)
+    return 0
+
+
+def to_markdown(rows: list[dict], header: str) -> str:
+    """Best configuration of each entry per shape, its time, bandwidth, speed-up over SDPA cuDNN."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["nk"], r["nq"], r["name"])
+        if key not in best or (r["ms"] == r["ms"] and not r["ms"] >= best[key]["ms"]):
+            best[key] = r
+    lines = [
+        header,
+        "",
+        "| Nk | Nq | entry | µs | GB/s | × SDPA cuDNN | rel-L2 | config |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (nk, nq, name), r in sorted(best.items(), key=lambda t: (t[0][0], t[0][1], t[1]["ms"])):
+        base = best.get((nk, nq, "sdpa_cudnn"))
+        ratio = f"{base['ms'] / r['ms']:.2f}" if base else "–"
+        lines.append(
+            f"| {nk} | {nq} | {name} | {r['ms'] * 1e3:.1f} | {r['gbps']:.0f} | {ratio} | "
+            f"{r['rel_l2']:.2e} | {r['config']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

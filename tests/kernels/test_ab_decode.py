@@ -1,0 +1,52 @@
+"""bench/ab_decode.py on the CPU: a ref's kv_cache.py is exported, loaded as its own module and measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.scripts import REPO, load_script
+
+
+def _ab():
+    return load_script("bench/ab_decode.py")
+
+
+@pytest.mark.interpreter
+def test_exported_variants_run_side_by_side(tmp_path, monkeypatch):
+    ab = _ab()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+    (path,) = ab.export([head.stdout.strip()], tmp_path)
+    assert path.read_text() == subprocess.run(
+        ["git", "show", "HEAD:kernels/kv_cache.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    twin = tmp_path / "twin.py"
+    twin.write_text(path.read_text())
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert ab.main(["--tiny", str(path), str(twin)]) == 0
+    rows = json.loads((tmp_path / "ab_decode.json").read_text())["rows"]
+    # Two variants x two widths x two query counts, each a separate module with the same kernel.
+    assert {r["name"] for r in rows} == {f"{v} int{b}" for v in (path.stem, "twin") for b in (8, 4)}
+    assert len(rows) == 8
+    by = {(r["name"].split()[1], r["nq"], r["name"].split()[0]): r["rel_l2"] for r in rows}
+    for bits, nq in ((b, n) for b in ("int8", "int4") for n in (1, 3)):
+        assert by[(bits, nq, "twin")] == by[(bits, nq, path.stem)]
+        assert 0 < by[(bits, nq, "twin")] < (0.02 if bits == "int8" else 0.2)
+    assert "| 96 | 1 | twin int8 |" in (tmp_path / "ab_decode.md").read_text()
+
+
+def test_a_module_without_the_api_is_refused(tmp_path):
+    ab = _ab()
+    bad = tmp_path / "bad.py"
+    bad.write_text("def quantize_kv():\n    pass\n")
+    with pytest.raises(SystemExit, match="decode_attention is missing"):
+        ab.load_variant(bad)
+    with pytest.raises(SystemExit, match="missing"):
+        ab.main([str(tmp_path / "absent.py")])
+
+
+def test_an_unknown_ref_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="git show no-such-ref"):
+        _ab().export(["no-such-ref"], tmp_path)
