@@ -4,8 +4,10 @@ A corpus is a list of :class:`~harness.search.cases.Case` built from shape templ
 distributions, sized by the suite (``quick``: one case per distribution family; ``ci``: every concrete
 distribution; ``nightly``: every distribution on every shape) and the device: on the CPU interpreter the
 shapes are tiny (a flash-attention forward there costs tens of milliseconds even at N=64), on a GPU they
-are the sizes models run at. Everything is deterministic: a template's seed derives from its name, so the
-same template gives the same case id in every suite, on every commit and machine.
+are the sizes models run at, and the GPU ``ci`` suite adds the benchmark shapes (head dims 64 and 128,
+N 4k-16k, causal and not) so the speed history is taken where speed is claimed. Everything is
+deterministic: a template's seed derives from its name, so the same template gives the same case id in
+every suite, on every commit and machine.
 
 Cases are filtered to what the kernel claims (head dims, dtypes): one corpus per kernel.
 """
@@ -35,6 +37,9 @@ class Template:
     nk: int
     causal: bool
     distribution: str
+    # Pinned for benchmark-sized cases (the shapes speed is claimed at); None: the corpus chooses.
+    head_dim: int | None = None
+    dtype: str | None = None
 
 
 # CPU interpreter: shapes of tens of tokens, two or four heads. The quick set is the README's main job
@@ -70,6 +75,16 @@ _GPU_CI_SHAPES = (
     ("gqa-2k-causal", (1, 32, 8, 2048, 2048, True)),
     ("chunked-prefill", (2, 16, 4, 512, 4096, True)),
 )
+# Benchmark-sized: the shapes docs/perf.md states speed at (head dims 64 and 128, N 4k-16k, causal and
+# not, fp16, Gaussian), so every commit's history carries the speeds that matter; at N <= 2048 launch
+# overhead dominates a kernel's time.
+_GPU_BENCH = (
+    Template("gpu/bench/hd128-16k", 1, 32, 32, 16384, 16384, False, "gaussian", 128, "float16"),
+    Template("gpu/bench/hd128-16k-causal", 1, 32, 32, 16384, 16384, True, "gaussian", 128, "float16"),
+    Template("gpu/bench/hd128-4k", 4, 32, 32, 4096, 4096, False, "gaussian", 128, "float16"),
+    Template("gpu/bench/hd64-16k", 1, 32, 32, 16384, 16384, False, "gaussian", 64, "float16"),
+    Template("gpu/bench/hd64-4k-causal", 4, 32, 32, 4096, 4096, True, "gaussian", 64, "float16"),
+)
 _GPU_NIGHTLY_SHAPES = (
     ("gqa-8k-causal", (1, 16, 4, 8192, 8192, True)),
     ("batch16-512", (16, 16, 16, 512, 512, False)),
@@ -101,7 +116,11 @@ def templates(suite: str, device: str) -> tuple[Template, ...]:
     if device == "cpu":
         tiers = (_CPU_QUICK, _sweep("cpu", _CPU_CI_SHAPES), _nightly_sweep("cpu", _CPU_NIGHTLY_SHAPES))
     elif device == "cuda":
-        tiers = (_GPU_QUICK, _sweep("gpu", _GPU_CI_SHAPES), _nightly_sweep("gpu", _GPU_NIGHTLY_SHAPES))
+        tiers = (
+            _GPU_QUICK,
+            _sweep("gpu", _GPU_CI_SHAPES) + _GPU_BENCH,
+            _nightly_sweep("gpu", _GPU_NIGHTLY_SHAPES),
+        )
     else:
         raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
     return tuple(t for tier in tiers[: SUITES.index(suite) + 1] for t in tier)
@@ -133,6 +152,12 @@ def build_corpus(suite: str, device: str, head_dims: Sequence[int], dtypes: Sequ
     chosen = templates(suite, device)
     cases: list[Case] = []
     for index, template in enumerate(chosen):
+        if template.head_dim is not None:
+            # A pinned shape runs only where the kernel claims its head dim; in its dtype where claimed.
+            if template.head_dim in dims:
+                dtype = template.dtype if template.dtype in dtype_order else dtype_order[0]
+                cases.append(_case(template, template.head_dim, dtype))
+            continue
         cases.append(_case(template, primary, dtype_order[index % len(dtype_order)]))
     if suite != "quick" or device == "cuda":
         # One sweep case per extra head dim, on the first two templates (non-causal and causal).

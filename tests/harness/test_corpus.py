@@ -132,3 +132,17 @@ def test_cli_offers_exactly_the_corpus_suites():
     from harness.cli.run import SUITE_CHOICES
 
     assert SUITE_CHOICES == SUITES
+
+
+def test_gpu_ci_carries_benchmark_sized_cases():
+    ci = build_corpus("ci", "cuda", ALL_DIMS, BOTH)
+    bench = [c for c in ci if c.nk >= 4096 and c.nq == c.nk]
+    shapes = {(c.head_dim, c.nk, c.causal) for c in bench}
+    assert {(128, 16384, False), (128, 16384, True), (64, 16384, False), (64, 4096, True)} <= shapes
+    assert all(c.dtype == "float16" and c.distribution == "gaussian" for c in bench)
+    # Pinned head dims: a kernel that does not claim one gets no such case; a bf16-only kernel runs bf16.
+    no128 = build_corpus("ci", "cuda", (64,), ("bfloat16",))
+    assert {c.head_dim for c in no128} == {64}
+    assert {(c.head_dim, c.dtype) for c in no128 if c.nk == 16384} == {(64, "bfloat16")}
+    assert not any(c.nk >= 4096 and c.nq > 1 for c in build_corpus("quick", "cuda", ALL_DIMS, BOTH))
+    assert max(c.nk for c in build_corpus("ci", "cpu", ALL_DIMS, BOTH)) <= 256
