@@ -1,0 +1,137 @@
+"""SASS instruction counts of the decode kernel, compiled for Hopper on a machine without a GPU.
+
+    python bench/sass_counts.py                              # kernels/kv_cache.py as it is
+    python bench/sass_counts.py .carry/ab/*.py --bits 8 4    # variants written by ab_decode.py --export
+
+Compiles ``_decode_kv_kernel`` of each module for sm_90a with Triton's bundled ptxas (fp16, D = 128, the
+library's default tile unless given), with 16-byte alignment of the pointers as the runtime specializes
+them, and prints the instruction mix from ``cuobjdump -sass`` plus registers and stack. The conversions
+(I2F, I2FP, F2FP) issue at a quarter of the FP32 rate on Hopper; docs/perf.md reads these counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+# Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones.
+os.environ.pop("TRITON_INTERPRET", None)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CONVERSIONS = ("I2F", "I2FP", "F2FP", "F2F")
+SIGNATURE = {
+    "Q": "*fp16", "KC": "*u8", "KM": "*bf16", "VC": "*u8", "VM": "*bf16", "LENS": "*i32",
+    "PACC": "*fp32", "PM": "*fp32", "PL": "*fp32", "stride_qb": "i32", "stride_qh": "i32",
+    "stride_qn": "i32", "Hkv": "i32", "GROUP": "i32", "Nq": "i32", "Nmax": "i32", "qk_scale": "fp32",
+    "NUM_M_BLOCKS": "i32", "CHUNK": "i32", "NUM_SPLITS": "i32",
+}  # fmt: skip
+
+
+def _module(path: Path):
+    name = f"sass_{path.stem.replace('-', '_').replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "_decode_kv_kernel"):
+        raise SystemExit(f"{path}: expected a module defining _decode_kv_kernel")
+    return module
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int) -> dict:
+    """Compile one variant and return its instruction counts, registers and stack bytes."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = _module(path)._decode_kv_kernel
+    if not isinstance(fn, triton.runtime.JITFunction):
+        raise SystemExit(
+            "expected compiled jit functions: run this script in a process without TRITON_INTERPRET"
+        )
+    head_dim, group = 128, (32 if bits == 4 else 64)
+    params = fn.arg_names
+    # Constexprs the variants define; each variant takes those its signature names.
+    candidates = dict(
+        CAUSAL=False, BITS=bits, HALF=head_dim // 2, GSIZE=group, NG=head_dim // group,
+        NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=16, BLOCK_N=block_n,
+        BLOCK_H=head_dim // 2,
+    )  # fmt: skip
+    signature = {name: SIGNATURE.get(name, "constexpr") for name in params}
+    unknown = [n for n, t in signature.items() if t == "constexpr" and n not in candidates]
+    if unknown:
+        raise SystemExit(f"{path}: no value known for the constexpr(s) {unknown}")
+    constexprs = {(params.index(n),): candidates[n] for n, t in signature.items() if t == "constexpr"}
+    aligned = {
+        (params.index(n),): [["tt.divisibility", 16]] for n, t in signature.items() if t.startswith("*")
+    }
+    kernel = triton.compile(
+        ASTSource(fn, signature, constexprs=constexprs, attrs=aligned),
+        target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=num_warps, num_stages=num_stages, enable_fp_fusion=False),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "k.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        sass = subprocess.run(
+            [_tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True, check=True
+        )
+        usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(cubin)], capture_output=True, text=True)
+    ops = Counter(re.findall(r"/\*[0-9a-f]{4,6}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", sass.stdout))
+    regs = re.search(r"REG:(\d+)", usage.stdout)
+    stack = re.search(r"STACK:(\d+)", usage.stdout)
+    return {
+        "variant": path.stem,
+        "bits": bits,
+        "total": sum(ops.values()),
+        "conversions": sum(ops[c] for c in CONVERSIONS),
+        "registers": int(regs.group(1)) if regs else None,
+        "stack": int(stack.group(1)) if stack else None,
+        "ops": dict(ops.most_common()),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", default=[str(ROOT / "kernels" / "kv_cache.py")])
+    parser.add_argument("--bits", type=int, nargs="+", default=[8, 4], choices=(4, 8))
+    parser.add_argument("--block-n", type=int, default=128)
+    parser.add_argument("--num-warps", type=int, default=4)
+    parser.add_argument("--num-stages", type=int, default=2)
+    parser.add_argument("--json", help="also write the counts to this file")
+    args = parser.parse_args(argv)
+    results = []
+    print("| variant | bits | SASS instructions | conversions | registers / stack | top instructions |")
+    print("|---|---|---|---|---|---|")
+    for module in args.modules:
+        for bits in args.bits:
+            r = count(Path(module), bits, args.block_n, args.num_warps, args.num_stages)
+            results.append(r)
+            top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])
+            print(
+                f"| {r['variant']} | {bits} | {r['total']} | {r['conversions']} | "
+                f"{r['registers']} / {r['stack']} | {top} |"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""bench/sass_counts.py: the decode kernel compiles for sm_90a on a machine without a GPU, and is counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.scripts import REPO
+
+SCRIPT = REPO / "bench" / "sass_counts.py"
+
+
+def _run(tmp_path, *args):
+    # Its own process: the tests' TRITON_INTERPRET=1 makes jit functions interpreted ones in this one.
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=300,
+    )  # fmt: skip
+
+
+def test_counts_the_shipped_decode_kernel(tmp_path):
+    out = tmp_path / "counts.json"
+    proc = _run(tmp_path, "--bits", "8", "--block-n", "64", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (r,) = json.loads(out.read_text())
+    assert r["variant"] == "kv_cache" and r["bits"] == 8
+    # Tensor-core dots for Q·K^T and P·V, and the int -> float conversions the dequantization needs.
+    assert r["ops"].get("HMMA", 0) > 0
+    assert 0 < r["conversions"] < r["total"] == sum(r["ops"].values())
+    assert r["registers"] is not None and 0 < r["registers"] <= 255
+    assert f"| kv_cache | 8 | {r['total']} | {r['conversions']} |" in proc.stdout
+
+
+def test_a_module_without_the_kernel_is_refused(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\n")
+    proc = _run(tmp_path, str(bad), "--bits", "8")
+    assert proc.returncode != 0 and "_decode_kv_kernel" in proc.stderr
