@@ -32,7 +32,8 @@ CONVERSIONS = ("I2F", "I2FP", "F2FP", "F2F")
 SIGNATURE = {
     "Q": "*fp16", "KC": "*u8", "KM": "*bf16", "VC": "*u8", "VM": "*bf16", "LENS": "*i32",
     "PACC": "*fp32", "PM": "*fp32", "PL": "*fp32", "stride_qb": "i32", "stride_qh": "i32",
-    "stride_qn": "i32", "Hkv": "i32", "GROUP": "i32", "Nq": "i32", "Nmax": "i32", "qk_scale": "fp32",
+    "stride_qn": "i32", "Hkv": "i32", "GROUP": "i32", "Nq": "i32", "Nmax": "i32", "NUM_BLOCKS": "i32",
+    "qk_scale": "fp32",
     "NUM_M_BLOCKS": "i32", "CHUNK": "i32", "NUM_SPLITS": "i32",
 }  # fmt: skip
 
