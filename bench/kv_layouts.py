@@ -4,10 +4,11 @@
 
 Compares, at 4 and 8 bits, on Gaussian caches and on caches with channel outliers (6 K channels x10
 with an offset of 5, Q on those channels x3, 4 V channels x8): K quantized per token in groups of G
-channels along D (G = 32 or 128), or per channel over blocks of T tokens (T = 32, 64 or 128; KIVI's layout),
-symmetric (absmax) or asymmetric (min/max), with or without K smoothing (the per-head mean over the
-tokens removed first); and V per token in groups of 32, 64 or 128, or per channel over blocks of T tokens. One operand is quantized at a time,
-the other is exact, so each number is that operand's own contribution. The table is in docs/perf.md.
+channels along D (G = 32 or 128), or per channel over blocks of T tokens (T = 32, 64 or 128; KIVI's
+layout), symmetric (absmax) or asymmetric (min/max), with or without K smoothing (the per-head mean
+over the tokens removed first); and V per token in groups of 32, 64 or 128, or per channel over blocks
+of T tokens. One operand is quantized at a time, the other is exact, so each number is that operand's
+own contribution. The table is in docs/perf.md.
 """
 
 from __future__ import annotations
