@@ -19,9 +19,12 @@ def test_exported_variants_run_side_by_side(tmp_path, monkeypatch):
     ab = _ab()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
     (path,) = ab.export([head.stdout.strip()], tmp_path)
-    assert path.read_text() == subprocess.run(
-        ["git", "show", "HEAD:kernels/kv_cache.py"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
+    assert (
+        path.read_text()
+        == subprocess.run(
+            ["git", "show", "HEAD:kernels/kv_cache.py"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+    )
     twin = tmp_path / "twin.py"
     twin.write_text(path.read_text())
     monkeypatch.setenv("OUT", str(tmp_path))
