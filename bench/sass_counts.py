@@ -55,7 +55,7 @@ def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
 
-def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int) -> dict:
+def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int, fusion: bool = False) -> dict:
     """Compile one variant and return its instruction counts, registers and stack bytes."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -85,7 +85,7 @@ def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int) 
     kernel = triton.compile(
         ASTSource(fn, signature, constexprs=constexprs, attrs=aligned),
         target=GPUTarget("cuda", 90, 32),
-        options=dict(num_warps=num_warps, num_stages=num_stages, enable_fp_fusion=False),
+        options=dict(num_warps=num_warps, num_stages=num_stages, enable_fp_fusion=fusion),
     )
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "k.cubin"
@@ -115,6 +115,9 @@ def main(argv=None) -> int:
     parser.add_argument("--block-n", type=int, default=128)
     parser.add_argument("--num-warps", type=int, default=4)
     parser.add_argument("--num-stages", type=int, default=2)
+    parser.add_argument(
+        "--fusion", action="store_true", help="compile with FP fusion on (the shipped launch turns it off)"
+    )
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args(argv)
     results = []
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|")
     for module in args.modules:
         for bits in args.bits:
-            r = count(Path(module), bits, args.block_n, args.num_warps, args.num_stages)
+            r = count(Path(module), bits, args.block_n, args.num_warps, args.num_stages, args.fusion)
             results.append(r)
             top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])
             print(
