@@ -151,20 +151,22 @@ def build_corpus(suite: str, device: str, head_dims: Sequence[int], dtypes: Sequ
     primary = _primary_head_dim(dims)
     chosen = templates(suite, device)
     cases: list[Case] = []
-    for index, template in enumerate(chosen):
-        if template.head_dim is not None:
-            # A pinned shape runs only where the kernel claims its head dim; in its dtype where claimed.
-            if template.head_dim in dims:
-                dtype = template.dtype if template.dtype in dtype_order else dtype_order[0]
-                cases.append(_case(template, template.head_dim, dtype))
-            continue
+    # The dtype alternates over the unpinned templates only, so adding pinned ones never changes the
+    # case ids (and cuts the histories) of the templates after them.
+    unpinned = [t for t in chosen if t.head_dim is None]
+    for index, template in enumerate(unpinned):
         cases.append(_case(template, primary, dtype_order[index % len(dtype_order)]))
     if suite != "quick" or device == "cuda":
         # One sweep case per extra head dim, on the first two templates (non-causal and causal).
         for extra in (d for d in dims if d != primary):
-            for index, template in enumerate(chosen[:2]):
+            for index, template in enumerate(unpinned[:2]):
                 dtype = dtype_order[(index + 1) % len(dtype_order)]
                 cases.append(_case(template, extra, dtype))
+    for template in chosen:
+        # A pinned shape runs only where the kernel claims its head dim; in its dtype where claimed.
+        if template.head_dim is not None and template.head_dim in dims:
+            dtype = template.dtype if template.dtype in dtype_order else dtype_order[0]
+            cases.append(_case(template, template.head_dim, dtype))
     return list(_unique(cases))
 
 

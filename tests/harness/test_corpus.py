@@ -146,3 +146,15 @@ def test_gpu_ci_carries_benchmark_sized_cases():
     assert {(c.head_dim, c.dtype) for c in no128 if c.nk == 16384} == {(64, "bfloat16")}
     assert not any(c.nk >= 4096 and c.nq > 1 for c in build_corpus("quick", "cuda", ALL_DIMS, BOTH))
     assert max(c.nk for c in build_corpus("ci", "cpu", ALL_DIMS, BOTH)) <= 256
+
+
+def test_pinned_cases_leave_every_other_case_id_alone(monkeypatch):
+    from harness.run import corpus
+
+    with_bench = {suite: ids(build_corpus(suite, "cuda", ALL_DIMS, BOTH)) for suite in SUITES}
+    monkeypatch.setattr(corpus, "_GPU_BENCH", ())
+    for suite in SUITES:
+        without = ids(build_corpus(suite, "cuda", ALL_DIMS, BOTH))
+        # The same cases in the same order, the pinned ones added at the end (none in quick).
+        assert with_bench[suite][: len(without)] == without
+        assert len(with_bench[suite]) - len(without) == (0 if suite == "quick" else 5)
