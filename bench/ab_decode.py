@@ -50,17 +50,24 @@ def export(refs: list[str], dest: Path) -> list[Path]:
     return paths
 
 
-def load_variant(path: Path):
-    """The file at ``path`` as a module named after it (Triton finds jit functions' globals there)."""
-    name = f"ab_{path.stem.replace('-', '_').replace('.', '_')}"
+def load_module(path: Path, prefix: str, required: tuple[str, ...], what: str):
+    """The file at ``path`` as a module named ``prefix`` + its stem (registered in ``sys.modules``:
+    Triton finds jit functions' globals there); SystemExit naming ``what`` if it lacks a ``required``
+    name. Shared with bench/sass_counts.py."""
+    name = f"{prefix}{path.stem.replace('-', '_').replace('.', '_')}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    for attr in ("quantize_kv", "decode_attention", "DecodeConfig"):
+    for attr in required:
         if not hasattr(module, attr):
-            raise SystemExit(f"{path}: expected the kv_cache API ({attr} is missing)")
+            raise SystemExit(f"{path}: expected {what} ({attr} is missing)")
     return module
+
+
+def load_variant(path: Path):
+    """A variant of ``kernels/kv_cache.py``: it must keep the public API."""
+    return load_module(path, "ab_", ("quantize_kv", "decode_attention", "DecodeConfig"), "the kv_cache API")
 
 
 def configs(module, sms: int, tiny: bool) -> list:

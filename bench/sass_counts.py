@@ -12,7 +12,6 @@ them, and prints the instruction mix from ``cuobjdump -sass`` plus registers and
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -38,17 +37,6 @@ SIGNATURE = {
 }  # fmt: skip
 
 
-def _module(path: Path):
-    name = f"sass_{path.stem.replace('-', '_').replace('.', '_')}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    if not hasattr(module, "_decode_kv_kernel"):
-        raise SystemExit(f"{path}: expected a module defining _decode_kv_kernel")
-    return module
-
-
 def _tool(name: str) -> str:
     import triton
 
@@ -61,7 +49,9 @@ def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int, 
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    fn = _module(path)._decode_kv_kernel
+    from bench.ab_decode import load_module
+
+    fn = load_module(path, "sass_", ("_decode_kv_kernel",), "a decode kernel module")._decode_kv_kernel
     if not isinstance(fn, triton.runtime.JITFunction):
         raise SystemExit(
             "expected compiled jit functions: run this script in a process without TRITON_INTERPRET"
