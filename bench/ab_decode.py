@@ -70,9 +70,9 @@ def load_variant(path: Path):
     return load_module(path, "ab_", ("quantize_kv", "decode_attention", "DecodeConfig"), "the kv_cache API")
 
 
-def configs(module, sms: int, tiny: bool) -> list:
-    """The library default (None) and a small sweep; only fields every variant has."""
-    if tiny:
+def configs(module, sms: int, tiny: bool, sweep: bool = True) -> list:
+    """The library default (None) and, with ``sweep``, a small sweep; only fields every variant has."""
+    if tiny or not sweep:
         return [None]
     names = {f.name for f in fields(module.DecodeConfig)}
     out = [None]
@@ -92,6 +92,12 @@ def main(argv=None) -> int:
     parser.add_argument("--export", action="store_true", help="write each ref's kv_cache.py, then stop")
     parser.add_argument("--dest", default=".carry/ab", help="where --export writes (default .carry/ab)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (CPU interpreter)")
+    parser.add_argument(
+        "--configs", choices=("sweep", "default"), default="sweep", help="tile sweep, or the default only"
+    )
+    parser.add_argument(
+        "--nk", type=int, nargs="+", default=[32768, 131072], help="cache lengths (default 32768 131072)"
+    )
     args = parser.parse_args(argv)
     if args.export:
         for path in export(args.variants, ROOT / args.dest):
@@ -132,7 +138,7 @@ def main(argv=None) -> int:
     print(header, flush=True)
     B, Hq, Hkv, D = (1, 4, 2, 64) if args.tiny else (1, 32, 8, 128)
     rows = []
-    for nk in (96,) if args.tiny else (32768, 131072):
+    for nk in (96,) if args.tiny else args.nk:
         gen = torch.Generator(device=device).manual_seed(nk)
         k = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
         v = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
             for vname, module in variants.items():
                 for bits in (8, 4):
                     cache = module.quantize_kv(k, v, bits=bits)
-                    for cfg in configs(module, sms, args.tiny):
+                    for cfg in configs(module, sms, args.tiny, args.configs == "sweep"):
 
                         def fn(m=module, c=cache, cfg=cfg, q=q):
                             return m.decode_attention(q, c, config=cfg)
@@ -177,7 +183,8 @@ def main(argv=None) -> int:
                 rows.append(
                     dict(nk=nk, nq=nq, name=name, config=repr(cfg), ms=ms, gbps=nbytes / ms / 1e6, rel_l2=err)
                 )
-        (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+            # after every shape, so a run cut off by a time limit keeps what it measured
+            (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
     md = to_markdown(rows, header)
     (out_dir / "ab_decode.md").write_text(md)
     print(md)

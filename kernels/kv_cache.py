@@ -5,25 +5,33 @@ Quantize once, attend many times::
     cache = quantize_kv(k, v, bits=4)                  # k, v: (B, Hkv, Nmax, D) fp16/bf16
     o = decode_attention(q, cache, causal=True)        # q: (B, Hq, Nq, D), Nq small (1..16)
 
-Layout (see :mod:`kernels.quant_lowbit`): every token's K and V are quantized per group of channels
-along D, asymmetric (min/max), scale and offset in bf16; 4-bit codes packed two per byte by halves.
-Asymmetric per-token groups were chosen by measurement (bench/kv_layouts.py; docs/perf.md): on
-Gaussian and channel-outlier caches they beat symmetric groups by 15-40% in output rel-L2, and came
-within ~10% of per-channel K quantized over blocks of tokens (KIVI's layout) while letting the cache
-grow token by token and sharing one code path for K and V. Bytes read per token and head at D=128:
-160 at 4 bits (64 of codes + 16 of metadata, for K and for V), 272 at 8 bits, against 512 for fp16.
+Layout (see :mod:`kernels.quant_lowbit`): every token's K is quantized per group of channels along
+D and its V per half of D, asymmetric (min/max), scale and offset in bf16; 4-bit codes packed two per
+byte by halves. Asymmetric per-token groups were chosen by measurement (bench/kv_layouts.py;
+docs/perf.md): on Gaussian and channel-outlier caches they beat symmetric groups by 15-40% in output
+rel-L2, and came within ~10% of per-channel K quantized over blocks of tokens (KIVI's layout) while
+letting the cache grow token by token. V has one group per half of D because its scales multiply P
+before the P·V dot (below), and each group would need its own accumulator. Bytes read per token and
+head at D=128: 152 at 4 bits (64 + 16 for K, 64 + 8 for V), 272 at 8 bits, against 512 for fp16.
 
 K smoothing: the per-(b, h) mean of K over the filled tokens is subtracted before quantizing (in a copy;
 the caller's tensor is only read). Softmax cannot see a per-row constant and ``q · mean`` is one, so the
 cache never needs the mean back, while outlier channel offsets no longer eat the 16 levels of a group.
 
-The kernel: one program per (batch, KV head, block of rows, split of the keys). Its rows are every
+The kernels: one program per (batch, KV head, block of rows, split of the keys). Its rows are every
 (query head of the GQA group, query) pair, so a K/V tile is loaded once for all the query heads that
-share it. Each K/V tile is loaded as packed codes, unpacked (mask and shift) and dequantized in
-registers (``code · scale + offset`` in fp32, rounded to q's dtype) and fed to tensor-core dots split
-over the two halves of D; the online softmax is fp32. Each split writes its unnormalized partial sum,
-maximum and denominator; a second small kernel merges the splits. Fixed splits and no atomics: reruns
-are bit-identical.
+share it. Two ways to dequantize, picked by the rows per program (``DecodeConfig.fold``):
+
+- folded (16 rows or fewer: Nq = 1 with up to 16 query heads per KV head, the common decode step):
+  the packed codes are unpacked and turned into exact centred integers with a logic op and an add (no
+  int-to-float conversions) and fed to the tensor-core dots; K's scales and offsets are applied to the
+  scores of each group's dot, V's scales to P before the P·V dot. Its work grows with the scores.
+- dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
+  before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
+  GQA 4: 64 rows, where the folded kernel was 1.4-1.8x slower on an H200; docs/perf.md).
+
+The online softmax is fp32. Each split writes its unnormalized partial sum, maximum and denominator;
+a second small kernel merges the splits. Fixed splits and no atomics: reruns are bit-identical.
 """
 
 from __future__ import annotations
@@ -119,7 +127,8 @@ def quantize_kv(
     ``bits``: 4 (codes packed two per byte) or 8. ``lengths``: filled tokens per batch entry (None:
     all Nmax; an int; or an integer tensor (B,)); tokens past a row's length are never read (they are
     zeroed in the quantized copy, so uninitialized memory cannot leak NaN into the metadata).
-    ``group``: channels per scale (default :func:`default_kv_group`). ``smooth_k``: subtract K's mean
+    ``group``: channels per scale of K, a power of two from 16 to D/2 (default
+    :func:`default_kv_group`); V has one scale per half of D. ``smooth_k``: subtract K's mean
     over the filled tokens first (see the module doc). Inputs are never modified.
     """
     for name, t in (("k", k), ("v", v)):
@@ -142,8 +151,11 @@ def quantize_kv(
         raise ValueError(f"head dim: expected one of {', '.join(map(str, HEAD_DIMS))}, got {D}")
     group = default_kv_group(D, bits) if group is None else group
     check_group(D, group, bits)
-    if (D // 2) % group != 0 or group & (group - 1):
-        raise ValueError(f"group: expected a power of two dividing half the head dim ({D // 2}), got {group}")
+    if (D // 2) % group != 0 or group & (group - 1) or group < 16:
+        # The kernel feeds each group to a tensor-core dot, whose reduction is at least 16 long.
+        raise ValueError(
+            f"group: expected a power of two, at least 16, dividing half the head dim ({D // 2}), got {group}"
+        )
     lens = _check_lengths(lengths, B, N, k.device)
     filled = (torch.arange(N, device=k.device)[None, :] < lens[:, None].long())[:, None, :, None]
     kf = torch.where(filled, k.float(), 0.0)
@@ -153,7 +165,7 @@ def quantize_kv(
         count = lens.clamp(min=1).float()[:, None, None, None]
         center = torch.where(filled, kf.sum(dim=2, keepdim=True) / count, 0.0)
     qk = quantize_groups(kf, bits=bits, group=group, center=center)
-    qv = quantize_groups(vf, bits=bits, group=group)
+    qv = quantize_groups(vf, bits=bits, group=D // 2)
     max_length = int(lens.max()) if B else 0
     return QuantizedKV(qk, qv, lens, max_length, k.dtype, smooth_k)
 
@@ -225,6 +237,24 @@ def _dequant_halves(
     return x_lo, x_hi
 
 
+@triton.jit
+def _centered_codes(c, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr):
+    """uint8 codes ``c`` as ``c - CENTER``, exactly, in ``DOT_DTYPE``, with no int-to-float conversion.
+
+    OR-ing a code into the mantissa of a power of two gives ``2^k + c`` as a float (2^10 in fp16, whose
+    mantissa holds any 8-bit code; 2^23 in fp32 for bf16 and the interpreter), and one subtraction
+    leaves the integer ``c - CENTER``: a logic op and a (packed) add instead of a quarter-rate I2F.
+    Centred codes keep the dot products small; every value is an integer below 2^8, exact in every
+    dot dtype.
+    """
+    if F16_MAGIC:
+        x = (c.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)
+        return x - (1024.0 + CENTER)
+    else:
+        x = (c.to(tl.uint32) | 0x4B000000).to(tl.float32, bitcast=True)
+        return (x - (8388608.0 + CENTER)).to(DOT_DTYPE)
+
+
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
 def _decode_kv_kernel(
     Q,
@@ -253,7 +283,159 @@ def _decode_kv_kernel(
     GSIZE: tl.constexpr,
     NG: tl.constexpr,
     UPCAST: tl.constexpr,
-    LOW_MATH: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    # Dequantization is folded into the dots instead of done per element: the tensor cores see the
+    # integer codes (centred, exact), and the per-key scales and offsets are applied to the few
+    # (rows x keys) scores and probabilities, never to the (keys x channels) tiles.
+    #   K, group g of GSIZE channels: q . k_j = s_gj * (q_g . (c_gj - C)) + qsum_g * z'_gj, where
+    #     z'_gj = z_gj + C * s_gj and qsum_g is the sum of q over the group;
+    #   V, one group per half of D: sum_j p_j v_jd = sum_j (p_j * s_j) (c_jd - C) + sum_j p_j z'_j.
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    bh_kv = (pid // NUM_M_BLOCKS).to(tl.int64)
+    m_block = pid % NUM_M_BLOCKS
+    b = bh_kv // Hkv
+    hkv = bh_kv % Hkv
+    # Rows: (query head of the group, query) pairs, so the K/V tile serves every head that shares it.
+    rows = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < GROUP * Nq
+    qi = rows % Nq
+    hq = hkv * GROUP + rows // Nq
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_g = tl.arange(0, GSIZE)
+    offs_n = tl.arange(0, BLOCK_N)
+    h_ok = offs_h < HALF
+    DOT_DTYPE: tl.constexpr = tl.float32 if UPCAST else Q.dtype.element_ty
+    F16_MAGIC: tl.constexpr = Q.dtype.element_ty == tl.float16
+    CENTER: tl.constexpr = 1 << (BITS - 1)
+    CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
+    GPH: tl.constexpr = HALF // GSIZE
+    q_rows = Q + b * stride_qb + hq[:, None].to(tl.int64) * stride_qh + qi[:, None] * stride_qn
+
+    length = tl.load(LENS + b)
+    lo = split * CHUNK
+    hi = tl.minimum(lo + CHUNK, length)
+    kc = KC + bh_kv * Nmax * CW
+    vc = VC + bh_kv * Nmax * CW
+    km = KM + bh_kv * Nmax * NG * 2
+    vm = VM + bh_kv * Nmax * 4
+    # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
+    shift = length - Nq
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc_lo = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    acc_hi = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    z_lo = tl.zeros([BLOCK_M], dtype=tl.float32)
+    z_hi = tl.zeros([BLOCK_M], dtype=tl.float32)
+    for start in range(lo, hi, BLOCK_N):
+        cols = start + offs_n
+        n_ok = cols < hi
+        key = cols.to(tl.int64)
+        s = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        # Group g of the low half and group g of the high half share their bytes at 4 bits.
+        for g in tl.static_range(GPH):
+            ch = g * GSIZE + offs_g
+            ptr = kc + key[:, None] * CW + ch[None, :]
+            if BITS == 4:
+                packed = tl.load(ptr, mask=n_ok[:, None], other=0)
+                c_a = packed & 15
+                c_b = packed >> 4
+            else:
+                c_a = tl.load(ptr, mask=n_ok[:, None], other=0)
+                c_b = tl.load(ptr + HALF, mask=n_ok[:, None], other=0)
+            q_a = tl.load(q_rows + ch[None, :], mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
+            q_b = tl.load(q_rows + HALF + ch[None, :], mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
+            ma = km + key * (NG * 2) + 2 * g
+            mb = ma + 2 * GPH
+            s_a = tl.load(ma, mask=n_ok, other=0.0).to(tl.float32) * qk_scale
+            s_b = tl.load(mb, mask=n_ok, other=0.0).to(tl.float32) * qk_scale
+            o_a = tl.load(ma + 1, mask=n_ok, other=0.0).to(tl.float32) * qk_scale + CENTER * s_a
+            o_b = tl.load(mb + 1, mask=n_ok, other=0.0).to(tl.float32) * qk_scale + CENTER * s_b
+            d_a = tl.dot(q_a, tl.trans(_centered_codes(c_a, CENTER, DOT_DTYPE, F16_MAGIC)))
+            d_b = tl.dot(q_b, tl.trans(_centered_codes(c_b, CENTER, DOT_DTYPE, F16_MAGIC)))
+            qs_a = tl.sum(q_a.to(tl.float32), axis=1)
+            qs_b = tl.sum(q_b.to(tl.float32), axis=1)
+            s += d_a * s_a[None, :] + qs_a[:, None] * o_a[None, :]
+            s += d_b * s_b[None, :] + qs_b[:, None] * o_b[None, :]
+        valid = n_ok[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= qi[:, None] + shift)
+        # s is a finished sum (never a bare product), so s - m is exact at the row maximum even where
+        # the compiler fuses multiply-adds: exp2 gives exactly 1 there (see flash_int8.py).
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_use)
+        p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0))
+        vptr = vc + key[:, None] * CW + offs_h[None, :]
+        vmask = n_ok[:, None] & h_ok[None, :]
+        if BITS == 4:
+            packed = tl.load(vptr, mask=vmask, other=0)
+            v_lo = packed & 15
+            v_hi = packed >> 4
+        else:
+            v_lo = tl.load(vptr, mask=vmask, other=0)
+            v_hi = tl.load(vptr + HALF, mask=vmask, other=0)
+        vmeta = vm + key * 4
+        vs_lo = tl.load(vmeta, mask=n_ok, other=0.0).to(tl.float32)
+        vs_hi = tl.load(vmeta + 2, mask=n_ok, other=0.0).to(tl.float32)
+        vz_lo = tl.load(vmeta + 1, mask=n_ok, other=0.0).to(tl.float32) + CENTER * vs_lo
+        vz_hi = tl.load(vmeta + 3, mask=n_ok, other=0.0).to(tl.float32) + CENTER * vs_hi
+        # The dots see P times each key's scale, rounded to the dot dtype; the offsets' share and the
+        # denominator are fp32 sums of the unrounded P.
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        z_lo = z_lo * alpha + tl.sum(p * vz_lo[None, :], axis=1)
+        z_hi = z_hi * alpha + tl.sum(p * vz_hi[None, :], axis=1)
+        p_lo = (p * vs_lo[None, :]).to(DOT_DTYPE)
+        p_hi = (p * vs_hi[None, :]).to(DOT_DTYPE)
+        acc_lo = tl.dot(p_lo, _centered_codes(v_lo, CENTER, DOT_DTYPE, F16_MAGIC), acc_lo * alpha[:, None])
+        acc_hi = tl.dot(p_hi, _centered_codes(v_hi, CENTER, DOT_DTYPE, F16_MAGIC), acc_hi * alpha[:, None])
+        m_i = m_new
+
+    acc_lo += z_lo[:, None]
+    acc_hi += z_hi[:, None]
+    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
+    slot = row_id * NUM_SPLITS + split
+    tl.store(PM + slot, m_i, mask=row_ok)
+    tl.store(PL + slot, l_i, mask=row_ok)
+    acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
+    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
+
+
+@triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
+def _decode_kv_dequant_kernel(
+    Q,
+    KC,
+    KM,
+    VC,
+    VM,
+    LENS,
+    PACC,
+    PM,
+    PL,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    Hkv,
+    GROUP,
+    Nq,
+    Nmax,
+    qk_scale,
+    NUM_M_BLOCKS,
+    CHUNK,
+    NUM_SPLITS,
+    CAUSAL: tl.constexpr,
+    BITS: tl.constexpr,
+    HALF: tl.constexpr,
+    GSIZE: tl.constexpr,
+    NG: tl.constexpr,
+    UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
@@ -278,7 +460,6 @@ def _decode_kv_kernel(
     q_lo = tl.load(q_ptrs, mask=row_ok[:, None] & h_ok[None, :], other=0.0)
     q_hi = tl.load(q_ptrs + HALF, mask=row_ok[:, None] & h_ok[None, :], other=0.0)
     DOT_DTYPE: tl.constexpr = tl.float32 if UPCAST else Q.dtype.element_ty
-    MATH: tl.constexpr = DOT_DTYPE if LOW_MATH else tl.float32
     q_lo = q_lo.to(DOT_DTYPE)
     q_hi = q_hi.to(DOT_DTYPE)
 
@@ -288,7 +469,8 @@ def _decode_kv_kernel(
     CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
     kc = KC + bh_kv * Nmax * CW
     vc = VC + bh_kv * Nmax * CW
-    meta = bh_kv * Nmax * NG * 2
+    km = KM + bh_kv * Nmax * NG * 2
+    vm = VM + bh_kv * Nmax * 4
     # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
     shift = length - Nq
 
@@ -300,7 +482,7 @@ def _decode_kv_kernel(
         cols = start + offs_n
         n_ok = cols < hi
         k_lo, k_hi = _dequant_halves(
-            kc, KM + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, MATH
+            kc, km, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H
         )
         s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
         s = s * qk_scale
@@ -313,9 +495,24 @@ def _decode_kv_kernel(
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_use)
         p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(DOT_DTYPE)
-        v_lo, v_hi = _dequant_halves(
-            vc, VM + meta, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, MATH
-        )
+        # V: one (scale, offset) per half of D and token.
+        key = cols.to(tl.int64)
+        vptr = vc + key[:, None] * CW + offs_h[None, :]
+        vmask = n_ok[:, None] & h_ok[None, :]
+        if BITS == 4:
+            packed = tl.load(vptr, mask=vmask, other=0)
+            c_lo = packed & 15
+            c_hi = packed >> 4
+        else:
+            c_lo = tl.load(vptr, mask=vmask, other=0)
+            c_hi = tl.load(vptr + HALF, mask=vmask, other=0)
+        vmeta = vm + key * 4
+        vs_lo = tl.load(vmeta, mask=n_ok, other=0.0).to(tl.float32)
+        vz_lo = tl.load(vmeta + 1, mask=n_ok, other=0.0).to(tl.float32)
+        vs_hi = tl.load(vmeta + 2, mask=n_ok, other=0.0).to(tl.float32)
+        vz_hi = tl.load(vmeta + 3, mask=n_ok, other=0.0).to(tl.float32)
+        v_lo = (c_lo.to(tl.float32) * vs_lo[:, None] + vz_lo[:, None]).to(DOT_DTYPE)
+        v_hi = (c_hi.to(tl.float32) * vs_hi[:, None] + vz_hi[:, None]).to(DOT_DTYPE)
         # The denominator sums the rounded P the dots see, so numerator and denominator agree.
         l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
         acc_lo = tl.dot(p, v_lo, acc_lo * alpha[:, None])
@@ -363,15 +560,19 @@ def _combine_splits_kernel(
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Tiles of :func:`decode_attention`; ``block_m=0`` picks the rows per program from the shape."""
+    """Tiles of :func:`decode_attention`; ``block_m=0`` picks the rows per program from the shape.
+
+    ``fold``: which kernel. True: dequantization folded into the dots (per-score work, cheapest when
+    the rows of a KV head fit one 16-row tile); False: every code dequantized in registers before the
+    dots (per-code work, cheapest for many rows); None: by the rows per program (16 or fewer: folded).
+    """
 
     block_m: int
     block_n: int
     num_warps: int
     num_stages: int
     target_programs: int
-    # Dequantize in q's dtype instead of fp32 (two roundings instead of one; benchmarks only).
-    low_math: bool = False
+    fold: bool | None = None
 
 
 @functools.lru_cache(maxsize=8)
@@ -390,8 +591,10 @@ def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> D
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
     # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).
+    # The folded kernel (16 rows) preferred 3 stages in the H200 A/B (bench/ab_decode.py; docs/perf.md).
     sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=2, target_programs=2 * sms)
+    stages = 3 if block_m == 16 else 2
+    return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=stages, target_programs=2 * sms)
 
 
 def decode_attention(
@@ -458,17 +661,20 @@ def decode_attention(
     pacc = torch.empty((rows, splits, D), dtype=torch.float32, device=q.device)
     pm = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
+    fold = cfg.block_m <= 16 if cfg.fold is None else cfg.fold
+    kernel = _decode_kv_kernel if fold else _decode_kv_dequant_kernel
     kq, vq = cache.k, cache.v
-    _decode_kv_kernel[(programs, splits)](
+    kernel[(programs, splits)](
         q, kq.codes, kq.meta, vq.codes, vq.meta, cache.lengths, pacc, pm, pl,
         q.stride(0), q.stride(1), q.stride(2),
         Hkv, group, Nq, Nmax, scale * LOG2E, num_m, chunk, splits,
         CAUSAL=causal, BITS=kq.bits, HALF=D // 2, GSIZE=kq.group, NG=D // kq.group,
-        UPCAST=interpreting() and q.dtype == torch.bfloat16, LOW_MATH=cfg.low_math,
+        UPCAST=interpreting() and q.dtype == torch.bfloat16,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-        # exp2(s - m) must give exactly 1 at the row maximum (see flash_int8.py).
-        enable_fp_fusion=False,
+        # The dequantizing kernel's s = dot * scale is a bare product: fused into s - m it would make
+        # exp2 miss 1 at the row maximum (see flash_int8.py). The folded kernel's s is a finished sum.
+        enable_fp_fusion=fold,
     )  # fmt: skip
     _combine_splits_kernel[(rows,)](
         pacc, pm, pl, out, splits, D,
@@ -487,10 +693,10 @@ def dequantize_kv(
 def decode_emulate(
     q: torch.Tensor, cache: QuantizedKV, *, causal: bool = False, sm_scale: float | None = None
 ) -> torch.Tensor:
-    """float64 emulation of :func:`decode_attention`: the kernel's own dequantized K/V (rounded to q's
-    dtype as the kernel rounds them for its dots), then exact attention over each row's filled keys."""
-    k, v = dequantize_kv(cache, torch.float32)
-    k, v = k.to(cache.dtype), v.to(cache.dtype)
+    """float64 emulation of :func:`decode_attention`: the cache's own dequantized K/V in float64 (the
+    kernel's dots see the codes exactly and apply scales and offsets in fp32), then exact attention
+    over each row's filled keys. The kernel differs only by rounding P times V's scales to q's dtype."""
+    k, v = dequantize_kv(cache, torch.float64)
     outs = []
     for b in range(q.size(0)):
         n = int(cache.lengths[b])

@@ -14,8 +14,9 @@ from tests.kernels.cases import on_device, rel_l2
 
 F16, BF16 = torch.float16, torch.bfloat16
 # rel-L2 against FP64 on Gaussian caches of up to a few hundred keys (measured ~1e-1 at 4 bits and
-# ~7e-3 at 8 bits; docs/perf.md has the long-cache numbers) and against the emulation, whose only
-# difference from the kernel is P rounded to q's dtype.
+# ~7e-3 at 8 bits; docs/perf.md has the long-cache numbers) and against the float64 emulation, from
+# which the folded kernel differs by P·scale rounded to q's dtype, the dequantizing one by P and the
+# dequantized K and V rounded to it.
 ORACLE = {4: 0.2, 8: 0.02}
 EMULATION = {F16: 2e-3, BF16: 1.2e-2}
 
@@ -49,10 +50,11 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "dequantizing"])
 @pytest.mark.parametrize(
     "case", CASES, ids=lambda c: f"b{c[0]}h{c[1]}:{c[2]}-q{c[3]}k{c[4]}-d{c[5]}-{c[7]}bit"
 )
-def test_decode_matches_oracle_and_emulation(case):
+def test_decode_matches_oracle_and_emulation(case, fold):
     b, hq, hkv, nq, n, d, dtype, bits, causal, lengths = case
     q, k, v = _qkv(sum(case[:6]), b, hq, hkv, nq, n, d, dtype, k_offset=1.0)
     # Unfilled cache slots hold garbage (NaN); they must never be read.
@@ -63,7 +65,7 @@ def test_decode_matches_oracle_and_emulation(case):
     copies = (q.clone(), k.clone(), v.clone())
     cache = quantize_kv(k, v, bits=bits, lengths=lens)
     # Small tiles and several splits: the split-K merge is exercised on every case.
-    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=6)
+    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=6, fold=fold)
     out = decode_attention(q, cache, causal=causal, config=cfg)
     assert out.shape == q.shape and out.dtype == dtype and torch.isfinite(out).all()
     for t, c in zip((q, k, v), copies, strict=True):
@@ -91,8 +93,8 @@ def test_four_bits_read_fewer_bytes_and_eight_bits_are_more_accurate():
     q, k, v = _qkv(8, 1, 2, 1, 1, 96, 128, F16)
     ref = attention_reference(q, k, v)
     c4, c8 = quantize_kv(k, v, bits=4), quantize_kv(k, v, bits=8)
-    # 160 vs 272 bytes per token at D = 128 (codes + bf16 scale and offset), against 512 for fp16.
-    assert c4.nbytes() == 96 * 160 and c8.nbytes() == 96 * 272
+    # 152 vs 272 bytes per token at D = 128 (codes + bf16 scales and offsets), against 512 for fp16.
+    assert c4.nbytes() == 96 * 152 and c8.nbytes() == 96 * 272
     e4, e8 = rel_l2(decode_attention(q, c4), ref), rel_l2(decode_attention(q, c8), ref)
     assert e8 < e4 / 8
 
@@ -118,6 +120,7 @@ def test_smoothing_helps_channel_offsets_and_leaves_k_alone():
         (lambda q, k, v: quantize_kv(k, v, lengths=11), "lengths"),
         (lambda q, k, v: quantize_kv(k, v, lengths=torch.tensor([1.0])), "lengths"),
         (lambda q, k, v: quantize_kv(k, v, group=12), "group"),
+        (lambda q, k, v: quantize_kv(k, v, group=8), "at least 16"),
         (lambda q, k, v: quantize_kv(k[..., :48], v[..., :48]), "head dim"),
         (lambda q, k, v: decode_attention(q, (k, v)), "QuantizedKV"),
         (lambda q, k, v: decode_attention(q.bfloat16(), quantize_kv(k, v)), "dtype"),
@@ -153,15 +156,16 @@ def test_cache_reports_its_shape():
     dtype=st.sampled_from([F16, BF16]),
     bits=st.sampled_from([4, 8]),
     causal=st.booleans(),
+    fold=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_decode_fuzz_against_emulation(heads, n_q, n_max, fill, d, dtype, bits, causal, seed):
+def test_decode_fuzz_against_emulation(heads, n_q, n_max, fill, d, dtype, bits, causal, fold, seed):
     """Hypothesis draws the shape, the filled length and a seed; tensors come from the seed."""
     hq, hkv = heads
     q, k, v = _qkv(seed, 2, hq, hkv, n_q, n_max, d, dtype, k_offset=0.5)
     lens = torch.tensor([n_max, round(fill * n_max)], dtype=torch.int32)
     cache = quantize_kv(k, v, bits=bits, lengths=lens)
-    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=8)
+    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=8, fold=fold)
     out = decode_attention(q, cache, causal=causal, config=cfg)
     assert torch.isfinite(out).all()
     assert rel_l2(out, decode_emulate(q, cache, causal=causal)) <= EMULATION[dtype]
