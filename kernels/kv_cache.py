@@ -205,7 +205,8 @@ def _dequant_halves(
     # Bytes per token: D/2 packed nibbles at 4 bits, D codes at 8 bits. BLOCK_H is D/2 rounded up to
     # a power of two (D = 96); the padding columns and groups load as zeros.
     CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
-    GPH: tl.constexpr = HALF // GSIZE
+    # A group may be the whole padded half (GSIZE = BLOCK_H > HALF, D = 96): one group per half then.
+    GPH: tl.constexpr = HALF // GSIZE if GSIZE <= HALF else 1
     GPH_P: tl.constexpr = BLOCK_H // GSIZE
     row = cols[:, None].to(tl.int64)
     cmask = n_ok[:, None] & (offs_h[None, :] < HALF)
@@ -495,24 +496,10 @@ def _decode_kv_dequant_kernel(
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_use)
         p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(DOT_DTYPE)
-        # V: one (scale, offset) per half of D and token.
-        key = cols.to(tl.int64)
-        vptr = vc + key[:, None] * CW + offs_h[None, :]
-        vmask = n_ok[:, None] & h_ok[None, :]
-        if BITS == 4:
-            packed = tl.load(vptr, mask=vmask, other=0)
-            c_lo = packed & 15
-            c_hi = packed >> 4
-        else:
-            c_lo = tl.load(vptr, mask=vmask, other=0)
-            c_hi = tl.load(vptr + HALF, mask=vmask, other=0)
-        vmeta = vm + key * 4
-        vs_lo = tl.load(vmeta, mask=n_ok, other=0.0).to(tl.float32)
-        vz_lo = tl.load(vmeta + 1, mask=n_ok, other=0.0).to(tl.float32)
-        vs_hi = tl.load(vmeta + 2, mask=n_ok, other=0.0).to(tl.float32)
-        vz_hi = tl.load(vmeta + 3, mask=n_ok, other=0.0).to(tl.float32)
-        v_lo = (c_lo.to(tl.float32) * vs_lo[:, None] + vz_lo[:, None]).to(DOT_DTYPE)
-        v_hi = (c_hi.to(tl.float32) * vs_hi[:, None] + vz_hi[:, None]).to(DOT_DTYPE)
+        # V: one (scale, offset) per half of D and token, a "group" as wide as the padded half.
+        v_lo, v_hi = _dequant_halves(
+            vc, vm, cols, offs_h, n_ok, BITS, HALF, BLOCK_H, 2, DOT_DTYPE, BLOCK_N, BLOCK_H
+        )
         # The denominator sums the rounded P the dots see, so numerator and denominator agree.
         l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
         acc_lo = tl.dot(p, v_lo, acc_lo * alpha[:, None])
