@@ -3,6 +3,7 @@
     python bench/ab_decode.py --export main decode-folded decode-magic   # here: writes .carry/ab/*.py
     python bench/ab_decode.py .carry/ab/*.py                              # on the GPU machine
     TRITON_INTERPRET=1 python bench/ab_decode.py --tiny .carry/ab/*.py    # the same paths on a CPU
+    python bench/ab_decode.py A.py B.py --configs default --nk 32768      # defaults only, one length
 
 Kernel experiments live on branches; the device machine gets a copy of the working tree without git,
 so ``--export`` first writes each ref's ``kernels/kv_cache.py`` to a file, and the run loads each file

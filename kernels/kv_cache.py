@@ -28,7 +28,7 @@ share it. Two ways to dequantize, picked by the rows per program (``DecodeConfig
   scores of each group's dot, V's scales to P before the P·V dot. Its work grows with the scores.
 - dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
   before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
-  GQA 4: 64 rows, where the folded kernel was 1.4-1.8x slower on an H200; docs/perf.md).
+  GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200; docs/perf.md).
 
 The online softmax is fp32. Each split writes its unnormalized partial sum, maximum and denominator;
 a second small kernel merges the splits. Fixed splits and no atomics: reruns are bit-identical.
