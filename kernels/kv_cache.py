@@ -562,6 +562,12 @@ class DecodeConfig:
     fold: bool | None = None
 
 
+def folded(cfg: DecodeConfig) -> bool:
+    """Whether ``cfg`` runs the folded kernel: as asked, else for tiles of at most 16 rows, where it
+    measured faster (int4 1.11-1.13x at Nq <= 4); with more rows its per-score work loses (docs/perf.md)."""
+    return cfg.block_m <= 16 if cfg.fold is None else bool(cfg.fold)
+
+
 @functools.lru_cache(maxsize=8)
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -648,7 +654,7 @@ def decode_attention(
     pacc = torch.empty((rows, splits, D), dtype=torch.float32, device=q.device)
     pm = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
-    fold = cfg.block_m <= 16 if cfg.fold is None else cfg.fold
+    fold = folded(cfg)
     kernel = _decode_kv_kernel if fold else _decode_kv_dequant_kernel
     kq, vq = cache.k, cache.v
     kernel[(programs, splits)](
@@ -702,5 +708,6 @@ __all__ = [
     "decode_emulate",
     "default_kv_group",
     "dequantize_kv",
+    "folded",
     "quantize_kv",
 ]

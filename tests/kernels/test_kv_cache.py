@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import quant
-from kernels.kv_cache import DecodeConfig, QuantizedKV, decode_attention, decode_emulate, quantize_kv
+from kernels.kv_cache import DecodeConfig, QuantizedKV, decode_attention, decode_emulate, folded, quantize_kv
 from kernels.reference import attention_reference
 from tests.kernels.cases import on_device, rel_l2
 
@@ -78,6 +78,14 @@ def test_decode_matches_oracle_and_emulation(case, fold):
         blind = max(0, nq - m) if causal else (nq if m == 0 else 0)
         assert torch.equal(out[i, :, :blind], torch.zeros_like(out[i, :, :blind]))
     assert torch.equal(out, decode_attention(q, cache, causal=causal, config=cfg))
+
+
+def test_fold_is_picked_by_rows_unless_asked():
+    tile = dict(block_n=128, num_warps=4, num_stages=2, target_programs=264)
+    assert folded(DecodeConfig(block_m=16, **tile))
+    assert not folded(DecodeConfig(block_m=64, **tile))
+    assert folded(DecodeConfig(block_m=64, fold=True, **tile))
+    assert not folded(DecodeConfig(block_m=16, fold=False, **tile))
 
 
 def test_default_config_matches_small_tiles_and_sm_scale():
