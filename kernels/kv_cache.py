@@ -239,6 +239,54 @@ def _dequant_halves(
 
 
 @triton.jit
+def _program_rows(Hkv, GROUP, Nq, NUM_M_BLOCKS, BLOCK_M: tl.constexpr):
+    """This program's (batch x KV head) index, batch, and rows: every (query head of the GQA group,
+    query) pair, so a K/V tile is loaded once for all the query heads that share it."""
+    pid = tl.program_id(0)
+    bh_kv = (pid // NUM_M_BLOCKS).to(tl.int64)
+    hkv = bh_kv % Hkv
+    rows = (pid % NUM_M_BLOCKS) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < GROUP * Nq
+    qi = rows % Nq
+    hq = hkv * GROUP + rows // Nq
+    return bh_kv, bh_kv // Hkv, row_ok, qi, hq
+
+
+@triton.jit
+def _softmax_step(s, m_i, cols, n_ok, qi, shift, CAUSAL: tl.constexpr):
+    """Scores ``s`` (log2 units) masked to the keys each row sees, and one online-softmax step:
+    the new running maximum, the rescale factor of the old sums, and P in fp32."""
+    valid = n_ok[None, :]
+    if CAUSAL:
+        # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
+        valid = valid & (cols[None, :] <= qi[:, None] + shift)
+    s = tl.where(valid, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.math.exp2(m_i - m_use)
+    p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0))
+    return m_new, alpha, p
+
+
+@triton.jit
+def _store_split(
+    PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi,
+    HALF: tl.constexpr, BLOCK_H: tl.constexpr,
+):  # fmt: skip
+    """This split's unnormalized partial sums (two halves of D), maximum and denominator per row."""
+    offs_h = tl.arange(0, BLOCK_H)
+    h_ok = offs_h < HALF
+    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
+    slot = row_id * NUM_SPLITS + tl.program_id(1)
+    tl.store(PM + slot, m_i, mask=row_ok)
+    tl.store(PL + slot, l_i, mask=row_ok)
+    acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
+    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
+
+
+@triton.jit
 def _centered_codes(c, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr):
     """uint8 codes ``c`` as ``c - CENTER``, exactly, in ``DOT_DTYPE``, with no int-to-float conversion.
 
@@ -294,17 +342,8 @@ def _decode_kv_kernel(
     #   K, group g of GSIZE channels: q . k_j = s_gj * (q_g . (c_gj - C)) + qsum_g * z'_gj, where
     #     z'_gj = z_gj + C * s_gj and qsum_g is the sum of q over the group;
     #   V, one group per half of D: sum_j p_j v_jd = sum_j (p_j * s_j) (c_jd - C) + sum_j p_j z'_j.
-    pid = tl.program_id(0)
+    bh_kv, b, row_ok, qi, hq = _program_rows(Hkv, GROUP, Nq, NUM_M_BLOCKS, BLOCK_M)
     split = tl.program_id(1)
-    bh_kv = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = pid % NUM_M_BLOCKS
-    b = bh_kv // Hkv
-    hkv = bh_kv % Hkv
-    # Rows: (query head of the group, query) pairs, so the K/V tile serves every head that shares it.
-    rows = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < GROUP * Nq
-    qi = rows % Nq
-    hq = hkv * GROUP + rows // Nq
     offs_h = tl.arange(0, BLOCK_H)
     offs_g = tl.arange(0, GSIZE)
     offs_n = tl.arange(0, BLOCK_N)
@@ -323,7 +362,6 @@ def _decode_kv_kernel(
     vc = VC + bh_kv * Nmax * CW
     km = KM + bh_kv * Nmax * NG * 2
     vm = VM + bh_kv * Nmax * 4
-    # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
     shift = length - Nq
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -362,17 +400,9 @@ def _decode_kv_kernel(
             qs_b = tl.sum(q_b.to(tl.float32), axis=1)
             s += d_a * s_a[None, :] + qs_a[:, None] * o_a[None, :]
             s += d_b * s_b[None, :] + qs_b[:, None] * o_b[None, :]
-        valid = n_ok[None, :]
-        if CAUSAL:
-            valid = valid & (cols[None, :] <= qi[:, None] + shift)
         # s is a finished sum (never a bare product), so s - m is exact at the row maximum even where
         # the compiler fuses multiply-adds: exp2 gives exactly 1 there (see flash_int8.py).
-        s = tl.where(valid, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_use)
-        p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0))
+        m_new, alpha, p = _softmax_step(s, m_i, cols, n_ok, qi, shift, CAUSAL)
         vptr = vc + key[:, None] * CW + offs_h[None, :]
         vmask = n_ok[:, None] & h_ok[None, :]
         if BITS == 4:
@@ -400,13 +430,9 @@ def _decode_kv_kernel(
 
     acc_lo += z_lo[:, None]
     acc_hi += z_hi[:, None]
-    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
-    slot = row_id * NUM_SPLITS + split
-    tl.store(PM + slot, m_i, mask=row_ok)
-    tl.store(PL + slot, l_i, mask=row_ok)
-    acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
-    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
-    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
+    _store_split(
+        PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi, HALF, BLOCK_H
+    )
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -441,17 +467,8 @@ def _decode_kv_dequant_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    bh_kv, b, row_ok, qi, hq = _program_rows(Hkv, GROUP, Nq, NUM_M_BLOCKS, BLOCK_M)
     split = tl.program_id(1)
-    bh_kv = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = pid % NUM_M_BLOCKS
-    b = bh_kv // Hkv
-    hkv = bh_kv % Hkv
-    # Rows: (query head of the group, query) pairs, so the K/V tile serves every head that shares it.
-    rows = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < GROUP * Nq
-    qi = rows % Nq
-    hq = hkv * GROUP + rows // Nq
     offs_h = tl.arange(0, BLOCK_H)
     offs_n = tl.arange(0, BLOCK_N)
     h_ok = offs_h < HALF
@@ -472,7 +489,6 @@ def _decode_kv_dequant_kernel(
     vc = VC + bh_kv * Nmax * CW
     km = KM + bh_kv * Nmax * NG * 2
     vm = VM + bh_kv * Nmax * 4
-    # Bottom-right causal within the filled length: query i sees key j iff j <= i + length - Nq.
     shift = length - Nq
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -486,16 +502,8 @@ def _decode_kv_dequant_kernel(
             kc, km, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H
         )
         s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
-        s = s * qk_scale
-        valid = n_ok[None, :]
-        if CAUSAL:
-            valid = valid & (cols[None, :] <= qi[:, None] + shift)
-        s = tl.where(valid, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_use)
-        p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(DOT_DTYPE)
+        m_new, alpha, p = _softmax_step(s * qk_scale, m_i, cols, n_ok, qi, shift, CAUSAL)
+        p = p.to(DOT_DTYPE)
         # V: one (scale, offset) per half of D and token, a "group" as wide as the padded half.
         v_lo, v_hi = _dequant_halves(
             vc, vm, cols, offs_h, n_ok, BITS, HALF, BLOCK_H, 2, DOT_DTYPE, BLOCK_N, BLOCK_H
@@ -506,13 +514,9 @@ def _decode_kv_dequant_kernel(
         acc_hi = tl.dot(p, v_hi, acc_hi * alpha[:, None])
         m_i = m_new
 
-    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
-    slot = row_id * NUM_SPLITS + split
-    tl.store(PM + slot, m_i, mask=row_ok)
-    tl.store(PL + slot, l_i, mask=row_ok)
-    acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
-    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
-    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
+    _store_split(
+        PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi, HALF, BLOCK_H
+    )
 
 
 @triton.jit
