@@ -1,0 +1,243 @@
+"""The fp16/bf16 forward kernel on Hopper: TMA tensor descriptors and warp specialization.
+
+Same numerics and API as :func:`kernels.flash_fp16.flash_attention_fp16`, which launches this kernel
+on sm_90 GPUs when the operands suit TMA (see :func:`tma_eligible`). The loop is the same online
+softmax; what changes is how it runs:
+
+* K and V tiles arrive by TMA (``tl.make_tensor_descriptor`` over the 4-D (B, H, N, D) tensors, so
+  any batch/head/token strides work and rows past a head's end read as zeros instead of the next
+  head's data); the output is stored by TMA, which clips at Nq and D.
+* ``tl.range(..., warp_specialize=True)``: Triton 3.6's Hopper pass splits the program into one
+  producer warp group (TMA loads) and two consumer warp groups of 64 query rows each, which trade
+  registers with ``setmaxnreg``; one group's softmax overlaps the other's MMAs.
+* The running maximum is kept in raw dot units and the exponent is ``(s - m) · scale``: the key that
+  holds the maximum gets exactly ``exp2(0)`` however the compiler contracts multiplies and adds, so
+  the launch keeps FP fusion on (the pointer kernel turns it off for huge logits).
+
+Device-side descriptors need a scratch allocation per launch: the launcher installs a torch-backed
+allocator with ``triton.set_allocator`` when none is set.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._validate import check_attention_inputs, interpreting, upcast_dots
+from kernels.launch import LOG2E, BlockConfig, grid_for, make_output
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per padded head dim; none for 256, whose tiles do not fit in
+# shared memory with two stages (its launches use the pointer kernel). num_warps is the consumer group size:
+# the compiled kernel has 12 warps. Timed on an H200 (docs/perf.md, v7).
+TMA_TILES: dict[int, tuple[int, int, int, int]] = {
+    32: (128, 128, 4, 2),
+    64: (128, 128, 4, 2),
+    128: (128, 128, 4, 2),
+}
+
+# Head dims the TMA kernel takes (256 does not fit in shared memory with these tiles).
+TMA_HEAD_DIMS: tuple[int, ...] = (32, 64, 96, 128)
+
+
+def tma_eligible(*tensors: torch.Tensor) -> bool:
+    """True when every tensor is on an sm_90 GPU with 16-byte aligned base and strides (TMA's rules)."""
+    for t in tensors:
+        if not t.is_cuda or torch.cuda.get_device_capability(t.device)[0] != 9:
+            return False
+        if t.data_ptr() % 16 or t.stride(-1) != 1:
+            return False
+        if any((s * t.element_size()) % 16 for s in t.stride()[:-1]):
+            return False
+    return True
+
+
+def _torch_scratch(size: int, alignment: int, stream) -> torch.Tensor:
+    # The caching allocator's blocks are 512-byte aligned, more than TMA's 128.
+    return torch.empty(size, dtype=torch.int8, device="cpu" if interpreting() else "cuda")
+
+
+def _ensure_allocator() -> None:
+    """Install a torch-backed scratch allocator for device-side descriptors unless the caller set one.
+
+    Triton keeps the allocator in a context variable (per thread), so this is checked on every launch.
+    """
+    from triton.runtime import _allocation
+
+    if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
+        triton.set_allocator(_torch_scratch)
+
+
+@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+def _flash_fp16_tma_kernel(
+    Q,
+    K,
+    V,
+    O,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    Hq,
+    GROUP,
+    Nq,
+    Nk,
+    D,
+    qk_scale,
+    NUM_M_BLOCKS,
+    MASK: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # Flat grid: query blocks of one head adjacent (they share K/V in L2), the longest causal block first.
+    pid = tl.program_id(0)
+    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
+    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
+    b = bh // Hq
+    h = bh % Hq
+    h_kv = h // GROUP
+    start_m = m_block * BLOCK_M
+    offs_n = tl.arange(0, BLOCK_N)
+
+    # One 2-D descriptor per head: TMA reads rows past Nq / Nk and columns past D as zeros and the
+    # store clips there, so ragged ends need no pointer masks and never touch the next head.
+    dq = tl.make_tensor_descriptor(
+        Q + b * stride_qb + h * stride_qh,
+        shape=[Nq, D],
+        strides=[stride_qn, 1],
+        block_shape=[BLOCK_M, BLOCK_D],
+    )
+    dk = tl.make_tensor_descriptor(
+        K + b * stride_kb + h_kv * stride_kh,
+        shape=[Nk, D],
+        strides=[stride_kn, 1],
+        block_shape=[BLOCK_N, BLOCK_D],
+    )
+    dv = tl.make_tensor_descriptor(
+        V + b * stride_vb + h_kv * stride_vh,
+        shape=[Nk, D],
+        strides=[stride_vn, 1],
+        block_shape=[BLOCK_N, BLOCK_D],
+    )
+    do = tl.make_tensor_descriptor(
+        O + bh * Nq * D, shape=[Nq, D], strides=[D, 1], block_shape=[BLOCK_M, BLOCK_D]
+    )
+    q = dq.load([start_m, 0])
+    if UPCAST:
+        q = q.to(tl.float32)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    # Non-causal only: on the H200 the same loop with a causal mask (one compare and select per score,
+    # rows from offs_m) returned wrong rows (rel-L2 0.06-0.84) while the interpreter matched, so the
+    # warp-specialized split of the query rows is not trusted with row-dependent masks. MASK masks the
+    # ragged end (Nk not a multiple of BLOCK_N) on every block: Triton 3.6 warp-specializes one loop per
+    # kernel, and a second loop or a branch inside this one makes the pass give up.
+    for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
+        k = dk.load([start_n, 0])
+        if UPCAST:
+            k = k.to(tl.float32)
+        s = tl.dot(q, k.T)
+        if MASK:
+            s = tl.where((start_n + offs_n)[None, :] < Nk, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # Every row sees key 0 (no causal mask, Nk >= 1), so m is finite after the first block.
+        alpha = tl.math.exp2((m_i - m_new) * qk_scale)
+        # (s - m) is exactly 0 at the maximum: its weight is exactly 1 whatever the contraction.
+        p = tl.math.exp2((s - m_new[:, None]) * qk_scale).to(O.dtype.element_ty)
+        if UPCAST:
+            p = p.to(tl.float32)
+        l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
+        v = dv.load([start_n, 0])
+        if UPCAST:
+            v = v.to(tl.float32)
+        acc = tl.dot(p, v, acc * alpha[:, None])
+        m_i = m_new
+
+    out = acc / l_i[:, None]
+    do.store([start_m, 0], out.to(O.dtype.element_ty))
+
+
+def tma_config(head_dim: int, interpret: bool = False) -> BlockConfig:
+    """Tiles for ``head_dim`` (padded to a power of two); small ones in the CPU interpreter."""
+    block_d = max(32, triton.next_power_of_2(head_dim))
+    if interpret:
+        return BlockConfig(32, 32, block_d, 4, 1)
+    bm, bn, warps, stages = TMA_TILES[block_d]
+    return BlockConfig(bm, bn, block_d, warps, stages)
+
+
+def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig) -> None:
+    """Launch the TMA kernel (non-causal); ``q``, ``k``, ``v``, ``o`` must pass :func:`tma_eligible`."""
+    _ensure_allocator()
+    grid, num_m = grid_for(shape, cfg.block_m)
+    _flash_fp16_tma_kernel[grid](
+        q, k, v, o,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        shape.heads_q, shape.group, shape.n_q, shape.n_k, shape.head_dim,
+        shape.sm_scale * LOG2E, num_m,
+        MASK=shape.n_k % cfg.block_n != 0,
+        UPCAST=upcast_dots(q),
+        BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n,
+        BLOCK_D=cfg.block_d,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )  # fmt: skip
+
+
+def prefer_tma(head_dim: int, n_k: int, causal: bool) -> bool:
+    """Whether :func:`kernels.flash_fp16.flash_attention_fp16` takes the TMA kernel on Hopper.
+
+    Only where the H200 measured it faster than the pointer kernel (docs/perf.md, v7): non-causal,
+    head dim 128 (96 pads to it) from 1k keys (1.14-1.16x), head dim 64 from 4k keys (1.04-1.12x; at
+    1k it was 0.87x). Head dim 32 was not timed.
+    """
+    if causal:
+        return False
+    block_d = max(32, triton.next_power_of_2(head_dim))
+    return (block_d == 128 and n_k >= 1024) or (block_d == 64 and n_k >= 4096)
+
+
+def flash_attention_fp16_tma(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """Non-causal :func:`kernels.flash_fp16.flash_attention_fp16` forced onto the TMA kernel.
+
+    ``q`` (B, Hq, Nq, D), ``k``/``v`` (B, Hkv, Nk, D), Hq % Hkv == 0, fp16 or bf16, D in
+    :data:`TMA_HEAD_DIMS`, last dimension contiguous. On a GPU the operands must be on an sm_90 device
+    with 16-byte aligned data pointers and strides (a clear error otherwise, never another kernel); the
+    CPU interpreter runs it too, for tests. ``causal=True`` is refused (see the kernel's comment).
+    Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype.
+    """
+    if causal:
+        raise ValueError("causal: expected False, the TMA kernel is non-causal only")
+    shape = check_attention_inputs(
+        q, k, v, causal=False, sm_scale=sm_scale, head_dims=TMA_HEAD_DIMS, method="fp16_tma"
+    )
+    o, done = make_output(q, shape)
+    if done:
+        return o
+    if not interpreting() and not tma_eligible(q, k, v, o):
+        raise ValueError(
+            "q, k, v: expected tensors on an sm_90 GPU with 16-byte aligned data pointers and strides "
+            f"(TMA), got {q.device} with strides {q.stride()}, {k.stride()}, {v.stride()}"
+        )
+    launch_fp16_tma(q, k, v, o, shape, cfg=tma_config(shape.head_dim, interpreting()))
+    return o

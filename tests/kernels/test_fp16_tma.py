@@ -1,0 +1,137 @@
+"""The Hopper TMA + warp-specialized fp16 kernel (kernels/flash_fp16_tma.py).
+
+In the CPU interpreter the same kernel code runs (descriptors included; warp specialization is a
+compiler pass and has no effect there); the GPU tests check the dispatch from ``flash_attention_fp16``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from kernels.flash_fp16 import flash_attention_fp16
+from kernels.flash_fp16_tma import TMA_HEAD_DIMS, flash_attention_fp16_tma, prefer_tma, tma_eligible
+from kernels.reference import attention_reference
+from tests.kernels.cases import on_device, rel_l2
+
+
+def _randn(g, *shape, dtype=torch.float16, scale=1.0, bnhd=False):
+    if bnhd:  # (B, N, H, D) storage seen as (B, H, N, D): head and token strides swapped
+        b, h, n, d = shape
+        return on_device((torch.randn(b, n, h, d, generator=g) * scale).to(dtype)).transpose(1, 2)
+    return on_device((torch.randn(*shape, generator=g) * scale).to(dtype))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    n_q=st.integers(1, 70),
+    n_k=st.integers(1, 100),
+    heads=st.sampled_from([(1, 1), (2, 1), (4, 2)]),
+    batch=st.integers(1, 2),
+    head_dim=st.sampled_from(TMA_HEAD_DIMS),
+    bf16=st.booleans(),
+    bnhd=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+@example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, seed=0)
+@example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, seed=1)
+def test_matches_fp32_and_the_pointer_kernel(n_q, n_k, heads, batch, head_dim, bf16, bnhd, seed):
+    """Ragged ends (rows past Nq / Nk read as zeros by TMA), GQA, strided views, D padded to a power of 2."""
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    g = torch.Generator().manual_seed(seed)
+    hq, hkv = heads
+    q = _randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
+    k = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    v = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    out = flash_attention_fp16_tma(q, k, v)
+    ref = attention_reference(q, k, v)
+    assert out.shape == (batch, hq, n_q, head_dim) and out.is_contiguous()
+    assert not torch.isnan(out).any()
+    # P and O rounded to the input dtype: 2^-11 (fp16) or 2^-8 (bf16) per element, grown a little.
+    assert rel_l2(out, ref) <= (8e-3 if bf16 else 1e-3)
+    assert rel_l2(out, flash_attention_fp16(q, k, v)) <= (8e-3 if bf16 else 1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_rows_of_weights_sum_to_exactly_one(dtype):
+    """V = 1 gives exactly 1: the denominator sums the very (rounded) P that multiplies V."""
+    g = torch.Generator().manual_seed(3)
+    q, k = _randn(g, 1, 4, 37, 64, dtype=dtype), _randn(g, 1, 2, 70, 64, dtype=dtype)
+    out = flash_attention_fp16_tma(q, k, torch.ones_like(k))
+    assert torch.equal(out, torch.ones_like(out))
+
+
+def test_large_logits_pick_the_maximum_exactly():
+    """Logits around 3e9: the maximum is kept in raw dot units, so its weight is exactly 1 with FP fusion
+    on, and every row is one-hot on its max key (the pointer kernel needs fusion off for this)."""
+    g = torch.Generator().manual_seed(7)
+    q, k = _randn(g, 1, 1, 8, 64, scale=6e3), _randn(g, 1, 1, 40, 64, scale=6e3)
+    v = _randn(g, 1, 1, 40, 64)
+    out = flash_attention_fp16_tma(q, k, v)
+    winner = (q.double() @ k.double().transpose(-1, -2)).argmax(-1)
+    assert torch.equal(out, v[0, 0, winner[0, 0]].unsqueeze(0).unsqueeze(0))
+
+
+def test_an_unsupported_head_dim_is_refused_by_name():
+    q = on_device(torch.zeros(1, 1, 4, 256, dtype=torch.float16))
+    with pytest.raises(ValueError, match="head dim"):
+        flash_attention_fp16_tma(q, q, q)
+
+
+@pytest.mark.parametrize(
+    ("head_dim", "n_k", "causal", "expected"),
+    [
+        (128, 1024, False, True),
+        (96, 4096, False, True),
+        (128, 1023, False, False),
+        (128, 16384, True, False),
+        (64, 4096, False, True),
+        (64, 2048, False, False),
+        (32, 1 << 20, False, False),
+        (256, 1 << 20, False, False),
+    ],
+)
+def test_dispatch_takes_tma_only_where_it_was_measured_faster(head_dim, n_k, causal, expected):
+    assert prefer_tma(head_dim, n_k, causal) is expected
+
+
+def test_cpu_tensors_are_never_tma_eligible():
+    t = torch.zeros(1, 1, 8, 64, dtype=torch.float16)
+    assert not tma_eligible(t)
+
+
+@pytest.mark.gpu
+def test_gpu_fp16_dispatches_to_tma_and_falls_back_only_on_layout():
+    """On sm_90 an eligible non-causal call runs the TMA kernel (bitwise the forced launch); a tensor whose
+    data pointer is not 16-byte aligned is refused by the forced launcher and served by the pointer kernel."""
+    g = torch.Generator(device="cuda").manual_seed(5)
+    q, k, v = (torch.randn(1, 4, 2048, 128, device="cuda", generator=g).half() for _ in range(3))
+    if torch.cuda.get_device_capability()[0] != 9:
+        assert not tma_eligible(q, k, v)
+        with pytest.raises(ValueError, match="sm_90"):
+            flash_attention_fp16_tma(q, k, v)
+        return
+    assert torch.equal(flash_attention_fp16(q, k, v), flash_attention_fp16_tma(q, k, v))
+    flat = torch.randn(4 * 2048 * 128 + 1, device="cuda", generator=g).half()
+    shifted = flat[1:].view(1, 4, 2048, 128)
+    assert not tma_eligible(shifted)
+    with pytest.raises(ValueError, match="16-byte aligned"):
+        flash_attention_fp16_tma(shifted, k, v)
+    ref = attention_reference(shifted, k, v, dtype=torch.float32)
+    assert rel_l2(flash_attention_fp16(shifted, k, v), ref) <= 1e-3
+
+
+def test_explicit_kernel_requests_never_fall_back():
+    g = torch.Generator().manual_seed(2)
+    q = _randn(g, 1, 2, 20, 64)
+    with pytest.raises(ValueError, match="non-causal"):
+        flash_attention_fp16(q, q, q, causal=True, kernel="tma")
+    with pytest.raises(ValueError, match="causal: expected False"):
+        flash_attention_fp16_tma(q, q, q, causal=True)
+    with pytest.raises(ValueError, match="'auto', 'pointer' or 'tma'"):
+        flash_attention_fp16(q, q, q, kernel="cuda")
+    forced = flash_attention_fp16(q, q, q, kernel="tma")
+    assert torch.equal(forced, flash_attention_fp16_tma(q, q, q))
+    assert rel_l2(flash_attention_fp16(q, q, q, kernel="pointer"), attention_reference(q, q, q)) <= 1e-3
