@@ -153,10 +153,14 @@ def _flash_fp16_tma_kernel(
         # Every row sees key 0 (no causal mask, Nk >= 1), so m is finite after the first block.
         alpha = tl.math.exp2((m_i - m_new) * qk_scale)
         # (s - m) is exactly 0 at the maximum: its weight is exactly 1 whatever the contraction.
-        p = tl.math.exp2((s - m_new[:, None]) * qk_scale).to(O.dtype.element_ty)
+        p_f32 = tl.math.exp2((s - m_new[:, None]) * qk_scale)
+        # The denominator sums P before its rounding to the input dtype (FlashAttention's choice; the
+        # pointer kernel sums the rounded P): a row of V = 1 then gives 1 within 2^-11 instead of exactly,
+        # and the loop saves a widening per score (4 % at hd 128, N = 16k on the H200).
+        l_i = l_i * alpha + tl.sum(p_f32, axis=1)
+        p = p_f32.to(O.dtype.element_ty)
         if UPCAST:
             p = p.to(tl.float32)
-        l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
         v = dv.load([start_n, 0])
         if UPCAST:
             v = v.to(tl.float32)
@@ -200,9 +204,9 @@ def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig) -> None:
 def prefer_tma(head_dim: int, n_k: int, causal: bool) -> bool:
     """Whether :func:`kernels.flash_fp16.flash_attention_fp16` takes the TMA kernel on Hopper.
 
-    Only where the H200 measured it faster than the pointer kernel (docs/perf.md, v7): non-causal,
-    head dim 128 (96 pads to it) from 1k keys (1.14-1.16x), head dim 64 from 4k keys (1.04-1.12x; at
-    1k it was 0.87x). Head dim 32 was not timed.
+    Only where the H200 measured it faster than the pointer kernel (docs/bench/fp16_tma_h200.md):
+    non-causal, head dim 128 (96 pads to it) from 1k keys (1.16-1.18x), head dim 64 from 4k keys
+    (1.07-1.13x; at 1k it was 0.86x). Head dim 32 was slower (0.92x at N = 2k).
     """
     if causal:
         return False
