@@ -3,7 +3,7 @@
     python bench/bench_fp16_tma.py                              # GPU: hd 64/128, N 1k-16k
     TRITON_INTERPRET=1 python bench/bench_fp16_tma.py --tiny    # the same code paths on a CPU
 
-Times ``flash_attention_fp16`` with ``kernel="pointer"``, ``kernel="tma"`` (non-causal shapes) and
+Times ``flash_attention_fp16`` with ``kernel="pointer"``, ``kernel="tma"`` and
 ``kernel="auto"`` (what callers get) beside SDPA flash and cuDNN, fp16 inputs, do_bench medians, and
 reports each output's rel-L2 against FP32 on the first two heads. Writes bench_fp16_tma.json and
 bench_fp16_tma.md under $OUT (or ./bench_fp16_tma_out).
@@ -25,7 +25,8 @@ if str(ROOT) not in sys.path:
 GPU_SHAPES = (
     (1, 32, 16384, 128, False), (1, 32, 16384, 128, True), (4, 32, 4096, 128, False),
     (4, 32, 4096, 128, True), (16, 32, 1024, 128, False), (1, 32, 16384, 64, False),
-    (4, 32, 4096, 64, False), (16, 32, 1024, 64, False), (8, 32, 2048, 32, False),
+    (4, 32, 4096, 64, False), (16, 32, 1024, 64, False), (8, 32, 2048, 32, False), (1, 32, 16384, 64, True),
+    (16, 32, 1024, 128, True),
 )  # fmt: skip
 TINY_SHAPES = ((1, 2, 64, 64, False), (1, 2, 70, 128, False), (1, 2, 64, 64, True))
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         flops = 4 * B * H * N * N * D / (2 if causal else 1)
         fns = {
             f"fp16_{kernel}": functools.partial(flash_attention_fp16, q, k, v, causal=causal, kernel=kernel)
-            for kernel in ("pointer", "auto") + (() if causal else ("tma",))
+            for kernel in ("pointer", "tma", "auto")
         }
         if not interpret:
             from torch.nn.attention import SDPBackend, sdpa_kernel

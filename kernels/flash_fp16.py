@@ -189,10 +189,10 @@ def flash_attention_fp16(
 
     ``q`` (B, Hq, Nq, D), ``k``/``v`` (B, Hkv, Nk, D), Hq % Hkv == 0, fp16 or bf16, D in
     :data:`HEAD_DIMS`, last dimension contiguous. Returns a contiguous (B, Hq, Nq, D) tensor in q's
-    dtype. ``causal`` is bottom-right aligned; query rows that see no key are zero. On sm_90 GPUs,
-    non-causal calls at head dim 64 (Nk >= 4096) and 96/128 (Nk >= 1024) with TMA-aligned operands run
-    :mod:`kernels.flash_fp16_tma` (``kernel="auto"``); ``kernel="pointer"`` always runs the pointer kernel
-    and ``kernel="tma"`` always the TMA one (non-causal; a clear error where it cannot run).
+    dtype. ``causal`` is bottom-right aligned; query rows that see no key are zero. On sm_90 GPUs with
+    TMA-aligned operands, the shapes where :func:`kernels.flash_fp16_tma.prefer_tma` measured the TMA
+    kernel faster run it (``kernel="auto"``); ``kernel="pointer"`` always runs the pointer kernel and
+    ``kernel="tma"`` always the TMA one (a clear error where it cannot run).
     """
     shape = check_attention_inputs(
         q, k, v, causal=causal, sm_scale=sm_scale, head_dims=HEAD_DIMS, method="fp16"
@@ -203,18 +203,16 @@ def flash_attention_fp16(
     if kernel not in ("auto", "pointer", "tma"):
         raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
     if kernel == "tma":
-        if causal:
-            raise ValueError("causal: the TMA kernel is non-causal only (kernel='tma' with causal=True)")
-        return flash_attention_fp16_tma(q, k, v, sm_scale=sm_scale)
-    # On Hopper the TMA + warp-specialized kernel is the same method (same numerics up to fp32
-    # summation order) where it was measured faster; everything else runs the pointer kernel below.
+        return flash_attention_fp16_tma(q, k, v, causal=causal, sm_scale=sm_scale)
+    # On Hopper the TMA kernel is the same method (same numerics up to fp32 summation order and the
+    # denominator's rounding) where it was measured faster; everything else runs the pointer kernel.
     if (
         kernel == "auto"
         and not interpreting()
         and prefer_tma(shape.head_dim, shape.n_k, causal)
         and tma_eligible(q, k, v, o)
     ):
-        launch_fp16_tma(q, k, v, o, shape, cfg=tma_config(shape.head_dim))
+        launch_fp16_tma(q, k, v, o, shape, cfg=tma_config(shape.head_dim, causal), causal=causal)
         return o
     cfg = block_config("fp16", shape.head_dim, interpreting())
     grid, num_m = grid_for(shape, cfg.block_m)

@@ -1,18 +1,23 @@
-"""The fp16/bf16 forward kernel on Hopper: TMA tensor descriptors and warp specialization.
+"""The fp16/bf16 forward kernel on Hopper: TMA tensor descriptors, and warp specialization where it is right.
 
 Same numerics and API as :func:`kernels.flash_fp16.flash_attention_fp16`, which launches this kernel
-on sm_90 GPUs when the operands suit TMA (see :func:`tma_eligible`). The loop is the same online
-softmax; what changes is how it runs:
+on sm_90 GPUs where it was measured faster (:func:`prefer_tma`) and the operands suit TMA
+(:func:`tma_eligible`). The loop is the same online softmax; what changes is how it runs:
 
-* K and V tiles arrive by TMA (``tl.make_tensor_descriptor`` over the 4-D (B, H, N, D) tensors, so
-  any batch/head/token strides work and rows past a head's end read as zeros instead of the next
-  head's data); the output is stored by TMA, which clips at Nq and D.
-* ``tl.range(..., warp_specialize=True)``: Triton 3.6's Hopper pass splits the program into one
-  producer warp group (TMA loads) and two consumer warp groups of 64 query rows each, which trade
+* K and V tiles arrive by TMA (``tl.make_tensor_descriptor``, one 2-D descriptor per head, so any
+  batch/head/token strides work and rows past a head's end read as zeros instead of the next head's
+  data); the output is stored by TMA, which clips at Nq and D.
+* Non-causal: ``tl.range(..., warp_specialize=True)``. Triton 3.6's Hopper pass splits the program into
+  one producer warp group (TMA loads) and two consumer groups of 64 query rows each, which trade
   registers with ``setmaxnreg``; one group's softmax overlaps the other's MMAs.
+* Causal: the same pass miscompiled the row-dependent mask on an H200 (wrong rows; the interpreter
+  was right), so causal launches are not warp-specialized: 8 warps, full key blocks then the masked
+  diagonal band in a second loop, TMA loads pipelined over 3 stages.
 * The running maximum is kept in raw dot units and the exponent is ``(s - m) · scale``: the key that
   holds the maximum gets exactly ``exp2(0)`` however the compiler contracts multiplies and adds, so
   the launch keeps FP fusion on (the pointer kernel turns it off for huge logits).
+* The denominator sums P before its rounding to the input dtype (FlashAttention's choice; the pointer
+  kernel sums the rounded P): a row of V = 1 gives 1 within one rounding of P instead of exactly.
 
 Device-side descriptors need a scratch allocation per launch: the launcher installs a torch-backed
 allocator with ``triton.set_allocator`` when none is set.
@@ -27,13 +32,17 @@ import triton.language as tl
 from kernels._validate import check_attention_inputs, interpreting, upcast_dots
 from kernels.launch import LOG2E, BlockConfig, grid_for, make_output
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) per padded head dim; none for 256, whose tiles do not fit in
-# shared memory with two stages (its launches use the pointer kernel). num_warps is the consumer group size:
-# the compiled kernel has 12 warps. Timed on an H200 (docs/perf.md, v7).
-TMA_TILES: dict[int, tuple[int, int, int, int]] = {
-    32: (128, 128, 4, 2),
-    64: (128, 128, 4, 2),
-    128: (128, 128, 4, 2),
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per (causal, padded head dim); none for head dim 256, whose
+# tiles do not fit in shared memory (its launches use the pointer kernel). Non-causal: num_warps is the
+# consumer group size, the compiled kernel has 12 warps (BLOCK_N = 64 with 3 stages returned NaN).
+# Timed on an H200 (docs/perf.md, v7).
+TMA_TILES: dict[tuple[bool, int], tuple[int, int, int, int]] = {
+    (False, 32): (128, 128, 4, 2),
+    (False, 64): (128, 128, 4, 2),
+    (False, 128): (128, 128, 4, 2),
+    (True, 32): (128, 128, 8, 3),
+    (True, 64): (128, 128, 8, 3),
+    (True, 128): (128, 128, 8, 3),
 }
 
 # Head dims the TMA kernel takes (256 does not fit in shared memory with these tiles).
@@ -68,6 +77,39 @@ def _ensure_allocator() -> None:
         triton.set_allocator(_torch_scratch)
 
 
+@triton.jit
+def _fp16_tma_block(
+    acc, l_i, m_i, q, dk, dv, start_n, offs_m, offs_n, Nq, Nk, qk_scale,
+    MASK: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr,
+):  # fmt: skip
+    # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
+    k = dk.load([start_n, 0])
+    if UPCAST:
+        k = k.to(tl.float32)
+    s = tl.dot(q, k.T)
+    if MASK == 1:
+        s = tl.where((start_n + offs_n)[None, :] < Nk, s, float("-inf"))
+    if MASK == 2:
+        cols = start_n + offs_n
+        valid = (cols[None, :] < Nk) & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
+        s = tl.where(valid, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.math.exp2((m_i - m_use) * qk_scale)
+    # (s - m) is exactly 0 at the maximum: its weight is exactly 1 whatever the contraction.
+    p_f32 = tl.math.exp2((s - m_use[:, None]) * qk_scale)
+    l_i = l_i * alpha + tl.sum(p_f32, axis=1)
+    p = p_f32.to(P_DTYPE)
+    if UPCAST:
+        p = p.to(tl.float32)
+    v = dv.load([start_n, 0])
+    if UPCAST:
+        v = v.to(tl.float32)
+    acc = tl.dot(p, v, acc * alpha[:, None])
+    return acc, l_i, m_new
+
+
 @triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
 def _flash_fp16_tma_kernel(
     Q,
@@ -91,6 +133,7 @@ def _flash_fp16_tma_kernel(
     qk_scale,
     NUM_M_BLOCKS,
     MASK: tl.constexpr,
+    CAUSAL: tl.constexpr,
     UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -137,51 +180,85 @@ def _flash_fp16_tma_kernel(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    # Non-causal only: on the H200 the same loop with a causal mask (one compare and select per score,
-    # rows from offs_m) returned wrong rows (rel-L2 0.06-0.84) while the interpreter matched, so the
-    # warp-specialized split of the query rows is not trusted with row-dependent masks. MASK masks the
-    # ragged end (Nk not a multiple of BLOCK_N) on every block: Triton 3.6 warp-specializes one loop per
-    # kernel, and a second loop or a branch inside this one makes the pass give up.
-    for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
-        k = dk.load([start_n, 0])
-        if UPCAST:
-            k = k.to(tl.float32)
-        s = tl.dot(q, k.T)
-        if MASK:
-            s = tl.where((start_n + offs_n)[None, :] < Nk, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        # Every row sees key 0 (no causal mask, Nk >= 1), so m is finite after the first block.
-        alpha = tl.math.exp2((m_i - m_new) * qk_scale)
-        # (s - m) is exactly 0 at the maximum: its weight is exactly 1 whatever the contraction.
-        p_f32 = tl.math.exp2((s - m_new[:, None]) * qk_scale)
-        # The denominator sums P before its rounding to the input dtype (FlashAttention's choice; the
-        # pointer kernel sums the rounded P): a row of V = 1 then gives 1 within 2^-11 instead of exactly,
-        # and the loop saves a widening per score (4 % at hd 128, N = 16k on the H200).
-        l_i = l_i * alpha + tl.sum(p_f32, axis=1)
-        p = p_f32.to(O.dtype.element_ty)
-        if UPCAST:
-            p = p.to(tl.float32)
-        v = dv.load([start_n, 0])
-        if UPCAST:
-            v = v.to(tl.float32)
-        acc = tl.dot(p, v, acc * alpha[:, None])
-        m_i = m_new
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    if CAUSAL:
+        # Bottom-right causal, not warp-specialized (see the module docstring): blocks every row sees in
+        # full, unmasked, then the diagonal band; blocks past `hi` are never visited.
+        hi = tl.minimum(Nk, start_m + BLOCK_M + Nk - Nq)
+        full = (tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0) // BLOCK_N) * BLOCK_N
+        for start_n in tl.range(0, full, BLOCK_N):
+            acc, l_i, m_i = _fp16_tma_block(
+                acc,
+                l_i,
+                m_i,
+                q,
+                dk,
+                dv,
+                start_n,
+                offs_m,
+                offs_n,
+                Nq,
+                Nk,
+                qk_scale,
+                0,
+                UPCAST,
+                O.dtype.element_ty,
+            )
+        for start_n in tl.range(full, hi, BLOCK_N):
+            acc, l_i, m_i = _fp16_tma_block(
+                acc,
+                l_i,
+                m_i,
+                q,
+                dk,
+                dv,
+                start_n,
+                offs_m,
+                offs_n,
+                Nq,
+                Nk,
+                qk_scale,
+                2,
+                UPCAST,
+                O.dtype.element_ty,
+            )
+    else:
+        # One loop: Triton 3.6 warp-specializes one loop per kernel (a second loop, or a branch inside
+        # this one, and the pass crashes or gives up). MASK masks the ragged end on every block.
+        for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
+            acc, l_i, m_i = _fp16_tma_block(
+                acc,
+                l_i,
+                m_i,
+                q,
+                dk,
+                dv,
+                start_n,
+                offs_m,
+                offs_n,
+                Nq,
+                Nk,
+                qk_scale,
+                MASK,
+                UPCAST,
+                O.dtype.element_ty,
+            )
 
-    out = acc / l_i[:, None]
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     do.store([start_m, 0], out.to(O.dtype.element_ty))
 
 
-def tma_config(head_dim: int, interpret: bool = False) -> BlockConfig:
+def tma_config(head_dim: int, causal: bool, interpret: bool = False) -> BlockConfig:
     """Tiles for ``head_dim`` (padded to a power of two); small ones in the CPU interpreter."""
     block_d = max(32, triton.next_power_of_2(head_dim))
     if interpret:
         return BlockConfig(32, 32, block_d, 4, 1)
-    bm, bn, warps, stages = TMA_TILES[block_d]
+    bm, bn, warps, stages = TMA_TILES[(causal, block_d)]
     return BlockConfig(bm, bn, block_d, warps, stages)
 
 
-def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig) -> None:
-    """Launch the TMA kernel (non-causal); ``q``, ``k``, ``v``, ``o`` must pass :func:`tma_eligible`."""
+def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig, causal: bool = False) -> None:
+    """Launch the TMA kernel; ``q``, ``k``, ``v``, ``o`` must pass :func:`tma_eligible`."""
     _ensure_allocator()
     grid, num_m = grid_for(shape, cfg.block_m)
     _flash_fp16_tma_kernel[grid](
@@ -192,6 +269,7 @@ def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig) -> None:
         shape.heads_q, shape.group, shape.n_q, shape.n_k, shape.head_dim,
         shape.sm_scale * LOG2E, num_m,
         MASK=shape.n_k % cfg.block_n != 0,
+        CAUSAL=causal,
         UPCAST=upcast_dots(q),
         BLOCK_M=cfg.block_m,
         BLOCK_N=cfg.block_n,
@@ -205,12 +283,13 @@ def prefer_tma(head_dim: int, n_k: int, causal: bool) -> bool:
     """Whether :func:`kernels.flash_fp16.flash_attention_fp16` takes the TMA kernel on Hopper.
 
     Only where the H200 measured it faster than the pointer kernel (docs/bench/fp16_tma_h200.md):
-    non-causal, head dim 128 (96 pads to it) from 1k keys (1.16-1.18x), head dim 64 from 4k keys
-    (1.07-1.13x; at 1k it was 0.86x). Head dim 32 was slower (0.92x at N = 2k).
+    head dim 128 (96 pads to it) non-causal from 1k keys (1.16-1.18x) and causal from 4k keys
+    (1.07-1.14x); head dim 64 non-causal from 4k keys (1.07-1.13x; 0.86x at 1k; causal 0.86-1.0x).
+    Head dim 32 was slower (0.92x at N = 2k).
     """
-    if causal:
-        return False
     block_d = max(32, triton.next_power_of_2(head_dim))
+    if causal:
+        return block_d == 128 and n_k >= 4096
     return (block_d == 128 and n_k >= 1024) or (block_d == 64 and n_k >= 4096)
 
 
@@ -222,18 +301,16 @@ def flash_attention_fp16_tma(
     causal: bool = False,
     sm_scale: float | None = None,
 ) -> torch.Tensor:
-    """Non-causal :func:`kernels.flash_fp16.flash_attention_fp16` forced onto the TMA kernel.
+    """:func:`kernels.flash_fp16.flash_attention_fp16` forced onto the TMA kernel.
 
     ``q`` (B, Hq, Nq, D), ``k``/``v`` (B, Hkv, Nk, D), Hq % Hkv == 0, fp16 or bf16, D in
     :data:`TMA_HEAD_DIMS`, last dimension contiguous. On a GPU the operands must be on an sm_90 device
     with 16-byte aligned data pointers and strides (a clear error otherwise, never another kernel); the
-    CPU interpreter runs it too, for tests. ``causal=True`` is refused (see the kernel's comment).
-    Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype.
+    CPU interpreter runs it too, for tests. ``causal`` is bottom-right aligned; query rows that see no
+    key are zero. Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype.
     """
-    if causal:
-        raise ValueError("causal: expected False, the TMA kernel is non-causal only")
     shape = check_attention_inputs(
-        q, k, v, causal=False, sm_scale=sm_scale, head_dims=TMA_HEAD_DIMS, method="fp16_tma"
+        q, k, v, causal=causal, sm_scale=sm_scale, head_dims=TMA_HEAD_DIMS, method="fp16_tma"
     )
     o, done = make_output(q, shape)
     if done:
@@ -243,5 +320,6 @@ def flash_attention_fp16_tma(
             "q, k, v: expected tensors on an sm_90 GPU with 16-byte aligned data pointers and strides "
             f"(TMA), got {q.device} with strides {q.stride()}, {k.stride()}, {v.stride()}"
         )
-    launch_fp16_tma(q, k, v, o, shape, cfg=tma_config(shape.head_dim, interpreting()))
+    cfg = tma_config(shape.head_dim, causal, interpreting())
+    launch_fp16_tma(q, k, v, o, shape, cfg=cfg, causal=causal)
     return o

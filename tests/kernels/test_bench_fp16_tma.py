@@ -16,7 +16,6 @@ def test_tiny_run_times_each_kernel_choice(tmp_path, monkeypatch):
     assert bench.main(["--tiny"]) == 0
     rows = json.loads((tmp_path / "bench_fp16_tma.json").read_text())["rows"]
     by_causal = {c: {r["name"] for r in rows if r["causal"] is c} for c in (False, True)}
-    assert by_causal[False] == {"fp16_pointer", "fp16_auto", "fp16_tma"}
-    assert by_causal[True] == {"fp16_pointer", "fp16_auto"}  # the TMA kernel refuses causal
+    assert by_causal[False] == by_causal[True] == {"fp16_pointer", "fp16_auto", "fp16_tma"}
     assert all(0 < r["rel_l2"] < 1e-3 for r in rows)
     assert "| 1 | 2 | 70 | 128 | False |" in (tmp_path / "bench_fp16_tma.md").read_text()

@@ -33,25 +33,32 @@ def _randn(g, *shape, dtype=torch.float16, scale=1.0, bnhd=False):
     head_dim=st.sampled_from(TMA_HEAD_DIMS),
     bf16=st.booleans(),
     bnhd=st.booleans(),
+    causal=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-@example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, seed=0)
-@example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, seed=1)
-def test_matches_fp32_and_the_pointer_kernel(n_q, n_k, heads, batch, head_dim, bf16, bnhd, seed):
-    """Ragged ends (rows past Nq / Nk read as zeros by TMA), GQA, strided views, D padded to a power of 2."""
+@example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, causal=False, seed=0)
+@example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, causal=True, seed=1)
+@example(n_q=70, n_k=20, heads=(2, 1), batch=1, head_dim=32, bf16=False, bnhd=False, causal=True, seed=2)
+def test_matches_fp32_and_the_pointer_kernel(n_q, n_k, heads, batch, head_dim, bf16, bnhd, causal, seed):
+    """Ragged ends (rows past Nq / Nk read as zeros by TMA), GQA, strided views, D padded to a power of 2,
+    bottom-right causal (rows that see no key are zero)."""
     dtype = torch.bfloat16 if bf16 else torch.float16
     g = torch.Generator().manual_seed(seed)
     hq, hkv = heads
     q = _randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
     k = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
     v = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
-    out = flash_attention_fp16_tma(q, k, v)
-    ref = attention_reference(q, k, v)
+    out = flash_attention_fp16_tma(q, k, v, causal=causal)
+    ref = attention_reference(q, k, v, causal=causal)
     assert out.shape == (batch, hq, n_q, head_dim) and out.is_contiguous()
     assert not torch.isnan(out).any()
+    if causal and n_q > n_k:
+        assert torch.all(out[:, :, : n_q - n_k] == 0)
     # P and O rounded to the input dtype: 2^-11 (fp16) or 2^-8 (bf16) per element, grown a little.
     assert rel_l2(out, ref) <= (8e-3 if bf16 else 1e-3)
-    assert rel_l2(out, flash_attention_fp16(q, k, v)) <= (8e-3 if bf16 else 1e-3)
+    assert rel_l2(out, flash_attention_fp16(q, k, v, causal=causal, kernel="pointer")) <= (
+        8e-3 if bf16 else 1e-3
+    )
 
 
 @pytest.mark.parametrize(("dtype", "ulp"), [(torch.float16, 2**-11), (torch.bfloat16, 2**-8)])
@@ -87,7 +94,9 @@ def test_an_unsupported_head_dim_is_refused_by_name():
         (128, 1024, False, True),
         (96, 4096, False, True),
         (128, 1023, False, False),
-        (128, 16384, True, False),
+        (128, 4096, True, True),
+        (128, 2048, True, False),
+        (64, 16384, True, False),
         (64, 4096, False, True),
         (64, 2048, False, False),
         (32, 1 << 20, False, False),
@@ -104,35 +113,35 @@ def test_cpu_tensors_are_never_tma_eligible():
 
 
 @pytest.mark.gpu
-def test_gpu_fp16_dispatches_to_tma_and_falls_back_only_on_layout():
-    """On sm_90 an eligible non-causal call runs the TMA kernel (bitwise the forced launch); a tensor whose
-    data pointer is not 16-byte aligned is refused by the forced launcher and served by the pointer kernel."""
+@pytest.mark.parametrize("causal", [False, True])
+def test_gpu_fp16_dispatches_to_tma_and_falls_back_only_on_layout(causal):
+    """On sm_90 an eligible call runs the TMA kernel (bitwise the forced launch); a tensor whose data
+    pointer is not 16-byte aligned is refused by the forced launcher and served by the pointer kernel."""
     g = torch.Generator(device="cuda").manual_seed(5)
-    q, k, v = (torch.randn(1, 4, 2048, 128, device="cuda", generator=g).half() for _ in range(3))
+    q, k, v = (torch.randn(1, 4, 4096, 128, device="cuda", generator=g).half() for _ in range(3))
     if torch.cuda.get_device_capability()[0] != 9:
         assert not tma_eligible(q, k, v)
         with pytest.raises(ValueError, match="sm_90"):
             flash_attention_fp16_tma(q, k, v)
         return
-    assert torch.equal(flash_attention_fp16(q, k, v), flash_attention_fp16_tma(q, k, v))
-    flat = torch.randn(4 * 2048 * 128 + 1, device="cuda", generator=g).half()
-    shifted = flat[1:].view(1, 4, 2048, 128)
+    tma = flash_attention_fp16_tma(q, k, v, causal=causal)
+    assert torch.equal(flash_attention_fp16(q, k, v, causal=causal), tma)
+    assert not torch.equal(flash_attention_fp16(q, k, v, causal=causal, kernel="pointer"), tma)
+    flat = torch.randn(4 * 4096 * 128 + 1, device="cuda", generator=g).half()
+    shifted = flat[1:].view(1, 4, 4096, 128)
     assert not tma_eligible(shifted)
     with pytest.raises(ValueError, match="16-byte aligned"):
-        flash_attention_fp16_tma(shifted, k, v)
-    ref = attention_reference(shifted, k, v, dtype=torch.float32)
-    assert rel_l2(flash_attention_fp16(shifted, k, v), ref) <= 1e-3
+        flash_attention_fp16_tma(shifted, k, v, causal=causal)
+    ref = attention_reference(shifted, k, v, causal=causal, dtype=torch.float32)
+    assert rel_l2(flash_attention_fp16(shifted, k, v, causal=causal), ref) <= 1e-3
 
 
 def test_explicit_kernel_requests_never_fall_back():
     g = torch.Generator().manual_seed(2)
     q = _randn(g, 1, 2, 20, 64)
-    with pytest.raises(ValueError, match="non-causal"):
-        flash_attention_fp16(q, q, q, causal=True, kernel="tma")
-    with pytest.raises(ValueError, match="causal: expected False"):
-        flash_attention_fp16_tma(q, q, q, causal=True)
     with pytest.raises(ValueError, match="'auto', 'pointer' or 'tma'"):
         flash_attention_fp16(q, q, q, kernel="cuda")
-    forced = flash_attention_fp16(q, q, q, kernel="tma")
-    assert torch.equal(forced, flash_attention_fp16_tma(q, q, q))
+    for causal in (False, True):
+        forced = flash_attention_fp16(q, q, q, causal=causal, kernel="tma")
+        assert torch.equal(forced, flash_attention_fp16_tma(q, q, q, causal=causal))
     assert rel_l2(flash_attention_fp16(q, q, q, kernel="pointer"), attention_reference(q, q, q)) <= 1e-3
