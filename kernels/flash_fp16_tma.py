@@ -188,61 +188,22 @@ def _flash_fp16_tma_kernel(
         full = (tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0) // BLOCK_N) * BLOCK_N
         for start_n in tl.range(0, full, BLOCK_N):
             acc, l_i, m_i = _fp16_tma_block(
-                acc,
-                l_i,
-                m_i,
-                q,
-                dk,
-                dv,
-                start_n,
-                offs_m,
-                offs_n,
-                Nq,
-                Nk,
-                qk_scale,
-                0,
-                UPCAST,
+                acc, l_i, m_i, q, dk, dv, start_n, offs_m, offs_n, Nq, Nk, qk_scale, 0, UPCAST,
                 O.dtype.element_ty,
-            )
+            )  # fmt: skip
         for start_n in tl.range(full, hi, BLOCK_N):
             acc, l_i, m_i = _fp16_tma_block(
-                acc,
-                l_i,
-                m_i,
-                q,
-                dk,
-                dv,
-                start_n,
-                offs_m,
-                offs_n,
-                Nq,
-                Nk,
-                qk_scale,
-                2,
-                UPCAST,
+                acc, l_i, m_i, q, dk, dv, start_n, offs_m, offs_n, Nq, Nk, qk_scale, 2, UPCAST,
                 O.dtype.element_ty,
-            )
+            )  # fmt: skip
     else:
         # One loop: Triton 3.6 warp-specializes one loop per kernel (a second loop, or a branch inside
         # this one, and the pass crashes or gives up). MASK masks the ragged end on every block.
         for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _fp16_tma_block(
-                acc,
-                l_i,
-                m_i,
-                q,
-                dk,
-                dv,
-                start_n,
-                offs_m,
-                offs_n,
-                Nq,
-                Nk,
-                qk_scale,
-                MASK,
-                UPCAST,
+                acc, l_i, m_i, q, dk, dv, start_n, offs_m, offs_n, Nq, Nk, qk_scale, MASK, UPCAST,
                 O.dtype.element_ty,
-            )
+            )  # fmt: skip
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     do.store([start_m, 0], out.to(O.dtype.element_ty))
