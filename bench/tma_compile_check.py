@@ -1,0 +1,138 @@
+"""Compile the fp16 TMA kernel for sm_90a on a machine without a GPU and check what Triton made of it.
+
+    python bench/tma_compile_check.py [--json FILE]
+
+For each shipped tile of ``kernels/flash_fp16_tma.py`` (causal or not, per head dim) this compiles
+``_flash_fp16_tma_kernel`` with Triton's bundled ptxas and reports: whether the loop was really warp
+specialized (``setmaxnreg`` in the PTX: Triton 3.6 drops the specialization silently when the loop
+body grows a branch), the wgmma and TMA instruction counts, registers, spill stack and shared memory.
+Exits 1 when a non-causal variant lost its warp specialization, a causal one gained it (it miscompiles
+the causal mask on the GPU, docs/perf.md v7), any variant spills, or shared memory exceeds Hopper's
+227 KB per block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones.
+os.environ.pop("TRITON_INTERPRET", None)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.sass_counts import _tool  # noqa: E402
+
+HOPPER_SHARED_BYTES = 232448
+INTS = (
+    "stride_qb", "stride_qh", "stride_qn", "stride_kb", "stride_kh", "stride_kn", "stride_vb",
+    "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "Nk", "D", "NUM_M_BLOCKS",
+)  # fmt: skip
+# Token strides and per-head offsets are multiples of 16 bytes on every launch (tma_eligible).
+ALIGNED = (
+    "stride_qb",
+    "stride_qh",
+    "stride_qn",
+    "stride_kb",
+    "stride_kh",
+    "stride_kn",
+    "stride_vb",
+    "stride_vh",
+    "stride_vn",
+)
+
+
+def compile_variant(causal: bool, block_d: int, ragged: bool) -> dict:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from kernels import flash_fp16_tma as tma
+
+    fn = tma._flash_fp16_tma_kernel
+    bm, bn, warps, stages = tma.TMA_TILES[(causal, block_d)]
+    params = fn.arg_names
+    signature = {n: "*fp16" for n in ("Q", "K", "V", "O")} | {n: "i32" for n in INTS} | {"qk_scale": "fp32"}
+    constexprs = dict(MASK=ragged, CAUSAL=causal, UPCAST=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d)
+    signature |= {n: "constexpr" for n in constexprs}
+    attrs = {(params.index(n),): [["tt.divisibility", 16]] for n in ("Q", "K", "V", "O", *ALIGNED)}
+    kernel = triton.compile(
+        ASTSource(
+            fn, signature, constexprs={(params.index(n),): v for n, v in constexprs.items()}, attrs=attrs
+        ),
+        target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=warps, num_stages=stages),
+    )
+    ptx = kernel.asm["ptx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "k.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(cubin)], capture_output=True, text=True)
+    regs = re.search(r"REG:(\d+)", usage.stdout)
+    stack = re.search(r"STACK:(\d+)", usage.stdout)
+    return {
+        "causal": causal,
+        "head_dim": block_d,
+        "ragged": ragged,
+        "tile": [bm, bn, warps, stages],
+        "warp_specialized": "setmaxnreg" in ptx,
+        "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
+        "tma_loads": len(re.findall(r"cp\.async\.bulk\.tensor", ptx)),
+        "registers": int(regs.group(1)) if regs else None,
+        "stack": int(stack.group(1)) if stack else None,
+        "shared": kernel.metadata.shared,
+    }
+
+
+def problems(r: dict) -> list[str]:
+    out = []
+    if r["warp_specialized"] == r["causal"]:
+        out.append("warp specialization " + ("present (causal)" if r["causal"] else "lost"))
+    if r["stack"]:
+        out.append(f"{r['stack']} bytes of spill stack")
+    if r["shared"] > HOPPER_SHARED_BYTES:
+        out.append(f"{r['shared']} bytes of shared memory")
+    if not r["wgmma"] or not r["tma_loads"]:
+        out.append("no wgmma or no TMA load")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the report to this file")
+    args = parser.parse_args(argv)
+    from kernels.flash_fp16_tma import TMA_TILES
+
+    rows, failed = [], False
+    print(
+        "| causal | head dim | ragged | tile | warp-specialized | wgmma | TMA loads | regs | stack | shared "
+        "| problems |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for causal, block_d in sorted(TMA_TILES):
+        # The ragged-end mask only exists without causal (the causal mask covers the ragged end).
+        for ragged in (False,) if causal else (False, True):
+            r = compile_variant(causal, block_d, ragged)
+            r["problems"] = problems(r)
+            failed |= bool(r["problems"])
+            rows.append(r)
+            print(
+                f"| {causal} | {block_d} | {ragged} | {r['tile']} | {r['warp_specialized']} | {r['wgmma']} | "
+                f"{r['tma_loads']} | {r['registers']} | {r['stack']} | {r['shared']} | "
+                f"{'; '.join(r['problems'])} |",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
