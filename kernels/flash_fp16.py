@@ -194,14 +194,14 @@ def flash_attention_fp16(
     kernel faster run it (``kernel="auto"``); ``kernel="pointer"`` always runs the pointer kernel and
     ``kernel="tma"`` always the TMA one (a clear error where it cannot run).
     """
+    if kernel not in ("auto", "pointer", "tma"):
+        raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
     shape = check_attention_inputs(
         q, k, v, causal=causal, sm_scale=sm_scale, head_dims=HEAD_DIMS, method="fp16"
     )
     o, done = make_output(q, shape)
     if done:
         return o
-    if kernel not in ("auto", "pointer", "tma"):
-        raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
     if kernel == "tma":
         return flash_attention_fp16_tma(q, k, v, causal=causal, sm_scale=sm_scale)
     # On Hopper the TMA kernel is the same method (same numerics up to fp32 summation order and the
