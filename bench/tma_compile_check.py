@@ -22,13 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones.
-os.environ.pop("TRITON_INTERPRET", None)
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-from bench.sass_counts import _tool  # noqa: E402
 
 HOPPER_SHARED_BYTES = 232448
 INTS = (
@@ -54,6 +50,7 @@ def compile_variant(causal: bool, block_d: int, ragged: bool) -> dict:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from bench.sass_counts import _tool
     from kernels import flash_fp16_tma as tma
 
     fn = tma._flash_fp16_tma_kernel
@@ -108,6 +105,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)
+    # Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones. Only the
+    # script's own process is changed (importing this module for `problems` leaves the environment be).
+    os.environ.pop("TRITON_INTERPRET", None)
     from kernels.flash_fp16_tma import TMA_TILES
 
     rows, failed = [], False

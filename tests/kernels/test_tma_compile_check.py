@@ -31,7 +31,9 @@ def test_shipped_tiles_are_warp_specialized_exactly_when_not_causal(tmp_path):
 
 
 def test_problems_names_each_broken_promise():
+    before = dict(os.environ)
     check = load_script("bench/tma_compile_check.py")
+    assert dict(os.environ) == before  # importing it must not switch this process off the interpreter
     good = dict(causal=False, warp_specialized=True, stack=0, shared=197024, wgmma=32, tma_loads=6)
     assert check.problems(good) == []
     assert check.problems(good | {"warp_specialized": False}) == ["warp specialization lost"]
