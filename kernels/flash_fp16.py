@@ -20,7 +20,7 @@ from kernels.flash_fp16_tma import (
     tma_config,
     tma_eligible,
 )
-from kernels.launch import LOG2E, block_config, grid_for, make_output
+from kernels.launch import LOG2E, block_config, grid_for, make_output, program_block
 
 
 @triton.jit
@@ -125,15 +125,8 @@ def _flash_fp16_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    # One flat grid axis (up to 2^31 - 1 programs): query blocks of one head are adjacent so they share
-    # K/V in L2; the block with the most keys under the causal mask goes first.
-    pid = tl.program_id(0)
-    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
-    b = bh // Hq
-    h = bh % Hq
+    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     h_kv = h // GROUP
-    start_m = m_block * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from kernels._validate import check_attention_inputs, interpreting, upcast_dots
-from kernels.launch import LOG2E, BlockConfig, grid_for, make_output
+from kernels.launch import LOG2E, BlockConfig, grid_for, make_output, program_block
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) per (causal, padded head dim); none for head dim 256, whose
 # tiles do not fit in shared memory (its launches use the pointer kernel). Non-causal: num_warps is the
@@ -139,14 +139,8 @@ def _flash_fp16_tma_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    # Flat grid: query blocks of one head adjacent (they share K/V in L2), the longest causal block first.
-    pid = tl.program_id(0)
-    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
-    b = bh // Hq
-    h = bh % Hq
+    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     h_kv = h // GROUP
-    start_m = m_block * BLOCK_M
     offs_n = tl.arange(0, BLOCK_N)
 
     # One 2-D descriptor per head: TMA reads rows past Nq / Nk and columns past D as zeros and the

@@ -31,7 +31,7 @@ import triton.language as tl
 
 from kernels import quant
 from kernels._validate import HEAD_DIMS, AttentionShape, check_attention_inputs, interpreting, upcast_dots
-from kernels.launch import LOG2E, block_config, grid_for, make_output
+from kernels.launch import LOG2E, block_config, grid_for, make_output, program_block
 
 # 2^-100: below it a block row of P is dropped (see the int8 P quantization below).
 P_FLOOR = tl.constexpr(2.0**-100)
@@ -152,14 +152,8 @@ def _flash_int8_kernel(
     BLOCK_D: tl.constexpr,
 ):
     # Q8/K8 are contiguous int8 padded to BLOCK_D columns; QS/KS contiguous fp32 per token.
-    # One flat grid axis (up to 2^31 - 1 programs); the block with the most causal keys goes first.
-    pid = tl.program_id(0)
-    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
-    b = bh // Hq
-    h = bh % Hq
+    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     bh_kv = b * Hkv + h // GROUP
-    start_m = m_block * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)

@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, check_attention_inputs, interpreting, upcast_dots
-from kernels.launch import LOG2E, grid_for, make_output
+from kernels.launch import LOG2E, grid_for, make_output, program_block
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
@@ -314,14 +314,8 @@ def _sage_fp8_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    # Flat grid: query blocks of one head adjacent (they share K/V in L2), the longest causal block first.
-    pid = tl.program_id(0)
-    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
-    b = bh // Hq
-    h = bh % Hq
+    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     bh_kv = b * Hkv + h // GROUP
-    start_m = m_block * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)

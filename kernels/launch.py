@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import triton
+import triton.language as tl
 
 from kernels._validate import AttentionShape
 
@@ -67,6 +68,19 @@ def grid_for(shape: AttentionShape, block_m: int) -> tuple[tuple[int], int]:
             f"(B={shape.batch}, Hq={shape.heads_q}, Nq={shape.n_q})"
         )
     return (programs,), num_m
+
+
+@triton.jit
+def program_block(NUM_M_BLOCKS, Hq, BLOCK_M: tl.constexpr):
+    """This program's place in :func:`grid_for`'s flat grid: ``(bh, b, h, start_m)``.
+
+    Query blocks of one (batch, head) are adjacent, so they share K/V in L2, and the block with the most
+    keys under a causal mask goes first. ``bh`` is int64: it multiplies whole-head strides.
+    """
+    pid = tl.program_id(0)
+    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
+    start_m = (NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS) * BLOCK_M
+    return bh, bh // Hq, bh % Hq, start_m
 
 
 def make_output(q: torch.Tensor, shape: AttentionShape) -> tuple[torch.Tensor, bool]:

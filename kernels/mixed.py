@@ -31,6 +31,7 @@ import triton.language as tl
 from kernels._validate import HEAD_DIMS, check_attention_inputs, upcast_dots
 from kernels.backend import interpreting
 from kernels.kv_cache import _dequant_halves, default_kv_group
+from kernels.launch import program_block
 from kernels.quant_lowbit import GroupQuantized, dequantize_groups, quantize_groups
 from kernels.reference import attention_reference
 
@@ -198,13 +199,8 @@ def _flash_mixed_kernel(
     CAUSAL: tl.constexpr, G4: tl.constexpr, G8: tl.constexpr, HALF: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
-    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
-    m_block = NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS
-    b = bh // Hq
-    h = bh % Hq
+    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     bh_kv = b * Hkv + h // GROUP
-    start_m = m_block * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_h = tl.arange(0, BLOCK_H)
