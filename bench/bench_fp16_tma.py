@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.timing import sdpa_backends, timed_row  # noqa: E402
+
 GPU_SHAPES = (
     (1, 32, 16384, 128, False), (1, 32, 16384, 128, True), (4, 32, 4096, 128, False),
     (4, 32, 4096, 128, True), (16, 32, 1024, 128, False), (1, 32, 16384, 64, False),
@@ -61,39 +63,19 @@ def main(argv=None) -> int:
             for kernel in ("pointer", "tma", "auto")
         }
         if not interpret:
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
-            for backend, name in (
-                (SDPBackend.FLASH_ATTENTION, "sdpa_flash"),
-                (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
-            ):
-                fns[name] = functools.partial(_sdpa, sdpa_kernel, backend, q, k, v, causal)
+            fns |= sdpa_backends(q, k, v, causal)
         for name, fn in fns.items():
-            o = fn()[:, :2].float()
-            ms = (
-                float("nan")
-                if interpret
-                else triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
-            )
-            rows.append(
-                dict(
-                    B=B, H=H, N=N, D=D, causal=causal, name=name, ms=ms, tflops=flops / ms / 1e9,
-                    rel_l2=float((o - ref).norm() / ref.norm()),
-                )
+            row, _ = timed_row(
+                fn, ref, interpret=interpret, flops=flops, select=lambda o: o[:, :2],
+                B=B, H=H, N=N, D=D, causal=causal, name=name,
             )  # fmt: skip
+            rows.append(row)
             print(rows[-1], flush=True)
     (out_dir / "bench_fp16_tma.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
     md = to_markdown(rows, header)
     (out_dir / "bench_fp16_tma.md").write_text(md)
     print(md)
     return 0
-
-
-def _sdpa(sdpa_kernel, backend, q, k, v, causal):
-    import torch
-
-    with sdpa_kernel(backend):
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
 
 def to_markdown(rows: list[dict], header: str) -> str:

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.ab_decode import load_module  # noqa: E402
+from bench.timing import sdpa_backends, timed_row  # noqa: E402
 
 # (module file, jit kernel to rename, launchers timed from it)
 MODULES = (
@@ -95,28 +96,13 @@ def main(argv=None) -> int:
             flops = 4 * B * H * N * N * D / (2 if causal else 1)
             fns = {name: functools.partial(fn, q, k, v, causal=causal) for name, fn in entries.items()}
             if not interpret:
-                from torch.nn.attention import SDPBackend, sdpa_kernel
-
-                for backend, name in (
-                    (SDPBackend.FLASH_ATTENTION, "sdpa_flash"),
-                    (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
-                ):
-                    fns[name] = functools.partial(_sdpa, sdpa_kernel, backend, q, k, v, causal)
+                fns |= sdpa_backends(q, k, v, causal)
             outputs = {}
             for name, fn in fns.items():
-                o = fn()
-                outputs[name] = o
-                ms = (
-                    float("nan")
-                    if interpret
-                    else triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+                row, outputs[name] = timed_row(
+                    fn, ref, interpret=interpret, flops=flops, B=B, H=H, N=N, D=D, causal=causal, name=name
                 )
-                rows.append(
-                    dict(
-                        B=B, H=H, N=N, D=D, causal=causal, name=name, ms=ms, tflops=flops / ms / 1e9,
-                        rel_l2=float((o.float() - ref).norm() / ref.norm()),
-                    )
-                )  # fmt: skip
+                rows.append(row)
             for name in entries:
                 if name.endswith("_cutlass") and not torch.equal(
                     outputs[name], outputs[name[: -len("_cutlass")]]
@@ -127,13 +113,6 @@ def main(argv=None) -> int:
     (out_dir / "cutlass_name.md").write_text(md)
     print(md)
     return 0
-
-
-def _sdpa(sdpa_kernel, backend, q, k, v, causal):
-    import torch
-
-    with sdpa_kernel(backend):
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
 
 def to_markdown(rows: list[dict], header: str) -> str:
