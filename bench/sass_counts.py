@@ -21,8 +21,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-# Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones.
-os.environ.pop("TRITON_INTERPRET", None)
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -110,6 +108,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args(argv)
+    # Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones. Only the
+    # script's own process is changed (importing this module leaves the environment be).
+    os.environ.pop("TRITON_INTERPRET", None)
     results = []
     print("| variant | bits | SASS instructions | conversions | registers / stack | top instructions |")
     print("|---|---|---|---|---|---|")

@@ -556,6 +556,9 @@ class DecodeConfig:
     ``fold``: which kernel. True: dequantization folded into the dots (per-score work, cheapest when
     the rows of a KV head fit one 16-row tile); False: every code dequantized in registers before the
     dots (per-code work, cheapest for many rows); None: by the rows per program (16 or fewer: folded).
+    ``max_registers``: a cap on registers per thread (ptxas ``maxnreg``) for occupancy experiments;
+    None leaves it to the compiler. Capping the folded kernel at 168 or 128 to fit more programs per
+    SM spilled and lost on an H200 (docs/perf.md).
     """
 
     block_m: int
@@ -564,6 +567,7 @@ class DecodeConfig:
     num_stages: int
     target_programs: int
     fold: bool | None = None
+    max_registers: int | None = None
 
 
 def folded(cfg: DecodeConfig) -> bool:
@@ -577,7 +581,7 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> DecodeConfig:
+def _config(device: torch.device, rows: int, bits: int, override: DecodeConfig | None) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot).
     block_m = max(16, min(64, triton.next_power_of_2(max(rows, 1))))
@@ -585,11 +589,17 @@ def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> D
         return override if override.block_m else replace(override, block_m=block_m)
     if interpreting():
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
+    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    if block_m == 16 and bits == 8:
+        # 8-bit codes, folded kernel: 64-key tiles on 2 warps, 3 stages, 4 programs per SM. On an H200
+        # (GQA 4 and 8, 4-16 rows) 6-7% faster than the tile below at 32k keys and 11% at 128k; the
+        # kernel is latency-bound at 2 programs per SM, limited by registers (ncu; docs/perf.md).
+        # 4-bit codes gained 2.5% at 128k and lost 1-3% at 32k with it, so they keep the tile below.
+        return DecodeConfig(block_m=16, block_n=64, num_warps=2, num_stages=3, target_programs=4 * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
     # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).
     # The folded kernel (16 rows) preferred 3 stages in the H200 A/B (bench/ab_decode.py; docs/perf.md).
-    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
     stages = 3 if block_m == 16 else 2
     return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=stages, target_programs=2 * sms)
 
@@ -646,7 +656,7 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, config)
+    cfg = _config(q.device, group * Nq, cache.bits, config)
     num_m = triton.cdiv(group * Nq, cfg.block_m)
     programs = B * Hkv * num_m
     splits = max(
@@ -672,6 +682,7 @@ def decode_attention(
         # The dequantizing kernel's s = dot * scale is a bare product: fused into s - m it would make
         # exp2 miss 1 at the row maximum (see flash_int8.py). The folded kernel's s is a finished sum.
         enable_fp_fusion=fold,
+        **({} if cfg.max_registers is None else {"maxnreg": cfg.max_registers}),
     )  # fmt: skip
     _combine_splits_kernel[(rows,)](
         pacc, pm, pl, out, splits, D,

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import quant
+from kernels import kv_cache, quant
 from kernels.kv_cache import DecodeConfig, QuantizedKV, decode_attention, decode_emulate, folded, quantize_kv
 from kernels.reference import attention_reference
 from tests.kernels.cases import on_device, rel_l2
@@ -86,6 +86,30 @@ def test_fold_is_picked_by_rows_unless_asked():
     assert not folded(DecodeConfig(block_m=64, **tile))
     assert folded(DecodeConfig(block_m=64, fold=True, **tile))
     assert not folded(DecodeConfig(block_m=16, fold=False, **tile))
+
+
+def test_gpu_default_tiles_by_width_and_rows(monkeypatch):
+    # The GPU defaults, read without a GPU: 8-bit caches of up to 16 rows per KV head take 64-key tiles
+    # on 2 warps at 4 programs per SM (measured faster on an H200); 4-bit caches and larger row blocks
+    # keep 128-key tiles on 4 warps at 2 per SM. An explicit config is taken as given.
+    monkeypatch.setattr(kv_cache, "interpreting", lambda: False)
+    monkeypatch.setattr(kv_cache, "_sm_count", lambda index: 132)
+    gpu = torch.device("cuda", 0)
+    assert kv_cache._config(gpu, 4, 8, None) == DecodeConfig(16, 64, 2, 3, 528)
+    assert kv_cache._config(gpu, 16, 8, None) == DecodeConfig(16, 64, 2, 3, 528)
+    assert kv_cache._config(gpu, 4, 4, None) == DecodeConfig(16, 128, 4, 3, 264)
+    assert kv_cache._config(gpu, 64, 8, None) == DecodeConfig(64, 128, 4, 2, 264)
+    mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
+    assert kv_cache._config(gpu, 4, 8, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
+
+
+def test_a_register_cap_changes_no_result():
+    # ptxas's maxnreg is a compile option: the interpreter ignores it, the GPU spills; never a new answer.
+    q, k, v = _qkv(11, 1, 4, 2, 1, 70, 64, F16)
+    cache = quantize_kv(k, v, bits=8)
+    tile = dict(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=6)
+    capped = decode_attention(q, cache, config=DecodeConfig(**tile, max_registers=128))
+    assert torch.equal(capped, decode_attention(q, cache, config=DecodeConfig(**tile)))
 
 
 def test_default_config_matches_small_tiles_and_sm_scale():

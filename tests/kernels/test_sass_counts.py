@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.scripts import REPO
+from tests.scripts import REPO, load_script
 
 SCRIPT = REPO / "bench" / "sass_counts.py"
 
@@ -38,3 +38,10 @@ def test_a_module_without_the_kernel_is_refused(tmp_path):
     bad.write_text("x = 1\n")
     proc = _run(tmp_path, str(bad), "--bits", "8")
     assert proc.returncode != 0 and "_decode_kv_kernel" in proc.stderr
+
+
+def test_importing_it_leaves_the_interpreter_on():
+    before = dict(os.environ)
+    module = load_script("bench/sass_counts.py")
+    assert dict(os.environ) == before  # an in-process import must not switch this worker off it
+    assert callable(module.count) and callable(module.main)
