@@ -62,7 +62,12 @@ def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int, 
         NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=16, BLOCK_N=block_n,
         BLOCK_H=head_dim // 2,
     )  # fmt: skip
+    # The folded kernel's metadata pointers: int32 (scale, offset) words where the module says so
+    # (kernels/kv_cache.py's FOLDED_META), bf16 in variants written before that.
+    module = sys.modules[fn.fn.__module__]
+    meta = "*i32" if getattr(module, "FOLDED_META", None) is not None else "*bf16"
     signature = {name: SIGNATURE.get(name, "constexpr") for name in params}
+    signature.update({name: meta for name in ("KM", "VM") if name in signature})
     unknown = [n for n, t in signature.items() if t == "constexpr" and n not in candidates]
     if unknown:
         raise SystemExit(f"{path}: no value known for the constexpr(s) {unknown}")

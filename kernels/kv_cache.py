@@ -50,6 +50,8 @@ from kernels.quant_lowbit import GroupQuantized, check_group, dequantize_groups,
 from kernels.reference import attention_reference
 
 LOG2E = math.log2(math.e)
+# The folded kernel reads K's and V's metadata as int32 words, one (scale, offset) bf16 pair each.
+FOLDED_META = torch.int32
 
 
 def default_kv_group(head_dim: int, bits: int) -> int:
@@ -287,6 +289,15 @@ def _store_split(
 
 
 @triton.jit
+def _bf16_pair(word):
+    """int32 words, each a (scale, offset) pair of bfloat16 (scale in the low half, as stored
+    little-endian), as two fp32 tensors: a bfloat16 is the top half of its fp32 value."""
+    scale = (word << 16).to(tl.float32, bitcast=True)
+    offset = (word & -65536).to(tl.float32, bitcast=True)
+    return scale, offset
+
+
+@triton.jit
 def _centered_codes(c, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr):
     """uint8 codes ``c`` as ``c - CENTER``, exactly, in ``DOT_DTYPE``, with no int-to-float conversion.
 
@@ -360,8 +371,10 @@ def _decode_kv_kernel(
     hi = tl.minimum(lo + CHUNK, length)
     kc = KC + bh_kv * Nmax * CW
     vc = VC + bh_kv * Nmax * CW
-    km = KM + bh_kv * Nmax * NG * 2
-    vm = VM + bh_kv * Nmax * 4
+    # Metadata as int32 words, one (scale, offset) bf16 pair each: 4-byte elements, which the
+    # pipeliner can stage with cp.async (2-byte loads cannot be, and waited in the loop; ncu: docs/perf.md).
+    km = KM + bh_kv * Nmax * NG
+    vm = VM + bh_kv * Nmax * 2
     shift = length - Nq
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -388,12 +401,12 @@ def _decode_kv_kernel(
                 c_b = tl.load(ptr + HALF, mask=n_ok[:, None], other=0)
             q_a = tl.load(q_rows + ch[None, :], mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
             q_b = tl.load(q_rows + HALF + ch[None, :], mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
-            ma = km + key * (NG * 2) + 2 * g
-            mb = ma + 2 * GPH
-            s_a = tl.load(ma, mask=n_ok, other=0.0).to(tl.float32) * qk_scale
-            s_b = tl.load(mb, mask=n_ok, other=0.0).to(tl.float32) * qk_scale
-            o_a = tl.load(ma + 1, mask=n_ok, other=0.0).to(tl.float32) * qk_scale + CENTER * s_a
-            o_b = tl.load(mb + 1, mask=n_ok, other=0.0).to(tl.float32) * qk_scale + CENTER * s_b
+            s_a, o_a = _bf16_pair(tl.load(km + key * NG + g, mask=n_ok, other=0))
+            s_b, o_b = _bf16_pair(tl.load(km + key * NG + g + GPH, mask=n_ok, other=0))
+            s_a = s_a * qk_scale
+            s_b = s_b * qk_scale
+            o_a = o_a * qk_scale + CENTER * s_a
+            o_b = o_b * qk_scale + CENTER * s_b
             d_a = tl.dot(q_a, tl.trans(_centered_codes(c_a, CENTER, DOT_DTYPE, F16_MAGIC)))
             d_b = tl.dot(q_b, tl.trans(_centered_codes(c_b, CENTER, DOT_DTYPE, F16_MAGIC)))
             qs_a = tl.sum(q_a.to(tl.float32), axis=1)
@@ -412,11 +425,10 @@ def _decode_kv_kernel(
         else:
             v_lo = tl.load(vptr, mask=vmask, other=0)
             v_hi = tl.load(vptr + HALF, mask=vmask, other=0)
-        vmeta = vm + key * 4
-        vs_lo = tl.load(vmeta, mask=n_ok, other=0.0).to(tl.float32)
-        vs_hi = tl.load(vmeta + 2, mask=n_ok, other=0.0).to(tl.float32)
-        vz_lo = tl.load(vmeta + 1, mask=n_ok, other=0.0).to(tl.float32) + CENTER * vs_lo
-        vz_hi = tl.load(vmeta + 3, mask=n_ok, other=0.0).to(tl.float32) + CENTER * vs_hi
+        vs_lo, vz_lo = _bf16_pair(tl.load(vm + key * 2, mask=n_ok, other=0))
+        vs_hi, vz_hi = _bf16_pair(tl.load(vm + key * 2 + 1, mask=n_ok, other=0))
+        vz_lo += CENTER * vs_lo
+        vz_hi += CENTER * vs_hi
         # The dots see P times each key's scale, rounded to the dot dtype; the offsets' share and the
         # denominator are fp32 sums of the unrounded P.
         l_i = l_i * alpha + tl.sum(p, axis=1)
@@ -581,7 +593,7 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _config(device: torch.device, rows: int, bits: int, override: DecodeConfig | None) -> DecodeConfig:
+def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot).
     block_m = max(16, min(64, triton.next_power_of_2(max(rows, 1))))
@@ -590,18 +602,16 @@ def _config(device: torch.device, rows: int, bits: int, override: DecodeConfig |
     if interpreting():
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
     sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    if block_m == 16 and bits == 8:
-        # 8-bit codes, folded kernel: 64-key tiles on 2 warps, 3 stages, 4 programs per SM. On an H200
-        # (GQA 4 and 8, 4-16 rows) 6-7% faster than the tile below at 32k keys and 11% at 128k; the
-        # kernel is latency-bound at 2 programs per SM, limited by registers (ncu; docs/perf.md).
-        # 4-bit codes gained 2.5% at 128k and lost 1-3% at 32k with it, so they keep the tile below.
+    if block_m == 16:
+        # Folded kernel (16 rows): 64-key tiles on 2 warps, 3 stages, 4 programs per SM. On an H200
+        # (Nq = 1, GQA 4), against 128-key tiles on 4 warps at 2 per SM: int4 1.04x at 32k keys and
+        # 1.09x at 128k, int8 1.13x and 1.18x (docs/perf.md, "v8"). The kernel is latency-bound at
+        # 2-4 programs per SM, limited by registers.
         return DecodeConfig(block_m=16, block_n=64, num_warps=2, num_stages=3, target_programs=4 * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
     # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).
-    # The folded kernel (16 rows) preferred 3 stages in the H200 A/B (bench/ab_decode.py; docs/perf.md).
-    stages = 3 if block_m == 16 else 2
-    return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=stages, target_programs=2 * sms)
+    return DecodeConfig(block_m=block_m, block_n=128, num_warps=4, num_stages=2, target_programs=2 * sms)
 
 
 def decode_attention(
@@ -656,7 +666,7 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, cache.bits, config)
+    cfg = _config(q.device, group * Nq, config)
     num_m = triton.cdiv(group * Nq, cfg.block_m)
     programs = B * Hkv * num_m
     splits = max(
@@ -671,8 +681,10 @@ def decode_attention(
     fold = folded(cfg)
     kernel = _decode_kv_kernel if fold else _decode_kv_dequant_kernel
     kq, vq = cache.k, cache.v
+    # The folded kernel reads each (scale, offset) pair as one int32 word; the other a bf16 tile.
+    kmeta, vmeta = (kq.meta.view(FOLDED_META), vq.meta.view(FOLDED_META)) if fold else (kq.meta, vq.meta)
     kernel[(programs, splits)](
-        q, kq.codes, kq.meta, vq.codes, vq.meta, cache.lengths, pacc, pm, pl,
+        q, kq.codes, kmeta, vq.codes, vmeta, cache.lengths, pacc, pm, pl,
         q.stride(0), q.stride(1), q.stride(2),
         Hkv, group, Nq, Nmax, scale * LOG2E, num_m, chunk, splits,
         CAUSAL=causal, BITS=kq.bits, HALF=D // 2, GSIZE=kq.group, NG=D // kq.group,
