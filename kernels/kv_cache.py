@@ -24,8 +24,11 @@ share it. Two ways to dequantize, picked by the rows per program (``DecodeConfig
 
 - folded (16 rows or fewer: Nq = 1 with up to 16 query heads per KV head, the common decode step):
   the packed codes are unpacked and turned into exact centred integers with a logic op and an add (no
-  int-to-float conversions) and fed to the tensor-core dots; K's scales and offsets are applied to the
-  scores of each group's dot, V's scales to P before the P·V dot. Its work grows with the scores.
+  int-to-float conversions; on a GPU with fp16, two codes per PRMT/LOP3 in inline PTX) and fed to the
+  tensor-core dots; K's scales and offsets are applied to the scores of each group's dot, V's scales
+  to P before the P·V dot. Its metadata comes as int32 (scale, offset) words, which Triton stages with
+  cp.async like the codes (2-byte loads it cannot: they were waited on every step). Its work grows with
+  the scores.
 - dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
   before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
   GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200; docs/perf.md).
@@ -315,6 +318,75 @@ def _centered_codes(c, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC:
         return (x - (8388608.0 + CENTER)).to(DOT_DTYPE)
 
 
+@triton.jit
+def _fp16_bytes(c):
+    """uint8 codes as fp16 ``1024 + c``: one PRMT per two codes (bytes placed under an 0x64 exponent)."""
+    return tl.inline_asm_elementwise(
+        asm="prmt.b32 $0, $2, 0x64646464, 0x4140;\n\tprmt.b32 $1, $2, 0x64646464, 0x4342;",
+        constraints="=r,=r,r",
+        args=[c],
+        dtype=tl.float16,
+        is_pure=True,
+        pack=4,
+    )
+
+
+@triton.jit
+def _fp16_nibbles(c):
+    """Packed bytes as fp16 ``1024 + low nibble`` and ``1024 + high nibble``: a PRMT per two bytes,
+    then one LOP3 (mask and exponent in one) per two codes, and a shift for the high nibbles."""
+    return tl.inline_asm_elementwise(
+        asm="""{
+        .reg .b32 t0, t1;
+        prmt.b32 t0, $4, 0, 0x4140;
+        prmt.b32 t1, $4, 0, 0x4342;
+        lop3.b32 $0, t0, 0x000f000f, 0x64006400, 0xea;
+        lop3.b32 $1, t1, 0x000f000f, 0x64006400, 0xea;
+        shr.b32 t0, t0, 4;
+        shr.b32 t1, t1, 4;
+        lop3.b32 $2, t0, 0x000f000f, 0x64006400, 0xea;
+        lop3.b32 $3, t1, 0x000f000f, 0x64006400, 0xea;
+        }""",
+        constraints="=r,=r,=r,=r,r",
+        args=[c],
+        dtype=(tl.float16, tl.float16),
+        is_pure=True,
+        pack=4,
+    )
+
+
+@triton.jit
+def _centered_pair(
+    raw_a,
+    raw_b,
+    CENTER: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    F16_MAGIC: tl.constexpr,
+    BITS: tl.constexpr,
+    ASM: tl.constexpr,
+):
+    """Codes of two halves as centred integers; ``raw_a`` holds packed bytes when BITS == 4 (``raw_b``
+    unused). ASM (fp16 on a GPU): packed conversions in PTX; otherwise :func:`_centered_codes`."""
+    if ASM and F16_MAGIC:
+        if BITS == 4:
+            f_a, f_b = _fp16_nibbles(raw_a)
+        else:
+            f_a = _fp16_bytes(raw_a)
+            f_b = _fp16_bytes(raw_b)
+        return f_a - (1024.0 + CENTER), f_b - (1024.0 + CENTER)
+    else:
+        if BITS == 4:
+            return (
+                _centered_codes(raw_a & 15, CENTER, DOT_DTYPE, F16_MAGIC),
+                _centered_codes(raw_a >> 4, CENTER, DOT_DTYPE, F16_MAGIC),
+            )
+        else:
+            return (
+                _centered_codes(raw_a, CENTER, DOT_DTYPE, F16_MAGIC),
+                _centered_codes(raw_b, CENTER, DOT_DTYPE, F16_MAGIC),
+            )
+
+
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
 def _decode_kv_kernel(
     Q,
@@ -346,6 +418,7 @@ def _decode_kv_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    ASM: tl.constexpr = False,
 ):
     # Dequantization is folded into the dots instead of done per element: the tensor cores see the
     # integer codes (centred, exact), and the per-key scales and offsets are applied to the few
@@ -392,13 +465,11 @@ def _decode_kv_kernel(
         for g in tl.static_range(GPH):
             ch = g * GSIZE + offs_g
             ptr = kc + key[:, None] * CW + ch[None, :]
-            if BITS == 4:
-                packed = tl.load(ptr, mask=n_ok[:, None], other=0)
-                c_a = packed & 15
-                c_b = packed >> 4
-            else:
-                c_a = tl.load(ptr, mask=n_ok[:, None], other=0)
+            c_a = tl.load(ptr, mask=n_ok[:, None], other=0)
+            c_b = c_a
+            if BITS == 8:
                 c_b = tl.load(ptr + HALF, mask=n_ok[:, None], other=0)
+            k_a, k_b = _centered_pair(c_a, c_b, CENTER, DOT_DTYPE, F16_MAGIC, BITS, ASM)
             q_a = tl.load(q_rows + ch[None, :], mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
             q_b = tl.load(q_rows + HALF + ch[None, :], mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
             s_a, o_a = _bf16_pair(tl.load(km + key * NG + g, mask=n_ok, other=0))
@@ -407,8 +478,8 @@ def _decode_kv_kernel(
             s_b = s_b * qk_scale
             o_a = o_a * qk_scale + CENTER * s_a
             o_b = o_b * qk_scale + CENTER * s_b
-            d_a = tl.dot(q_a, tl.trans(_centered_codes(c_a, CENTER, DOT_DTYPE, F16_MAGIC)))
-            d_b = tl.dot(q_b, tl.trans(_centered_codes(c_b, CENTER, DOT_DTYPE, F16_MAGIC)))
+            d_a = tl.dot(q_a, tl.trans(k_a))
+            d_b = tl.dot(q_b, tl.trans(k_b))
             qs_a = tl.sum(q_a.to(tl.float32), axis=1)
             qs_b = tl.sum(q_b.to(tl.float32), axis=1)
             s += d_a * s_a[None, :] + qs_a[:, None] * o_a[None, :]
@@ -418,13 +489,11 @@ def _decode_kv_kernel(
         m_new, alpha, p = _softmax_step(s, m_i, cols, n_ok, qi, shift, CAUSAL)
         vptr = vc + key[:, None] * CW + offs_h[None, :]
         vmask = n_ok[:, None] & h_ok[None, :]
-        if BITS == 4:
-            packed = tl.load(vptr, mask=vmask, other=0)
-            v_lo = packed & 15
-            v_hi = packed >> 4
-        else:
-            v_lo = tl.load(vptr, mask=vmask, other=0)
+        v_lo = tl.load(vptr, mask=vmask, other=0)
+        v_hi = v_lo
+        if BITS == 8:
             v_hi = tl.load(vptr + HALF, mask=vmask, other=0)
+        v_lo, v_hi = _centered_pair(v_lo, v_hi, CENTER, DOT_DTYPE, F16_MAGIC, BITS, ASM)
         vs_lo, vz_lo = _bf16_pair(tl.load(vm + key * 2, mask=n_ok, other=0))
         vs_hi, vz_hi = _bf16_pair(tl.load(vm + key * 2 + 1, mask=n_ok, other=0))
         vz_lo += CENTER * vs_lo
@@ -436,8 +505,8 @@ def _decode_kv_kernel(
         z_hi = z_hi * alpha + tl.sum(p * vz_hi[None, :], axis=1)
         p_lo = (p * vs_lo[None, :]).to(DOT_DTYPE)
         p_hi = (p * vs_hi[None, :]).to(DOT_DTYPE)
-        acc_lo = tl.dot(p_lo, _centered_codes(v_lo, CENTER, DOT_DTYPE, F16_MAGIC), acc_lo * alpha[:, None])
-        acc_hi = tl.dot(p_hi, _centered_codes(v_hi, CENTER, DOT_DTYPE, F16_MAGIC), acc_hi * alpha[:, None])
+        acc_lo = tl.dot(p_lo, v_lo, acc_lo * alpha[:, None])
+        acc_hi = tl.dot(p_hi, v_hi, acc_hi * alpha[:, None])
         m_i = m_new
 
     acc_lo += z_lo[:, None]
@@ -571,6 +640,9 @@ class DecodeConfig:
     ``max_registers``: a cap on registers per thread (ptxas ``maxnreg``) for occupancy experiments;
     None leaves it to the compiler. Capping the folded kernel at 168 or 128 to fit more programs per
     SM spilled and lost on an H200 (docs/perf.md).
+    ``ptx``: on a GPU, the folded kernel turns fp16 codes into centred integers with packed inline-PTX
+    conversions (1.05-1.14x on an H200); False runs the portable path the interpreter runs. Both give
+    the same dot operands, so the same output bits.
     """
 
     block_m: int
@@ -580,6 +652,7 @@ class DecodeConfig:
     target_programs: int
     fold: bool | None = None
     max_registers: int | None = None
+    ptx: bool = True
 
 
 def folded(cfg: DecodeConfig) -> bool:
@@ -689,6 +762,8 @@ def decode_attention(
         Hkv, group, Nq, Nmax, scale * LOG2E, num_m, chunk, splits,
         CAUSAL=causal, BITS=kq.bits, HALF=D // 2, GSIZE=kq.group, NG=D // kq.group,
         UPCAST=interpreting() and q.dtype == torch.bfloat16,
+        # Inline PTX cannot run in the interpreter, which takes the portable path to the same values.
+        **({"ASM": cfg.ptx and not interpreting()} if fold else {}),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         # The dequantizing kernel's s = dot * scale is a bare product: fused into s - m it would make

@@ -103,6 +103,20 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     assert kv_cache._config(gpu, 4, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [4, 8])
+def test_ptx_conversions_give_the_portable_paths_bits(bits):
+    # The folded kernel's inline-PTX code conversions (GPU, fp16) against the path the interpreter
+    # runs: the same dot operands, so the same output bits; and both within the emulation's budget.
+    q, k, v = _qkv(12, 2, 8, 2, 1, 300, 128, F16, k_offset=1.0)
+    cache = quantize_kv(k, v, bits=bits)
+    tile = dict(block_m=16, block_n=64, num_warps=2, num_stages=3, target_programs=16)
+    fast = decode_attention(q, cache, causal=True, config=DecodeConfig(**tile))
+    plain = decode_attention(q, cache, causal=True, config=DecodeConfig(**tile, ptx=False))
+    assert torch.equal(fast, plain)
+    assert rel_l2(fast, decode_emulate(q, cache, causal=True)) <= EMULATION[F16]
+
+
 def test_a_register_cap_changes_no_result():
     # ptxas's maxnreg is a compile option: the interpreter ignores it, the GPU spills; never a new answer.
     q, k, v = _qkv(11, 1, 4, 2, 1, 70, 64, F16)
