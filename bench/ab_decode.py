@@ -14,7 +14,10 @@ For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, N
 Nk 32k and 128k): a small tile sweep (BLOCK_N 64/128, 2-4 stages, 2 or 4 programs per SM), each timed
 as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2 against an FP32 oracle, beside
 SDPA cuDNN and flash on the fp16 cache and the device-to-device copy bandwidth. GB/s is the bytes each
-must read over its time. Writes ab_decode.json and ab_decode.md under $OUT (or ./ab_decode_out).
+must read over its time. Writes ab_decode.json and ab_decode.md under $OUT (or ./ab_decode_out), and
+ab_decode_bench.json: each entry's library-default timing (every replay kept) in pytest-benchmark's
+form, which ``lowbit ingest ab_decode_bench.json --commit SHA`` records into the history (the GPU
+workflow does, so decode speeds are tracked per commit beside the attention methods).
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.timing import benchmark_document, benchmark_record, environment  # noqa: E402
 
 KV_MODULE = "kernels/kv_cache.py"
 
@@ -119,13 +126,16 @@ def main(argv=None) -> int:
     out_dir = Path(os.environ.get("OUT", "ab_decode_out"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def timed(fn) -> float:
+    def timed(fn) -> list[float]:
+        """Samples in ms: CUDA-graph replays on a GPU; in the interpreter, one call's wall time."""
         if interpret:
+            start = time.perf_counter()
             fn()
-            return float("nan")
-        return float(triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median"))
+            return [(time.perf_counter() - start) * 1e3]
+        return sorted(float(t) for t in triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="all"))
 
-    gpu = "CPU (Triton interpreter)" if interpret else torch.cuda.get_device_name()
+    env = environment(interpret)
+    gpu = env["gpu"]
     sms = 4 if interpret else torch.cuda.get_device_properties(0).multi_processor_count
     copy_gbps = float("nan")
     if not interpret:
@@ -138,7 +148,7 @@ def main(argv=None) -> int:
     header = f"{gpu}, torch {torch.__version__}, triton {triton.__version__}; copy {copy_gbps:.0f} GB/s"
     print(header, flush=True)
     B, Hq, Hkv, D = (1, 4, 2, 64) if args.tiny else (1, 32, 8, 128)
-    rows = []
+    rows, benchmarks = [], []
     for nk in (96,) if args.tiny else args.nk:
         gen = torch.Generator(device=device).manual_seed(nk)
         k = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
@@ -177,15 +187,22 @@ def main(argv=None) -> int:
             for name, cfg, fn, nbytes in entries:
                 try:
                     err = rel(fn())
-                    ms = timed(fn)
+                    samples = timed(fn)
                 except Exception as exc:  # a variant or tile that fails is reported, not fatal
                     print(f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
                     continue
+                ms = statistics.median(samples) if not interpret else float("nan")
                 rows.append(
                     dict(nk=nk, nq=nq, name=name, config=repr(cfg), ms=ms, gbps=nbytes / ms / 1e6, rel_l2=err)
                 )
+                if cfg is None:  # the library's defaults go to the history (a sweep's tiles do not)
+                    params = dict(B=B, Hq=Hq, Hkv=Hkv, D=D, Nk=nk, Nq=nq)
+                    extra = dict(rel_l2=err, gb_per_s=nbytes / statistics.median(samples) / 1e6)
+                    benchmarks.append(benchmark_record(name, "bench/ab_decode.py", params, samples, extra))
             # after every shape, so a run cut off by a time limit keeps what it measured
             (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+            bench_doc = benchmark_document(env, benchmarks, "bench/ab_decode.py")
+            (out_dir / "ab_decode_bench.json").write_text(json.dumps(bench_doc, indent=1))
     md = to_markdown(rows, header)
     (out_dir / "ab_decode.md").write_text(md)
     print(md)

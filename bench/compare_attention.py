@@ -13,16 +13,19 @@ a pytest-benchmark-compatible file that ``lowbit ingest compare.json --commit SH
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
+import sys
 from pathlib import Path
 
 import torch
-import triton
 from triton.testing import do_bench
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.timing import benchmark_document, benchmark_record, environment  # noqa: E402
 
 SHAPES = {
     "quick": [(1, 32, 16384, 128, False), (1, 32, 16384, 128, True), (4, 32, 4096, 128, False)],
@@ -89,29 +92,6 @@ def bench(fn):
     return samples
 
 
-def environment():
-    try:
-        out = subprocess.run([triton.knobs.nvidia.ptxas.path, "--version"], capture_output=True, text=True)
-        ptxas = out.stdout.strip().splitlines()[-1]
-    except Exception as exc:  # report, do not fail the benchmark
-        ptxas = f"unknown ({exc.__class__.__name__})"
-    props = torch.cuda.get_device_properties(0)
-    return {
-        "gpu": torch.cuda.get_device_name(),
-        "compute_capability": f"{props.major}.{props.minor}",
-        "cuda": torch.version.cuda,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "ptxas": ptxas,
-        "python_version": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "node": platform.node(),
-        "system": platform.system(),
-        "release": platform.release(),
-        "machine": platform.machine(),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", choices=sorted(SHAPES), default="default")
@@ -142,29 +122,14 @@ def main() -> None:
                 continue
             median = samples[len(samples) // 2]
             times[name] = median
-            mean = sum(samples) / len(samples)
-            std = (sum((s - mean) ** 2 for s in samples) / max(1, len(samples) - 1)) ** 0.5
             params = {"B": B, "H": H, "N": N, "D": D, "causal": causal}
             tag = f"b{B}h{H}n{N}d{D}{'-causal' if causal else ''}"
             benchmarks.append(
-                {
-                    "group": name,
-                    "name": f"{name}[{tag}]",
-                    "fullname": f"bench/compare_attention.py::{name}[{tag}]",
-                    "params": params,
-                    "stats": {
-                        "min": samples[0] * 1e-3,
-                        "max": samples[-1] * 1e-3,
-                        "mean": mean * 1e-3,
-                        "stddev": std * 1e-3,
-                        "median": median * 1e-3,
-                        "rounds": len(samples),
-                        "iterations": 1,
-                        "data": [s * 1e-3 for s in samples],
-                    },
-                    "extra_info": {**params, "tflops": tflops(B, H, N, D, causal, median)},
-                }
-            )
+                benchmark_record(
+                    name, "bench/compare_attention.py", params, samples,
+                    {"tflops": tflops(B, H, N, D, causal, median)}, tag=tag,
+                )
+            )  # fmt: skip
         table.append(((B, H, N, D, causal), times))
         print(
             f"B={B} H={H} N={N} D={D} causal={causal}: "
@@ -200,13 +165,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     (out / "compare.md").write_text(text)
-    doc = {
-        "machine_info": env,
-        "commit_info": {},
-        "benchmarks": benchmarks,
-        "datetime": datetime.datetime.now(datetime.UTC).isoformat(),
-        "version": "lowbit bench/compare_attention.py",
-    }
+    doc = benchmark_document(env, benchmarks, "bench/compare_attention.py")
     (out / "compare.json").write_text(json.dumps(doc, indent=1))
     print(f"wrote {out / 'compare.md'} and {out / 'compare.json'}, {len(benchmarks)} benchmarks")
 

@@ -1,9 +1,15 @@
-"""What the attention benchmarks share: SDPA's backends as callables, and one timed, checked row."""
+"""What the attention benchmarks share: SDPA's backends as callables, one timed and checked row, the
+environment a table is measured in, and rows in pytest-benchmark's JSON form, which ``lowbit ingest FILE
+--commit SHA`` records into the history."""
 
 from __future__ import annotations
 
+import datetime
 import functools
-from collections.abc import Callable
+import platform
+import statistics
+import subprocess
+from collections.abc import Callable, Sequence
 
 
 def _sdpa(sdpa_kernel, backend, q, k, v, causal):
@@ -34,3 +40,76 @@ def timed_row(
     o = (out if select is None else select(out)).float()
     row = dict(labels, ms=ms, tflops=flops / ms / 1e9, rel_l2=float((o - ref).norm() / ref.norm()))
     return row, out
+
+
+def environment(interpret: bool = False) -> dict:
+    """GPU name, compute capability, CUDA, torch, triton and ptxas versions, Python and host: a
+    pytest-benchmark ``machine_info``. In the interpreter, gpu is "CPU (Triton interpreter)"."""
+    import torch
+    import triton
+
+    env = {
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "node": platform.node(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+    }
+    if interpret:
+        return {"gpu": "CPU (Triton interpreter)", **env}
+    try:
+        out = subprocess.run([triton.knobs.nvidia.ptxas.path, "--version"], capture_output=True, text=True)
+        ptxas = out.stdout.strip().splitlines()[-1]
+    except Exception as exc:  # report, do not fail the benchmark
+        ptxas = f"unknown ({exc.__class__.__name__})"
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+        "ptxas": ptxas,
+        **env,
+    }
+
+
+def benchmark_record(
+    group: str, script: str, params: dict, samples_ms: Sequence[float], extra: dict, tag: str | None = None
+) -> dict:
+    """One benchmark of pytest-benchmark's JSON (times in seconds, every sample kept): ``group`` is the
+    history's kernel, ``params`` name the case (``tag``, default ``k=v,...``, is the name's suffix and,
+    with the script, the case's identity in the history); ``extra`` numbers become the result's metrics."""
+    data = sorted(float(x) * 1e-3 for x in samples_ms)
+    if not data:
+        raise ValueError(f"benchmark_record: expected at least one sample for {group}, got none")
+    tag = ",".join(f"{k}={v}" for k, v in params.items()) if tag is None else tag
+    return {
+        "group": group,
+        "name": f"{group}[{tag}]",
+        "fullname": f"{script}::{group}[{tag}]",
+        "params": params,
+        "stats": {
+            "min": data[0],
+            "max": data[-1],
+            "mean": statistics.fmean(data),
+            "stddev": statistics.stdev(data) if len(data) > 1 else 0.0,
+            "median": statistics.median(data),
+            "rounds": len(data),
+            "iterations": 1,
+            "data": data,
+        },
+        "extra_info": {**params, **extra},
+    }
+
+
+def benchmark_document(env: dict, benchmarks: list[dict], script: str) -> dict:
+    """A pytest-benchmark JSON document of ``benchmarks`` measured in ``env``."""
+    return {
+        "machine_info": env,
+        "commit_info": {},
+        "benchmarks": benchmarks,
+        "datetime": datetime.datetime.now(datetime.UTC).isoformat(),
+        "version": f"lowbit {script}",
+    }

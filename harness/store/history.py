@@ -43,8 +43,16 @@ _env = Environment.__table__
 _cp = ChangePoint.__table__
 
 
-def commit_runs(store: Store, *, statuses: Sequence[str] | None = None) -> list[dict]:
-    """Every run (id, commit, parents, shard, status, environment id, started_at), oldest first."""
+# The suite of runs that `lowbit ingest` records (benchmark files measured outside lowbit). They sit
+# beside lowbit's own runs of the same commit in the history; verdicts do not judge them.
+BENCH_SUITE = "bench"
+
+
+def commit_runs(
+    store: Store, *, statuses: Sequence[str] | None = None, exclude_suites: Sequence[str] = ()
+) -> list[dict]:
+    """Every run (id, commit, parents, shard, status, environment id, started_at), oldest first, except
+    those of ``exclude_suites``."""
     query = sa.select(
         _runs.c.id,
         _runs.c.commit,
@@ -57,6 +65,8 @@ def commit_runs(store: Store, *, statuses: Sequence[str] | None = None) -> list[
     ).order_by(_runs.c.id)
     if statuses is not None:
         query = query.where(_runs.c.status.in_(list(statuses)))
+    if exclude_suites:
+        query = query.where(_runs.c.suite.notin_(list(exclude_suites)))
 
     def work(conn: Connection) -> list[dict]:
         out = []

@@ -3,6 +3,7 @@
 Mapping onto lowbit's tables, so a team's existing benchmarks show up next to lowbit's own runs:
 
 - one run (suite "bench", status "complete") for the file, at the commit given on the command line
+  (`lowbit check` and the other verdicts judge lowbit's own runs only, never these)
   (the CLI expands a short SHA through git first); the run keeps a content hash of the file and the
   commit, so ingesting the same file for the same commit again records nothing new;
 - the environment is the file's ``machine_info`` (host, CPU, Python; plus gpu/cuda/torch/triton/driver
@@ -29,8 +30,9 @@ from typing import Any
 
 from harness.core.stats import percentile
 from harness.store import ResultRow, StoreError, open_store, validate_commit
+from harness.store.history import BENCH_SUITE
 
-SUITE = "bench"
+SUITE = BENCH_SUITE
 _ENV_KEYS = ("gpu", "compute_capability", "driver", "cuda", "torch", "triton")
 
 

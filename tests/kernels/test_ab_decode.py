@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from harness.store.ingest import parse_benchmark_json
 from tests.scripts import REPO, load_script
 
 
@@ -38,6 +39,14 @@ def test_exported_variants_run_side_by_side(tmp_path, monkeypatch):
         assert by[(bits, nq, "twin")] == by[(bits, nq, path.stem)]
         assert 0 < by[(bits, nq, "twin")] < (0.02 if bits == "int8" else 0.2)
     assert "| 96 | 1 | twin int8 |" in (tmp_path / "ab_decode.md").read_text()
+    # The defaults' timings in pytest-benchmark's form, as `lowbit ingest` reads them.
+    machine, benchmarks = parse_benchmark_json(tmp_path / "ab_decode_bench.json")
+    assert machine["gpu"] == "CPU (Triton interpreter)"
+    assert {b.kernel for b in benchmarks} == {f"{v} int{b}" for v in (path.stem, "twin") for b in (8, 4)}
+    assert len(benchmarks) == 8
+    for b in benchmarks:
+        assert b.row.case_params["params"]["Nk"] == 96 and b.row.case_params["params"]["Nq"] in (1, 3)
+        assert 0 < b.row.metrics["rel_l2"] < 0.2 and b.row.latency["p50_ms"] > 0
 
 
 def test_a_module_without_the_api_is_refused(tmp_path):

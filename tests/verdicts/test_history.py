@@ -3,6 +3,7 @@ git ancestry, change points and bisect."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
@@ -182,3 +183,30 @@ def test_a_commit_measured_on_two_gpus_is_judged_per_environment(store):
     h100 = compare(store, B, environment_id=h100_run["environment_id"])
     assert h100.exit_code == 1 and [e.case_id for e in h100.of_kind("latency")] == [cid(0)]
     assert h100.baseline.commit == A and not h100.baseline.environment_changes
+
+
+def test_ingested_benchmarks_never_stand_in_for_a_measurement(store, db, tmp_path):
+    # A benchmark file ingested at the commit a `lowbit run` measured (the GPU workflow records decode
+    # timings so) is a newer run of that commit, unsharded and in another environment. The verdicts
+    # judge lowbit's own runs: the check neither picks the file's run nor names its environment.
+    record(store, A, shard="1/2")
+    record(store, A, shard="2/2", seed=1)
+    record(store, B, [A], shard="1/2", latencies={1: 1.10})
+    record(store, B, [A], shard="2/2", seed=1)
+    bench = tmp_path / "bench.json"
+    stats = {"min": 1e-4, "max": 1e-4, "mean": 1e-4, "stddev": 0.0, "median": 1e-4, "rounds": 1}
+    doc = {
+        "machine_info": {"gpu": "NVIDIA H200", "torch": "2.11.0"},
+        "benchmarks": [{"group": "decode int4", "name": "d", "fullname": "bench/x.py::d", "stats": stats}],
+    }
+    bench.write_text(json.dumps(doc))
+    result = CliRunner().invoke(cli, ["ingest", str(bench), "--commit", B, "--db", db])
+    assert result.exit_code == 0, result.output
+    assert [r["suite"] for r in store.runs()][-1] == "bench"
+    c = compare(store, B)
+    assert c.problems == [] and c.latency_compared
+    assert c.measurement.run_ids == [r["id"] for r in store.runs() if r["commit"] == B and r["suite"] == "ci"]
+    assert by_case(c)[cid(1)].latency.direction == "slower" and c.exit_code == 1
+    bench_ids = {r["id"] for r in store.runs() if r["suite"] == hist.BENCH_SUITE}
+    assert len(bench_ids) == 1 and len(hist.commit_runs(store)) == 5
+    assert not bench_ids & {r["id"] for r in hist.commit_runs(store, exclude_suites=(hist.BENCH_SUITE,))}
