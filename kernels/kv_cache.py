@@ -445,7 +445,8 @@ def _decode_kv_kernel(
     kc = KC + bh_kv * Nmax * CW
     vc = VC + bh_kv * Nmax * CW
     # Metadata as int32 words, one (scale, offset) bf16 pair each: 4-byte elements, which the
-    # pipeliner can stage with cp.async (2-byte loads cannot be, and waited in the loop; ncu: docs/perf.md).
+    # pipeliner stages with cp.async. It cannot stage 2-byte loads; those were waited on every step
+    # (ncu; docs/perf.md "v8").
     km = KM + bh_kv * Nmax * NG
     vm = VM + bh_kv * Nmax * 2
     shift = length - Nq
@@ -678,8 +679,8 @@ def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> D
     if block_m == 16:
         # Folded kernel (16 rows): 64-key tiles on 2 warps, 3 stages, 4 programs per SM. On an H200
         # (Nq = 1, GQA 4), against 128-key tiles on 4 warps at 2 per SM: int4 1.04x at 32k keys and
-        # 1.09x at 128k, int8 1.13x and 1.18x (docs/perf.md, "v8"). The kernel is latency-bound at
-        # 2-4 programs per SM, limited by registers.
+        # 1.09x at 128k, int8 1.13x and 1.18x (docs/perf.md, "v8"). Registers limit it to 2-4
+        # programs per SM.
         return DecodeConfig(block_m=16, block_n=64, num_warps=2, num_stages=3, target_programs=4 * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
