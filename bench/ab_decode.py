@@ -118,9 +118,10 @@ def main(argv=None) -> int:
     import torch
     import triton
 
+    from kernels.backend import interpreting
     from kernels.reference import attention_reference
 
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    interpret = interpreting()
     device = "cpu" if interpret else "cuda"
     variants = {Path(v).stem: load_variant(Path(v)) for v in args.variants}
     out_dir = Path(os.environ.get("OUT", "ab_decode_out"))
@@ -191,13 +192,14 @@ def main(argv=None) -> int:
                 except Exception as exc:  # a variant or tile that fails is reported, not fatal
                     print(f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
                     continue
-                ms = statistics.median(samples) if not interpret else float("nan")
+                median = statistics.median(samples)
+                ms = float("nan") if interpret else median
                 rows.append(
                     dict(nk=nk, nq=nq, name=name, config=repr(cfg), ms=ms, gbps=nbytes / ms / 1e6, rel_l2=err)
                 )
                 if cfg is None:  # the library's defaults go to the history (a sweep's tiles do not)
                     params = dict(B=B, Hq=Hq, Hkv=Hkv, D=D, Nk=nk, Nq=nq)
-                    extra = dict(rel_l2=err, gb_per_s=nbytes / statistics.median(samples) / 1e6)
+                    extra = dict(rel_l2=err, gb_per_s=nbytes / median / 1e6)
                     benchmarks.append(benchmark_record(name, "bench/ab_decode.py", params, samples, extra))
             # after every shape, so a run cut off by a time limit keeps what it measured
             (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))

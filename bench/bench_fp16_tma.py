@@ -41,9 +41,10 @@ def main(argv=None) -> int:
     import torch
     import triton
 
+    from kernels.backend import interpreting
     from kernels.flash_fp16 import flash_attention_fp16
 
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    interpret = interpreting()
     device = "cpu" if interpret else "cuda"
     out_dir = Path(os.environ.get("OUT", "bench_fp16_tma_out"))
     out_dir.mkdir(parents=True, exist_ok=True)

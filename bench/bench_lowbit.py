@@ -312,9 +312,12 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-prefill", action="store_true")
     parser.add_argument("--skip-decode", action="store_true")
     args = parser.parse_args(argv)
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     import torch
     import triton
+
+    from kernels.backend import interpreting
+
+    interpret = interpreting()
 
     out_dir = Path(os.environ.get("OUT", "bench_lowbit_out"))
     out_dir.mkdir(parents=True, exist_ok=True)

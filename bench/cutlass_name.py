@@ -67,7 +67,9 @@ def main(argv=None) -> int:
     import torch
     import triton
 
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    from kernels.backend import interpreting
+
+    interpret = interpreting()
     device = "cpu" if interpret else "cuda"
     out_dir = Path(os.environ.get("OUT", "cutlass_name_out"))
     out_dir.mkdir(parents=True, exist_ok=True)

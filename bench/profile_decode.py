@@ -14,7 +14,6 @@ Gaussian cache; the library's default config unless ``--block-n`` etc. are given
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -38,9 +37,10 @@ def main(argv=None) -> int:
 
     import torch
 
+    from kernels.backend import interpreting
     from kernels.kv_cache import decode_attention, decode_emulate, quantize_kv
 
-    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    interpret = interpreting()
     device = "cpu" if interpret else "cuda"
     if not interpret and not torch.cuda.is_available():
         parser.error("expected a CUDA GPU (or TRITON_INTERPRET=1 with --tiny)")

@@ -87,7 +87,7 @@ def _wait_for_shards(store, commit: str, wait_s: float) -> None:
 
     deadline = time.monotonic() + wait_s
     while True:
-        found = measurements(history.commit_runs(store, exclude_suites=(history.BENCH_SUITE,)), commit)
+        found = measurements(history.measured_runs(store), commit)
         if found and found[0].complete:
             return
         if time.monotonic() >= deadline:

@@ -80,6 +80,12 @@ def commit_runs(
     return store._read(work)
 
 
+def measured_runs(store: Store) -> list[dict]:
+    """The runs verdicts judge: :func:`commit_runs` without ingested benchmark files (suite
+    :data:`BENCH_SUITE`), which would otherwise stand in for a commit's measurement."""
+    return commit_runs(store, exclude_suites=(BENCH_SUITE,))
+
+
 def environments(store: Store, ids: Sequence[int]) -> dict[int, dict]:
     """Fingerprints (without host) of the environments ``ids``."""
     query = sa.select(_env.c.id, _env.c.fingerprint).where(_env.c.id.in_(list(ids)))

@@ -184,7 +184,7 @@ def pick_baseline(
     with the fields that changed (latency and precision are then not compared); with none at all,
     ``Baseline(commit=None, reason=...)``. An explicit commit that was never measured raises VerdictError.
     """
-    runs = runs if runs is not None else hist.commit_runs(store, exclude_suites=(hist.BENCH_SUITE,))
+    runs = runs if runs is not None else hist.measured_runs(store)
     fingerprints = hist.environments(store, sorted({r["environment_id"] for r in runs}))
     here = fingerprints.get(current.environment_id, {})
 

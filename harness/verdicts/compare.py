@@ -326,7 +326,7 @@ def compare(
     environments is judged in ``environment_id`` (default: the one measured last); the others are named.
     """
     thresholds = thresholds or Thresholds()
-    runs = hist.commit_runs(store, exclude_suites=(hist.BENCH_SUITE,))
+    runs = hist.measured_runs(store)
     found = measurements(runs, commit)
     if not found:
         # Nothing measured is not a usage error: the run may have died before it recorded anything.

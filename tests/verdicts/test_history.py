@@ -209,4 +209,4 @@ def test_ingested_benchmarks_never_stand_in_for_a_measurement(store, db, tmp_pat
     assert by_case(c)[cid(1)].latency.direction == "slower" and c.exit_code == 1
     bench_ids = {r["id"] for r in store.runs() if r["suite"] == hist.BENCH_SUITE}
     assert len(bench_ids) == 1 and len(hist.commit_runs(store)) == 5
-    assert not bench_ids & {r["id"] for r in hist.commit_runs(store, exclude_suites=(hist.BENCH_SUITE,))}
+    assert not bench_ids & {r["id"] for r in hist.measured_runs(store)}
