@@ -11,10 +11,10 @@ as its own module (the rest of ``kernels`` is shared). Every variant must keep t
 (``quantize_kv``, ``decode_attention``, ``DecodeConfig``).
 
 For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, Nq in 1, 4, 16 against
-Nk 32k and 128k): a small tile sweep (BLOCK_N 64/128, 2-4 stages, 2 or 4 programs per SM), each timed
-as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2 against an FP32 oracle, beside
-SDPA cuDNN and flash on the fp16 cache and the device-to-device copy bandwidth. GB/s is the bytes each
-must read over its time. Writes ab_decode.json and ab_decode.md under $OUT (or ./ab_decode_out), and
+Nk 32k and 128k): a small tile sweep (32 keys on 1 warp, 64 on 2 or 4, 128 on 4; 2-3 stages; 2, 4 or 8
+programs per SM), each timed as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2
+against an FP32 oracle, beside SDPA cuDNN and flash on the fp16 cache and the device-to-device copy
+bandwidth. GB/s is the bytes each must read over its time. Writes ab_decode.json and ab_decode.md under $OUT (or ./ab_decode_out), and
 ab_decode_bench.json: each entry's library-default timing (every replay kept) in pytest-benchmark's
 form, which ``lowbit ingest ab_decode_bench.json --commit SHA`` records into the history (the GPU
 workflow does, so decode speeds are tracked per commit beside the attention methods).
@@ -84,10 +84,12 @@ def configs(module, sms: int, tiny: bool, sweep: bool = True) -> list:
         return [None]
     names = {f.name for f in fields(module.DecodeConfig)}
     out = [None]
-    for bn in (64, 128):
-        for stages in (2, 3, 4):
-            for per_sm in (2, 4):
-                kw = dict(block_m=0, block_n=bn, num_warps=4, num_stages=stages, target_programs=per_sm * sms)
+    for bn, warps in ((32, 1), (64, 2), (64, 4), (128, 4)):
+        for stages in (2, 3):
+            for per_sm in (2, 4, 8):
+                kw = dict(
+                    block_m=0, block_n=bn, num_warps=warps, num_stages=stages, target_programs=per_sm * sms
+                )
                 cfg = module.DecodeConfig(**{k: v for k, v in kw.items() if k in names})
                 if cfg not in out:  # a variant without a field gets each remaining config once
                     out.append(cfg)

@@ -677,11 +677,12 @@ def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> D
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
     sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
     if block_m == 16:
-        # Folded kernel (16 rows): 64-key tiles on 2 warps, 3 stages, 4 programs per SM. On an H200
-        # (Nq = 1, GQA 4), against 128-key tiles on 4 warps at 2 per SM: int4 1.04x at 32k keys and
-        # 1.09x at 128k, int8 1.13x and 1.18x (docs/perf.md, "v8"). Registers limit it to 2-4
-        # programs per SM.
-        return DecodeConfig(block_m=16, block_n=64, num_warps=2, num_stages=3, target_programs=4 * sms)
+        # Folded kernel (16 rows): 32-key tiles on one warp, 3 stages, 8 programs per SM. One warp
+        # holds the whole 16-row tile, so P goes from the score dot to the P.V dot in registers (no
+        # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
+        # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x and
+        # 1.13x (docs/perf.md, "v9"). Registers (255) fit 8 programs per SM.
+        return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=8 * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
     # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).

@@ -89,14 +89,14 @@ def test_fold_is_picked_by_rows_unless_asked():
 
 
 def test_gpu_default_tiles_by_rows(monkeypatch):
-    # The GPU defaults, read without a GPU: up to 16 rows per KV head (the folded kernel) take 64-key
-    # tiles on 2 warps at 4 programs per SM (measured faster on an H200, both widths); larger row
+    # The GPU defaults, read without a GPU: up to 16 rows per KV head (the folded kernel) take 32-key
+    # tiles on one warp at 8 programs per SM (measured faster on an H200, both widths); larger row
     # blocks keep 128-key tiles on 4 warps at 2 per SM. An explicit config is taken as given.
     monkeypatch.setattr(kv_cache, "interpreting", lambda: False)
     monkeypatch.setattr(kv_cache, "_sm_count", lambda index: 132)
     gpu = torch.device("cuda", 0)
     for rows in (1, 4, 16):
-        assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 64, 2, 3, 528)
+        assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
