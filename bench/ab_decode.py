@@ -14,10 +14,11 @@ For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, N
 Nk 32k and 128k): a small tile sweep (32 keys on 1 warp, 64 on 2 or 4, 128 on 4; 2-3 stages; 2, 4 or 8
 programs per SM), each timed as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2
 against an FP32 oracle, beside SDPA cuDNN and flash on the fp16 cache and the device-to-device copy
-bandwidth. GB/s is the bytes each must read over its time. Writes ab_decode.json and ab_decode.md under $OUT (or ./ab_decode_out), and
-ab_decode_bench.json: each entry's library-default timing (every replay kept) in pytest-benchmark's
-form, which ``lowbit ingest ab_decode_bench.json --commit SHA`` records into the history (the GPU
-workflow does, so decode speeds are tracked per commit beside the attention methods).
+bandwidth. GB/s is the bytes each must read over its time. Writes ab_decode.json and ab_decode.md
+under $OUT (or ./ab_decode_out), and ab_decode_bench.json: each entry's library-default timing (every
+replay kept) in pytest-benchmark's form, which ``lowbit ingest ab_decode_bench.json --commit SHA``
+records into the history (the GPU workflow does, so decode speeds are tracked per commit beside the
+attention methods).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One decode launch per width for a profiler: warm-up calls, then the call ncu should capture.
 
-    ncu --clock-control none -k regex:_decode_kv_kernel --launch-skip 2 --launch-count 1 \\
+    ncu --clock-control none -k regex:_decode_kv_ --launch-skip 2 --launch-count 1 \\
         --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio' \\
         python bench/profile_decode.py --bits 4              # the stall reasons of docs/perf.md "v8"
     TRITON_INTERPRET=1 python bench/profile_decode.py --tiny  # the same path on a CPU

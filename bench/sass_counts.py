@@ -3,10 +3,11 @@
     python bench/sass_counts.py                              # kernels/kv_cache.py as it is
     python bench/sass_counts.py .carry/ab/*.py --bits 8 4    # variants written by ab_decode.py --export
 
-Compiles ``_decode_kv_kernel`` of each module for sm_90a with Triton's bundled ptxas (fp16, D = 128, the
-library's default tile unless given), with 16-byte alignment of the pointers as the runtime specializes
-them, and prints the instruction mix from ``cuobjdump -sass`` plus registers and stack. The conversions
-(I2F, I2FP, F2FP) issue at a quarter of the FP32 rate on Hopper; docs/perf.md reads these counts.
+Compiles ``_decode_kv_kernel`` (or ``--kernel``, e.g. ``_decode_kv_copies_kernel``) of each module for
+sm_90a with Triton's bundled ptxas (fp16, D = 128; the tile from the options: BLOCK_N 128 on 4 warps,
+2 stages unless given), with 16-byte alignment of the pointers as the runtime specializes them, and
+prints the instruction mix from ``cuobjdump -sass`` plus registers and stack. The conversions (I2F,
+I2FP, F2FP) issue at a quarter of the FP32 rate on Hopper; docs/perf.md reads these counts.
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
 
-def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int, fusion: bool = False) -> dict:
+def count(
+    path: Path,
+    bits: int,
+    block_n: int,
+    num_warps: int,
+    num_stages: int,
+    fusion: bool = False,
+    kernel: str = "_decode_kv_kernel",
+) -> dict:
     """Compile one variant and return its instruction counts, registers and stack bytes."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -49,7 +58,7 @@ def count(path: Path, bits: int, block_n: int, num_warps: int, num_stages: int, 
 
     from bench.ab_decode import load_module
 
-    fn = load_module(path, "sass_", ("_decode_kv_kernel",), "a decode kernel module")._decode_kv_kernel
+    fn = getattr(load_module(path, "sass_", (kernel,), "a decode kernel module"), kernel)
     if not isinstance(fn, triton.runtime.JITFunction):
         raise SystemExit(
             "expected compiled jit functions: run this script in a process without TRITON_INTERPRET"
@@ -111,6 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--fusion", action="store_true", help="compile with FP fusion on (the shipped launch turns it off)"
     )
+    parser.add_argument("--kernel", default="_decode_kv_kernel", help="the jit function to compile")
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args(argv)
     # Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones. Only the
@@ -121,7 +131,9 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|")
     for module in args.modules:
         for bits in args.bits:
-            r = count(Path(module), bits, args.block_n, args.num_warps, args.num_stages, args.fusion)
+            r = count(
+                Path(module), bits, args.block_n, args.num_warps, args.num_stages, args.fusion, args.kernel
+            )
             results.append(r)
             top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])
             print(

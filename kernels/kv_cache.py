@@ -29,6 +29,10 @@ share it. Two ways to dequantize, picked by the rows per program (``DecodeConfig
   to P before the P·V dot. Its metadata comes as int32 (scale, offset) words, which Triton stages with
   cp.async like the codes (2-byte loads it cannot: they were waited on every step). Its work grows with
   the scores.
+- copies (a special case of folded, taken where it fits: the rows of a KV head times K's groups fit the
+  16-row tile, e.g. Nq = 1 with GQA up to 4 at 4 bits, D = 128): the tile's spare rows hold each row
+  once per group of K, so one dot gives every group's partial score in its own row and the per-group
+  scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``).
 - dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
   before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
   GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200; docs/perf.md).
@@ -55,6 +59,8 @@ from kernels.reference import attention_reference
 LOG2E = math.log2(math.e)
 # The folded kernel reads K's and V's metadata as int32 words, one (scale, offset) bf16 pair each.
 FOLDED_META = torch.int32
+# The split merge's program: BLOCK_D channels of one row, on MERGE_WARPS warps.
+MERGE_BLOCK_D, MERGE_WARPS = 16, 1
 
 
 def default_kv_group(head_dim: int, bits: int) -> int:
@@ -276,10 +282,12 @@ def _softmax_step(s, m_i, cols, n_ok, qi, shift, CAUSAL: tl.constexpr):
 
 @triton.jit
 def _store_split(
-    PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi,
+    PACC, PM, PL, b, hq, qi, row_ok, lo_ok, hi_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi,
     HALF: tl.constexpr, BLOCK_H: tl.constexpr,
 ):  # fmt: skip
-    """This split's unnormalized partial sums (two halves of D), maximum and denominator per row."""
+    """This split's unnormalized partial sums (two halves of D), maximum and denominator per row:
+    the statistics of the rows ``row_ok``, the low half of D from the rows ``lo_ok``, the high half
+    from ``hi_ok`` (the same rows, except in the copies kernel)."""
     offs_h = tl.arange(0, BLOCK_H)
     h_ok = offs_h < HALF
     row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
@@ -287,8 +295,8 @@ def _store_split(
     tl.store(PM + slot, m_i, mask=row_ok)
     tl.store(PL + slot, l_i, mask=row_ok)
     acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
-    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
-    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs, acc_lo, mask=lo_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs + HALF, acc_hi, mask=hi_ok[:, None] & h_ok[None, :])
 
 
 @triton.jit
@@ -513,8 +521,150 @@ def _decode_kv_kernel(
     acc_lo += z_lo[:, None]
     acc_hi += z_hi[:, None]
     _store_split(
-        PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi, HALF, BLOCK_H
-    )
+        PACC, PM, PL, b, hq, qi, row_ok, row_ok, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo,
+        acc_hi, HALF, BLOCK_H,
+    )  # fmt: skip
+
+
+@triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
+def _decode_kv_copies_kernel(
+    Q,
+    KC,
+    KM,
+    VC,
+    VM,
+    LENS,
+    PACC,
+    PM,
+    PL,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    Hkv,
+    GROUP,
+    Nq,
+    Nmax,
+    qk_scale,
+    NUM_M_BLOCKS,
+    CHUNK,
+    NUM_SPLITS,
+    CAUSAL: tl.constexpr,
+    BITS: tl.constexpr,
+    HALF: tl.constexpr,
+    GSIZE: tl.constexpr,
+    NG: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    ASM: tl.constexpr = False,
+):
+    # The folded kernel with the 16-row tile's spare rows put to work. When a KV head has at most
+    # BLOCK_M / NG rows (Nq = 1, GQA <= 4 with 4 groups of K), row m = c * RP + r holds real row r once
+    # per K group c, and its Q row keeps only group c's channels. One dot over all of D then gives every
+    # group's partial score q_c . k_c in its own row, each row needs just its own group's scale and
+    # offset (an elementwise tile, not NG broadcast vectors), and the copies are summed into the score:
+    #   q . k_j = sum_c (s_cj * (q_c . code_cj) + qsum_c * z_cj).
+    # P keeps the copies: rows of the low half's groups carry P times V's low-half scales, the others
+    # the high half's, so one P tile feeds both P.V dots, each read from the rows of its own half.
+    # Scores stay in raw dot units; the softmax scale multiplies (s - m), exactly 0 at the maximum.
+    RP: tl.constexpr = BLOCK_M // NG
+    GPH: tl.constexpr = HALF // GSIZE
+    bh_kv = tl.program_id(0).to(tl.int64)
+    b = bh_kv // Hkv
+    hkv = bh_kv % Hkv
+    split = tl.program_id(1)
+    offs_m = tl.arange(0, BLOCK_M)
+    copy = offs_m // RP
+    r = offs_m % RP
+    row_ok = r < GROUP * Nq
+    qi = r % Nq
+    hq = hkv * GROUP + r // Nq
+    upper = copy >= GPH
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_n = tl.arange(0, BLOCK_N)
+    h_ok = offs_h < HALF
+    DOT_DTYPE: tl.constexpr = tl.float32 if UPCAST else Q.dtype.element_ty
+    F16_MAGIC: tl.constexpr = Q.dtype.element_ty == tl.float16
+    CW: tl.constexpr = HALF if BITS == 4 else 2 * HALF
+    CENTER: tl.constexpr = 1 << (BITS - 1)
+
+    q_rows = Q + b * stride_qb + hq[:, None].to(tl.int64) * stride_qh + qi[:, None] * stride_qn
+    mine = row_ok[:, None] & h_ok[None, :] & ((offs_h // GSIZE)[None, :] == (copy % GPH)[:, None])
+    q_lo = tl.load(q_rows + offs_h[None, :], mask=mine & ~upper[:, None], other=0.0).to(DOT_DTYPE)
+    q_hi = tl.load(q_rows + HALF + offs_h[None, :], mask=mine & upper[:, None], other=0.0).to(DOT_DTYPE)
+    qsum = tl.sum(q_lo.to(tl.float32) + q_hi.to(tl.float32), axis=1)
+
+    length = tl.load(LENS + b)
+    lo = split * CHUNK
+    hi = tl.minimum(lo + CHUNK, length)
+    kc = KC + bh_kv * Nmax * CW
+    vc = VC + bh_kv * Nmax * CW
+    km = KM + bh_kv * Nmax * NG
+    vm = VM + bh_kv * Nmax * 2
+    shift = length - Nq
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    z_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc_lo = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    acc_hi = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    for start in range(lo, hi, BLOCK_N):
+        cols = start + offs_n
+        n_ok = cols < hi
+        key = cols.to(tl.int64)
+        tile_ok = n_ok[:, None] & h_ok[None, :]
+        kptr = kc + key[:, None] * CW + offs_h[None, :]
+        k_a = tl.load(kptr, mask=tile_ok, other=0)
+        k_b = k_a
+        if BITS == 8:
+            k_b = tl.load(kptr + HALF, mask=tile_ok, other=0)
+        # K's codes plain (0 .. 2^BITS - 1), exact in the dot dtype: its scales and offsets act on fp32
+        # sums of exact products, so centring would change nothing but an add per score.
+        k_a, k_b = _centered_pair(k_a, k_b, 0, DOT_DTYPE, F16_MAGIC, BITS, ASM)
+        d = tl.dot(q_hi, tl.trans(k_b), tl.dot(q_lo, tl.trans(k_a)))
+        # Each group's (scale, offset) words once, then repeated over the rows of its copy.
+        kmeta = tl.load(km + key[None, :] * NG + tl.arange(0, NG)[:, None], mask=n_ok[None, :], other=0)
+        kmeta = tl.broadcast_to(kmeta[:, None, :], (NG, RP, BLOCK_N))
+        ks, kz = _bf16_pair(tl.reshape(kmeta, (BLOCK_M, BLOCK_N)))
+        part = d * ks + qsum[:, None] * kz
+        s = tl.sum(tl.reshape(part, (NG, RP, BLOCK_N)), axis=0)
+        s = tl.reshape(tl.broadcast_to(s[None, :, :], (NG, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
+        valid = n_ok[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= qi[:, None] + shift)
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2((m_i - m_use) * qk_scale)
+        p = tl.math.exp2((s - m_use[:, None]) * qk_scale)
+        vptr = vc + key[:, None] * CW + offs_h[None, :]
+        v_a = tl.load(vptr, mask=tile_ok, other=0)
+        v_b = v_a
+        if BITS == 8:
+            v_b = tl.load(vptr + HALF, mask=tile_ok, other=0)
+        # V's codes centred, its offsets shifted to match: P times the scale is rounded to the dot
+        # dtype, and centred codes keep what that rounding multiplies small (the offsets' share is an
+        # fp32 sum of the unrounded P).
+        v_a, v_b = _centered_pair(v_a, v_b, CENTER, DOT_DTYPE, F16_MAGIC, BITS, ASM)
+        vmeta = tl.load(vm + key[None, :] * 2 + tl.arange(0, 2)[:, None], mask=n_ok[None, :], other=0)
+        vmeta = tl.broadcast_to(vmeta[:, None, :], (2, BLOCK_M // 2, BLOCK_N))
+        vs, vz = _bf16_pair(tl.reshape(vmeta, (BLOCK_M, BLOCK_N)))
+        vz += CENTER * vs
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        z_i = z_i * alpha + tl.sum(p * vz, axis=1)
+        pv = (p * vs).to(DOT_DTYPE)
+        acc_lo = tl.dot(pv, v_a, acc_lo * alpha[:, None])
+        acc_hi = tl.dot(pv, v_b, acc_hi * alpha[:, None])
+        m_i = m_new
+
+    # Raw dot units to the log2 units the merge expects (the denominators are unchanged).
+    m_i = m_i * qk_scale
+    first = copy == 0
+    _store_split(
+        PACC, PM, PL, b, hq, qi, row_ok & first, row_ok & first, row_ok & (copy == GPH), Hkv, GROUP, Nq,
+        NUM_SPLITS, m_i, l_i, acc_lo + z_i[:, None], acc_hi + z_i[:, None], HALF, BLOCK_H,
+    )  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -597,8 +747,9 @@ def _decode_kv_dequant_kernel(
         m_i = m_new
 
     _store_split(
-        PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi, HALF, BLOCK_H
-    )
+        PACC, PM, PL, b, hq, qi, row_ok, row_ok, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo,
+        acc_hi, HALF, BLOCK_H,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -612,9 +763,11 @@ def _combine_splits_kernel(
     BLOCK_S: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
+    # One program per row and block of BLOCK_D channels: a decode step has few rows (32 at Nq = 1,
+    # Hq = 32), and one program per row left most SMs idle while each read every split serially.
     row = tl.program_id(0).to(tl.int64)
     offs_s = tl.arange(0, BLOCK_S)
-    offs_d = tl.arange(0, BLOCK_D)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     s_ok = offs_s < NUM_SPLITS
     m = tl.load(PM + row * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))
     l = tl.load(PL + row * NUM_SPLITS + offs_s, mask=s_ok, other=0.0)
@@ -644,6 +797,10 @@ class DecodeConfig:
     ``ptx``: on a GPU, the folded kernel turns fp16 codes into centred integers with packed inline-PTX
     conversions (1.05-1.14x on an H200); False runs the portable path the interpreter runs. Both give
     the same dot operands, so the same output bits.
+    ``copies``: the folded kernel's tile holds every row once per group of K (see
+    ``_decode_kv_copies_kernel``). None: wherever the rows of a KV head fit (K's groups a power of two,
+    at most ``block_m / groups`` rows: Nq = 1 with GQA up to 4 at 4 bits, 8 at 8 bits, D = 128);
+    True: required (ValueError where they do not fit); False: never.
     """
 
     block_m: int
@@ -654,6 +811,7 @@ class DecodeConfig:
     fold: bool | None = None
     max_registers: int | None = None
     ptx: bool = True
+    copies: bool | None = None
 
 
 def folded(cfg: DecodeConfig) -> bool:
@@ -742,7 +900,17 @@ def decode_attention(
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
     cfg = _config(q.device, group * Nq, config)
-    num_m = triton.cdiv(group * Nq, cfg.block_m)
+    fold = folded(cfg)
+    n_groups = D // cache.k.group
+    fits = fold and n_groups & (n_groups - 1) == 0 and group * Nq <= cfg.block_m // n_groups
+    if cfg.copies and not fits:
+        raise ValueError(
+            f"config: copies=True needs the folded kernel and at most block_m / K's groups = "
+            f"{cfg.block_m} / {n_groups} rows per KV head (a power-of-two group count), got "
+            f"{group * Nq} rows (GQA {group} x Nq {Nq}), fold={fold}"
+        )
+    copies = fits and cfg.copies is not False
+    num_m = 1 if copies else triton.cdiv(group * Nq, cfg.block_m)
     programs = B * Hkv * num_m
     splits = max(
         1, min(triton.cdiv(cfg.target_programs, programs), triton.cdiv(cache.max_length, cfg.block_n))
@@ -753,8 +921,7 @@ def decode_attention(
     pacc = torch.empty((rows, splits, D), dtype=torch.float32, device=q.device)
     pm = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
-    fold = folded(cfg)
-    kernel = _decode_kv_kernel if fold else _decode_kv_dequant_kernel
+    kernel = _decode_kv_copies_kernel if copies else _decode_kv_kernel if fold else _decode_kv_dequant_kernel
     kq, vq = cache.k, cache.v
     # The folded kernel reads each (scale, offset) pair as one int32 word; the other a bf16 tile.
     kmeta, vmeta = (kq.meta.view(FOLDED_META), vq.meta.view(FOLDED_META)) if fold else (kq.meta, vq.meta)
@@ -773,9 +940,10 @@ def decode_attention(
         enable_fp_fusion=fold,
         **({} if cfg.max_registers is None else {"maxnreg": cfg.max_registers}),
     )  # fmt: skip
-    _combine_splits_kernel[(rows,)](
+    block_d = min(MERGE_BLOCK_D, triton.next_power_of_2(D))
+    _combine_splits_kernel[(rows, triton.cdiv(D, block_d))](
         pacc, pm, pl, out, splits, D,
-        BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=triton.next_power_of_2(D), num_warps=4,
+        BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=block_d, num_warps=MERGE_WARPS,
     )  # fmt: skip
     return out
 

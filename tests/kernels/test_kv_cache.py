@@ -47,14 +47,32 @@ CASES = [
     (1, 2, 2, 16, 90, 96, F16, 8, True, (70,)),
     (2, 2, 1, 2, 40, 32, BF16, 8, False, (40, 0)),
     (1, 3, 1, 5, 70, 256, F16, 4, True, (3,)),
+    # Decode steps whose rows fit the copies kernel (rows x K's groups <= 16): GQA 4 at 4 bits with 4
+    # groups, GQA 8 at 8 bits with 2, MQA at D = 256 with 4.
+    (2, 8, 2, 1, 90, 128, F16, 4, True, (90, 33)),
+    (1, 16, 2, 1, 70, 128, BF16, 8, True, (70,)),
+    (2, 4, 1, 1, 60, 256, F16, 8, False, (0, 60)),
 ]
+# The three kernels a config can ask for: the copies kernel only where its rows fit.
+KERNELS = {
+    "copies": dict(fold=True, copies=True),
+    "folded": dict(fold=True, copies=False),
+    "dequantizing": dict(fold=False),
+}
 
 
-@pytest.mark.parametrize("fold", [True, False], ids=["folded", "dequantizing"])
+def _copies_fit(case) -> bool:
+    _, hq, hkv, nq, _, d, _, bits, _, _ = case
+    groups = d // kv_cache.default_kv_group(d, bits)
+    return groups & (groups - 1) == 0 and (hq // hkv) * nq <= 16 // groups
+
+
 @pytest.mark.parametrize(
-    "case", CASES, ids=lambda c: f"b{c[0]}h{c[1]}:{c[2]}-q{c[3]}k{c[4]}-d{c[5]}-{c[7]}bit"
+    "case, kernel",
+    [(c, k) for c in CASES for k in KERNELS if k != "copies" or _copies_fit(c)],
+    ids=lambda x: x if isinstance(x, str) else f"b{x[0]}h{x[1]}:{x[2]}-q{x[3]}k{x[4]}-d{x[5]}-{x[7]}bit",
 )
-def test_decode_matches_oracle_and_emulation(case, fold):
+def test_decode_matches_oracle_and_emulation(case, kernel):
     b, hq, hkv, nq, n, d, dtype, bits, causal, lengths = case
     q, k, v = _qkv(sum(case[:6]), b, hq, hkv, nq, n, d, dtype, k_offset=1.0)
     # Unfilled cache slots hold garbage (NaN); they must never be read.
@@ -65,7 +83,9 @@ def test_decode_matches_oracle_and_emulation(case, fold):
     copies = (q.clone(), k.clone(), v.clone())
     cache = quantize_kv(k, v, bits=bits, lengths=lens)
     # Small tiles and several splits: the split-K merge is exercised on every case.
-    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=6, fold=fold)
+    cfg = DecodeConfig(
+        block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=6, **KERNELS[kernel]
+    )
     out = decode_attention(q, cache, causal=causal, config=cfg)
     assert out.shape == q.shape and out.dtype == dtype and torch.isfinite(out).all()
     for t, c in zip((q, k, v), copies, strict=True):
@@ -115,6 +135,28 @@ def test_ptx_conversions_give_the_portable_paths_bits(bits):
     plain = decode_attention(q, cache, causal=True, config=DecodeConfig(**tile, ptx=False))
     assert torch.equal(fast, plain)
     assert rel_l2(fast, decode_emulate(q, cache, causal=True)) <= EMULATION[F16]
+
+
+def test_copies_asked_where_rows_do_not_fit_is_refused():
+    # 12 rows per KV head (GQA 4 x Nq 3) and 4 groups of K: 48 rows, more than a 16-row tile.
+    q, k, v = _qkv(13, 1, 8, 2, 3, 40, 128, F16)
+    cache = quantize_kv(k, v, bits=4)
+    tile = dict(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=4)
+    with pytest.raises(ValueError, match="copies=True needs"):
+        decode_attention(q, cache, config=DecodeConfig(**tile, copies=True))
+    with pytest.raises(ValueError, match="copies=True needs"):
+        decode_attention(q[:, :, :1], cache, config=DecodeConfig(**tile, fold=False, copies=True))
+    # Asked for nothing, the rows that fit take the copies kernel and the rest the folded one: the
+    # same answers as asking for each.
+    one = q[:, :, :1]
+    assert torch.equal(
+        decode_attention(one, cache, config=DecodeConfig(**tile)),
+        decode_attention(one, cache, config=DecodeConfig(**tile, copies=True)),
+    )
+    assert torch.equal(
+        decode_attention(q, cache, config=DecodeConfig(**tile)),
+        decode_attention(q, cache, config=DecodeConfig(**tile, fold=True)),
+    )
 
 
 def test_a_register_cap_changes_no_result():
@@ -206,6 +248,7 @@ def test_cache_reports_its_shape():
     seed=st.integers(0, 2**31 - 1),
 )
 def test_decode_fuzz_against_emulation(heads, n_q, n_max, fill, d, dtype, bits, causal, fold, seed):
+    # fold=True runs the copies kernel wherever the rows fit (Nq = 1 mostly), the folded one elsewhere.
     """Hypothesis draws the shape, the filled length and a seed; tensors come from the seed."""
     hq, hkv = heads
     q, k, v = _qkv(seed, 2, hq, hkv, n_q, n_max, d, dtype, k_offset=0.5)
