@@ -69,7 +69,7 @@ def count(
     candidates = dict(
         CAUSAL=False, BITS=bits, HALF=head_dim // 2, GSIZE=group, NG=head_dim // group,
         NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=16, BLOCK_N=block_n,
-        BLOCK_H=head_dim // 2, ASM=True,
+        BLOCK_H=head_dim // 2, ASM=True, WORDS=True,
     )  # fmt: skip
     # The folded kernel's metadata pointers: int32 (scale, offset) words where the module says so
     # (kernels/kv_cache.py's FOLDED_META), bf16 in variants written before that.
@@ -77,6 +77,9 @@ def count(
     meta = "*i32" if getattr(module, "FOLDED_META", None) is not None else "*bf16"
     signature = {name: SIGNATURE.get(name, "constexpr") for name in params}
     signature.update({name: meta for name in ("KM", "VM") if name in signature})
+    # The copies kernel reads the codes as int32 words (WORDS).
+    if "WORDS" in signature:
+        signature.update(KC="*i32", VC="*i32")
     unknown = [n for n, t in signature.items() if t == "constexpr" and n not in candidates]
     if unknown:
         raise SystemExit(f"{path}: no value known for the constexpr(s) {unknown}")

@@ -281,6 +281,22 @@ def _softmax_step(s, m_i, cols, n_ok, qi, shift, CAUSAL: tl.constexpr):
 
 
 @triton.jit
+def _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS):
+    """Each row's index into the splits' buffers: (batch, query head, query) major, this split minor."""
+    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
+    return row_id * NUM_SPLITS + tl.program_id(1)
+
+
+@triton.jit
+def _store_word_tile(PACC, slot, acc, ch, lo_rows, hi_rows, HALF: tl.constexpr, D: tl.constexpr):
+    """A (rows x words) partial sum of the copies kernel: column w is channel ``ch[w]``, taken from the
+    rows ``lo_rows`` for channels of the low half of D and ``hi_rows`` for the high half."""
+    upper = (ch >= HALF)[None, :]
+    ok = tl.where(upper, hi_rows[:, None], lo_rows[:, None])
+    tl.store(PACC + slot[:, None] * D + ch[None, :], acc, mask=ok)
+
+
+@triton.jit
 def _store_split(
     PACC, PM, PL, b, hq, qi, row_ok, lo_ok, hi_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi,
     HALF: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -290,8 +306,7 @@ def _store_split(
     from ``hi_ok`` (the same rows, except in the copies kernel)."""
     offs_h = tl.arange(0, BLOCK_H)
     h_ok = offs_h < HALF
-    row_id = (b * Hkv * GROUP + hq).to(tl.int64) * Nq + qi
-    slot = row_id * NUM_SPLITS + tl.program_id(1)
+    slot = _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS)
     tl.store(PM + slot, m_i, mask=row_ok)
     tl.store(PL + slot, l_i, mask=row_ok)
     acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
@@ -393,6 +408,80 @@ def _centered_pair(
                 _centered_codes(raw_a, CENTER, DOT_DTYPE, F16_MAGIC),
                 _centered_codes(raw_b, CENTER, DOT_DTYPE, F16_MAGIC),
             )
+
+
+@triton.jit
+def _fp16_nibble_words(w):
+    """int32 words of packed nibbles, two neighbouring words per call, as eight fp16 tiles ``1024 +
+    code``: tile 2i holds the low nibble of byte i of each word, tile 2i + 1 its high nibble. One
+    PRMT gathers byte i of both words, a LOP3 (mask and exponent in one) makes two codes."""
+    return tl.inline_asm_elementwise(
+        asm="""{
+        .reg .b32 t;
+        prmt.b32 t, $8, $9, 0x4400;
+        lop3.b32 $0, t, 0x000f000f, 0x64006400, 0xea;
+        shr.b32 t, t, 4;
+        lop3.b32 $1, t, 0x000f000f, 0x64006400, 0xea;
+        prmt.b32 t, $8, $9, 0x5511;
+        lop3.b32 $2, t, 0x000f000f, 0x64006400, 0xea;
+        shr.b32 t, t, 4;
+        lop3.b32 $3, t, 0x000f000f, 0x64006400, 0xea;
+        prmt.b32 t, $8, $9, 0x6622;
+        lop3.b32 $4, t, 0x000f000f, 0x64006400, 0xea;
+        shr.b32 t, t, 4;
+        lop3.b32 $5, t, 0x000f000f, 0x64006400, 0xea;
+        prmt.b32 t, $8, $9, 0x7733;
+        lop3.b32 $6, t, 0x000f000f, 0x64006400, 0xea;
+        shr.b32 t, t, 4;
+        lop3.b32 $7, t, 0x000f000f, 0x64006400, 0xea;
+        }""",
+        constraints="=r,=r,=r,=r,=r,=r,=r,=r,r,r",
+        args=[w],
+        dtype=(tl.float16,) * 8,
+        is_pure=True,
+        pack=2,
+    )
+
+
+@triton.jit
+def _fp16_byte_words(w):
+    """int32 words of byte codes, two neighbouring words per call, as four fp16 tiles ``1024 + code``,
+    tile i holding byte i of each word: a PRMT gathers byte i of both words, a LOP3 adds the exponent."""
+    return tl.inline_asm_elementwise(
+        asm="""{
+        .reg .b32 t;
+        prmt.b32 t, $4, $5, 0x4400;
+        lop3.b32 $0, t, 0x00ff00ff, 0x64006400, 0xea;
+        prmt.b32 t, $4, $5, 0x5511;
+        lop3.b32 $1, t, 0x00ff00ff, 0x64006400, 0xea;
+        prmt.b32 t, $4, $5, 0x6622;
+        lop3.b32 $2, t, 0x00ff00ff, 0x64006400, 0xea;
+        prmt.b32 t, $4, $5, 0x7733;
+        lop3.b32 $3, t, 0x00ff00ff, 0x64006400, 0xea;
+        }""",
+        constraints="=r,=r,=r,=r,r,r",
+        args=[w],
+        dtype=(tl.float16,) * 4,
+        is_pure=True,
+        pack=2,
+    )
+
+
+@triton.jit
+def _word_codes(
+    w, SHIFT: tl.constexpr, MASK: tl.constexpr, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    F16_MAGIC: tl.constexpr,
+):  # fmt: skip
+    """The portable path of the word conversions: the codes at bit ``SHIFT`` of uint32 words, minus
+    ``CENTER``, exact."""
+    return _centered_codes((w >> SHIFT) & MASK, CENTER, DOT_DTYPE, F16_MAGIC)
+
+
+@triton.jit
+def _q_channels(q_rows, row_ok, copy, ch, GSIZE: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    """Q's channels ``ch`` for every row of the copies tile, zero outside the row's copy's group."""
+    mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
+    return tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -558,6 +647,7 @@ def _decode_kv_copies_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
     ASM: tl.constexpr = False,
+    WORDS: tl.constexpr = False,
 ):
     # The folded kernel with the 16-row tile's spare rows put to work. When a KV head has at most
     # BLOCK_M / NG rows (Nq = 1, GQA <= 4 with 4 groups of K), row m = c * RP + r holds real row r once
@@ -568,6 +658,10 @@ def _decode_kv_copies_kernel(
     # P keeps the copies: rows of the low half's groups carry P times V's low-half scales, the others
     # the high half's, so one P tile feeds both P.V dots, each read from the rows of its own half.
     # Scores stay in raw dot units; the softmax scale multiplies (s - m), exactly 0 at the maximum.
+    # WORDS: K's codes are read as int32 words (KC is an int32 pointer). Read as bytes, the transposed
+    # K operand came from shared memory one byte per load (LDS.U8) and was repacked by PRMTs. Byte i
+    # of every word (and at 4 bits each nibble of it) becomes its own tile, fed to its own dot: the
+    # dot's reduction is over channels, so any order of them does, as long as Q's follows it.
     RP: tl.constexpr = BLOCK_M // NG
     GPH: tl.constexpr = HALF // GSIZE
     bh_kv = tl.program_id(0).to(tl.int64)
@@ -590,16 +684,36 @@ def _decode_kv_copies_kernel(
     CENTER: tl.constexpr = 1 << (BITS - 1)
 
     q_rows = Q + b * stride_qb + hq[:, None].to(tl.int64) * stride_qh + qi[:, None] * stride_qn
-    mine = row_ok[:, None] & h_ok[None, :] & ((offs_h // GSIZE)[None, :] == (copy % GPH)[:, None])
-    q_lo = tl.load(q_rows + offs_h[None, :], mask=mine & ~upper[:, None], other=0.0).to(DOT_DTYPE)
-    q_hi = tl.load(q_rows + HALF + offs_h[None, :], mask=mine & upper[:, None], other=0.0).to(DOT_DTYPE)
-    qsum = tl.sum(q_lo.to(tl.float32) + q_hi.to(tl.float32), axis=1)
+    NW: tl.constexpr = CW // 4
+    offs_w = tl.arange(0, NW)
+    if WORDS:
+        # Tile j's word w holds channel 4w + i (byte i; at 4 bits j = 2i + nibble, the high nibble
+        # being channel 4w + i + HALF).
+        NIB: tl.constexpr = HALF if BITS == 4 else 0
+        q0 = _q_channels(q_rows, row_ok, copy, 4 * offs_w, GSIZE, DOT_DTYPE)
+        q1 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + NIB, GSIZE, DOT_DTYPE)
+        q2 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 1, GSIZE, DOT_DTYPE)
+        q3 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 1 + NIB, GSIZE, DOT_DTYPE)
+        q4 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 2, GSIZE, DOT_DTYPE)
+        q5 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 2 + NIB, GSIZE, DOT_DTYPE)
+        q6 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 3, GSIZE, DOT_DTYPE)
+        q7 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 3 + NIB, GSIZE, DOT_DTYPE)
+        qsum = tl.sum(q0.to(tl.float32) + q2.to(tl.float32) + q4.to(tl.float32) + q6.to(tl.float32), axis=1)
+        if BITS == 4:
+            qsum += tl.sum(
+                q1.to(tl.float32) + q3.to(tl.float32) + q5.to(tl.float32) + q7.to(tl.float32), axis=1
+            )
+    else:
+        mine = row_ok[:, None] & h_ok[None, :] & ((offs_h // GSIZE)[None, :] == (copy % GPH)[:, None])
+        q_lo = tl.load(q_rows + offs_h[None, :], mask=mine & ~upper[:, None], other=0.0).to(DOT_DTYPE)
+        q_hi = tl.load(q_rows + HALF + offs_h[None, :], mask=mine & upper[:, None], other=0.0).to(DOT_DTYPE)
+        qsum = tl.sum(q_lo.to(tl.float32) + q_hi.to(tl.float32), axis=1)
 
     length = tl.load(LENS + b)
     lo = split * CHUNK
     hi = tl.minimum(lo + CHUNK, length)
-    kc = KC + bh_kv * Nmax * CW
-    vc = VC + bh_kv * Nmax * CW
+    kc = KC + bh_kv * Nmax * (NW if WORDS else CW)
+    vc = VC + bh_kv * Nmax * (NW if WORDS else CW)
     km = KM + bh_kv * Nmax * NG
     vm = VM + bh_kv * Nmax * 2
     shift = length - Nq
@@ -609,20 +723,68 @@ def _decode_kv_copies_kernel(
     z_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc_lo = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
     acc_hi = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
+    # WORDS: one accumulator per word tile of V (column w of tile j: the channel of K's tile j).
+    acc0 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc3 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc4 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc5 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc6 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
+    acc7 = tl.zeros([BLOCK_M, NW], dtype=tl.float32)
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
         n_ok = cols < hi
         key = cols.to(tl.int64)
         tile_ok = n_ok[:, None] & h_ok[None, :]
-        kptr = kc + key[:, None] * CW + offs_h[None, :]
-        k_a = tl.load(kptr, mask=tile_ok, other=0)
-        k_b = k_a
-        if BITS == 8:
-            k_b = tl.load(kptr + HALF, mask=tile_ok, other=0)
         # K's codes plain (0 .. 2^BITS - 1), exact in the dot dtype: its scales and offsets act on fp32
         # sums of exact products, so centring would change nothing but an add per score.
-        k_a, k_b = _centered_pair(k_a, k_b, 0, DOT_DTYPE, F16_MAGIC, BITS, ASM)
-        d = tl.dot(q_hi, tl.trans(k_b), tl.dot(q_lo, tl.trans(k_a)))
+        if WORDS:
+            kw = tl.load(kc + key[:, None] * NW + offs_w[None, :], mask=n_ok[:, None], other=0)
+            kw = kw.to(tl.uint32, bitcast=True)
+            if BITS == 4:
+                if ASM and F16_MAGIC:
+                    k0, k1, k2, k3, k4, k5, k6, k7 = _fp16_nibble_words(kw)
+                    k0, k1, k2, k3 = k0 - 1024.0, k1 - 1024.0, k2 - 1024.0, k3 - 1024.0
+                    k4, k5, k6, k7 = k4 - 1024.0, k5 - 1024.0, k6 - 1024.0, k7 - 1024.0
+                else:
+                    k0 = _word_codes(kw, 0, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k1 = _word_codes(kw, 4, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k2 = _word_codes(kw, 8, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k3 = _word_codes(kw, 12, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k4 = _word_codes(kw, 16, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k5 = _word_codes(kw, 20, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k6 = _word_codes(kw, 24, 15, 0, DOT_DTYPE, F16_MAGIC)
+                    k7 = _word_codes(kw, 28, 15, 0, DOT_DTYPE, F16_MAGIC)
+                d = tl.dot(q0, tl.trans(k0))
+                d = tl.dot(q1, tl.trans(k1), d)
+                d = tl.dot(q2, tl.trans(k2), d)
+                d = tl.dot(q3, tl.trans(k3), d)
+                d = tl.dot(q4, tl.trans(k4), d)
+                d = tl.dot(q5, tl.trans(k5), d)
+                d = tl.dot(q6, tl.trans(k6), d)
+                d = tl.dot(q7, tl.trans(k7), d)
+            else:
+                if ASM and F16_MAGIC:
+                    k0, k2, k4, k6 = _fp16_byte_words(kw)
+                    k0, k2, k4, k6 = k0 - 1024.0, k2 - 1024.0, k4 - 1024.0, k6 - 1024.0
+                else:
+                    k0 = _word_codes(kw, 0, 255, 0, DOT_DTYPE, F16_MAGIC)
+                    k2 = _word_codes(kw, 8, 255, 0, DOT_DTYPE, F16_MAGIC)
+                    k4 = _word_codes(kw, 16, 255, 0, DOT_DTYPE, F16_MAGIC)
+                    k6 = _word_codes(kw, 24, 255, 0, DOT_DTYPE, F16_MAGIC)
+                d = tl.dot(q0, tl.trans(k0))
+                d = tl.dot(q2, tl.trans(k2), d)
+                d = tl.dot(q4, tl.trans(k4), d)
+                d = tl.dot(q6, tl.trans(k6), d)
+        else:
+            kptr = kc + key[:, None] * CW + offs_h[None, :]
+            k_a = tl.load(kptr, mask=tile_ok, other=0)
+            k_b = k_a
+            if BITS == 8:
+                k_b = tl.load(kptr + HALF, mask=tile_ok, other=0)
+            k_a, k_b = _centered_pair(k_a, k_b, 0, DOT_DTYPE, F16_MAGIC, BITS, ASM)
+            d = tl.dot(q_hi, tl.trans(k_b), tl.dot(q_lo, tl.trans(k_a)))
         # Each group's (scale, offset) words once, then repeated over the rows of its copy.
         kmeta = tl.load(km + key[None, :] * NG + tl.arange(0, NG)[:, None], mask=n_ok[None, :], other=0)
         kmeta = tl.broadcast_to(kmeta[:, None, :], (NG, RP, BLOCK_N))
@@ -638,15 +800,6 @@ def _decode_kv_copies_kernel(
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2((m_i - m_use) * qk_scale)
         p = tl.math.exp2((s - m_use[:, None]) * qk_scale)
-        vptr = vc + key[:, None] * CW + offs_h[None, :]
-        v_a = tl.load(vptr, mask=tile_ok, other=0)
-        v_b = v_a
-        if BITS == 8:
-            v_b = tl.load(vptr + HALF, mask=tile_ok, other=0)
-        # V's codes centred, its offsets shifted to match: P times the scale is rounded to the dot
-        # dtype, and centred codes keep what that rounding multiplies small (the offsets' share is an
-        # fp32 sum of the unrounded P).
-        v_a, v_b = _centered_pair(v_a, v_b, CENTER, DOT_DTYPE, F16_MAGIC, BITS, ASM)
         vmeta = tl.load(vm + key[None, :] * 2 + tl.arange(0, 2)[:, None], mask=n_ok[None, :], other=0)
         vmeta = tl.broadcast_to(vmeta[:, None, :], (2, BLOCK_M // 2, BLOCK_N))
         vs, vz = _bf16_pair(tl.reshape(vmeta, (BLOCK_M, BLOCK_N)))
@@ -654,17 +807,81 @@ def _decode_kv_copies_kernel(
         l_i = l_i * alpha + tl.sum(p, axis=1)
         z_i = z_i * alpha + tl.sum(p * vz, axis=1)
         pv = (p * vs).to(DOT_DTYPE)
-        acc_lo = tl.dot(pv, v_a, acc_lo * alpha[:, None])
-        acc_hi = tl.dot(pv, v_b, acc_hi * alpha[:, None])
+        # V's codes centred, its offsets shifted to match (above): P times the scale is rounded to the
+        # dot dtype, and centred codes keep what that rounding multiplies small (the offsets' share is
+        # an fp32 sum of the unrounded P).
+        if WORDS:
+            # The word tiles are the P.V dots' second operands, (keys x words): a thread's pair of
+            # neighbouring keys of a word comes from two 4-byte loads (as bytes, two loads per byte).
+            vw = tl.load(vc + key[:, None] * NW + offs_w[None, :], mask=n_ok[:, None], other=0)
+            vw = vw.to(tl.uint32, bitcast=True)
+            if BITS == 4:
+                if ASM and F16_MAGIC:
+                    v0, v1, v2, v3, v4, v5, v6, v7 = _fp16_nibble_words(vw)
+                    C16: tl.constexpr = 1024.0 + CENTER
+                    v0, v1, v2, v3 = v0 - C16, v1 - C16, v2 - C16, v3 - C16
+                    v4, v5, v6, v7 = v4 - C16, v5 - C16, v6 - C16, v7 - C16
+                else:
+                    v0 = _word_codes(vw, 0, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v1 = _word_codes(vw, 4, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v2 = _word_codes(vw, 8, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v3 = _word_codes(vw, 12, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v4 = _word_codes(vw, 16, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v5 = _word_codes(vw, 20, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v6 = _word_codes(vw, 24, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v7 = _word_codes(vw, 28, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                acc1 = tl.dot(pv, v1, acc1 * alpha[:, None])
+                acc3 = tl.dot(pv, v3, acc3 * alpha[:, None])
+                acc5 = tl.dot(pv, v5, acc5 * alpha[:, None])
+                acc7 = tl.dot(pv, v7, acc7 * alpha[:, None])
+            else:
+                if ASM and F16_MAGIC:
+                    v0, v2, v4, v6 = _fp16_byte_words(vw)
+                    C16: tl.constexpr = 1024.0 + CENTER
+                    v0, v2, v4, v6 = v0 - C16, v2 - C16, v4 - C16, v6 - C16
+                else:
+                    v0 = _word_codes(vw, 0, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v2 = _word_codes(vw, 8, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v4 = _word_codes(vw, 16, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+                    v6 = _word_codes(vw, 24, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+            acc0 = tl.dot(pv, v0, acc0 * alpha[:, None])
+            acc2 = tl.dot(pv, v2, acc2 * alpha[:, None])
+            acc4 = tl.dot(pv, v4, acc4 * alpha[:, None])
+            acc6 = tl.dot(pv, v6, acc6 * alpha[:, None])
+        else:
+            vptr = vc + key[:, None] * CW + offs_h[None, :]
+            v_a = tl.load(vptr, mask=tile_ok, other=0)
+            v_b = v_a
+            if BITS == 8:
+                v_b = tl.load(vptr + HALF, mask=tile_ok, other=0)
+            v_a, v_b = _centered_pair(v_a, v_b, CENTER, DOT_DTYPE, F16_MAGIC, BITS, ASM)
+            acc_lo = tl.dot(pv, v_a, acc_lo * alpha[:, None])
+            acc_hi = tl.dot(pv, v_b, acc_hi * alpha[:, None])
         m_i = m_new
 
     # Raw dot units to the log2 units the merge expects (the denominators are unchanged).
     m_i = m_i * qk_scale
-    first = copy == 0
-    _store_split(
-        PACC, PM, PL, b, hq, qi, row_ok & first, row_ok & first, row_ok & (copy == GPH), Hkv, GROUP, Nq,
-        NUM_SPLITS, m_i, l_i, acc_lo + z_i[:, None], acc_hi + z_i[:, None], HALF, BLOCK_H,
-    )  # fmt: skip
+    first = row_ok & (copy == 0)
+    second = row_ok & (copy == GPH)
+    if WORDS:
+        slot = _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS)
+        tl.store(PM + slot, m_i, mask=first)
+        tl.store(PL + slot, l_i, mask=first)
+        z = z_i[:, None]
+        _store_word_tile(PACC, slot, acc0 + z, 4 * offs_w + 0, first, second, HALF, 2 * HALF)
+        _store_word_tile(PACC, slot, acc2 + z, 4 * offs_w + 1, first, second, HALF, 2 * HALF)
+        _store_word_tile(PACC, slot, acc4 + z, 4 * offs_w + 2, first, second, HALF, 2 * HALF)
+        _store_word_tile(PACC, slot, acc6 + z, 4 * offs_w + 3, first, second, HALF, 2 * HALF)
+        if BITS == 4:
+            _store_word_tile(PACC, slot, acc1 + z, 4 * offs_w + HALF, first, second, HALF, 2 * HALF)
+            _store_word_tile(PACC, slot, acc3 + z, 4 * offs_w + 1 + HALF, first, second, HALF, 2 * HALF)
+            _store_word_tile(PACC, slot, acc5 + z, 4 * offs_w + 2 + HALF, first, second, HALF, 2 * HALF)
+            _store_word_tile(PACC, slot, acc7 + z, 4 * offs_w + 3 + HALF, first, second, HALF, 2 * HALF)
+    else:
+        _store_split(
+            PACC, PM, PL, b, hq, qi, first, first, second, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i,
+            acc_lo + z_i[:, None], acc_hi + z_i[:, None], HALF, BLOCK_H,
+        )  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -922,17 +1139,23 @@ def decode_attention(
     pm = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     kernel = _decode_kv_copies_kernel if copies else _decode_kv_kernel if fold else _decode_kv_dequant_kernel
+    # The copies kernel reads K's and V's codes as int32 words where a word tile is a dot of at least 16.
+    words = copies and (D // 2 if cache.bits == 4 else D) // 4 >= 16
     kq, vq = cache.k, cache.v
     # The folded kernel reads each (scale, offset) pair as one int32 word; the other a bf16 tile.
     kmeta, vmeta = (kq.meta.view(FOLDED_META), vq.meta.view(FOLDED_META)) if fold else (kq.meta, vq.meta)
+    kcodes, vcodes = (
+        (kq.codes.view(torch.int32), vq.codes.view(torch.int32)) if words else (kq.codes, vq.codes)
+    )
     kernel[(programs, splits)](
-        q, kq.codes, kmeta, vq.codes, vmeta, cache.lengths, pacc, pm, pl,
+        q, kcodes, kmeta, vcodes, vmeta, cache.lengths, pacc, pm, pl,
         q.stride(0), q.stride(1), q.stride(2),
         Hkv, group, Nq, Nmax, scale * LOG2E, num_m, chunk, splits,
         CAUSAL=causal, BITS=kq.bits, HALF=D // 2, GSIZE=kq.group, NG=D // kq.group,
         UPCAST=interpreting() and q.dtype == torch.bfloat16,
         # Inline PTX cannot run in the interpreter, which takes the portable path to the same values.
         **({"ASM": cfg.ptx and not interpreting()} if fold else {}),
+        **({"WORDS": words} if copies else {}),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         # The dequantizing kernel's s = dot * scale is a bare product: fused into s - m it would make
