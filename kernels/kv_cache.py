@@ -61,6 +61,8 @@ LOG2E = math.log2(math.e)
 FOLDED_META = torch.int32
 # The split merge's program: BLOCK_D channels of one row, on MERGE_WARPS warps.
 MERGE_BLOCK_D, MERGE_WARPS = 16, 1
+# Launch the merge as a programmatic dependent launch where the GPU has it (sm_90+).
+MERGE_PDL = True
 
 
 def default_kv_group(head_dim: int, bits: int) -> int:
@@ -516,6 +518,7 @@ def _decode_kv_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
     ASM: tl.constexpr = False,
+    PDL: tl.constexpr = False,
 ):
     # Dequantization is folded into the dots instead of done per element: the tensor cores see the
     # integer codes (centred, exact), and the per-key scales and offsets are applied to the few
@@ -523,6 +526,9 @@ def _decode_kv_kernel(
     #   K, group g of GSIZE channels: q . k_j = s_gj * (q_g . (c_gj - C)) + qsum_g * z'_gj, where
     #     z'_gj = z_gj + C * s_gj and qsum_g is the sum of q over the group;
     #   V, one group per half of D: sum_j p_j v_jd = sum_j (p_j * s_j) (c_jd - C) + sum_j p_j z'_j.
+    if PDL:
+        # The merge kernel may launch now; it waits for this grid's writes (gdc_wait).
+        tl.extra.cuda.gdc_launch_dependents()
     bh_kv, b, row_ok, qi, hq = _program_rows(Hkv, GROUP, Nq, NUM_M_BLOCKS, BLOCK_M)
     split = tl.program_id(1)
     offs_h = tl.arange(0, BLOCK_H)
@@ -648,6 +654,7 @@ def _decode_kv_copies_kernel(
     BLOCK_H: tl.constexpr,
     ASM: tl.constexpr = False,
     WORDS: tl.constexpr = False,
+    PDL: tl.constexpr = False,
 ):
     # The folded kernel with the 16-row tile's spare rows put to work. When a KV head has at most
     # BLOCK_M / NG rows (Nq = 1, GQA <= 4 with 4 groups of K), row m = c * RP + r holds real row r once
@@ -662,6 +669,9 @@ def _decode_kv_copies_kernel(
     # K operand came from shared memory one byte per load (LDS.U8) and was repacked by PRMTs. Byte i
     # of every word (and at 4 bits each nibble of it) becomes its own tile, fed to its own dot: the
     # dot's reduction is over channels, so any order of them does, as long as Q's follows it.
+    if PDL:
+        # The merge kernel may launch now; it waits for this grid's writes (gdc_wait).
+        tl.extra.cuda.gdc_launch_dependents()
     RP: tl.constexpr = BLOCK_M // NG
     GPH: tl.constexpr = HALF // GSIZE
     bh_kv = tl.program_id(0).to(tl.int64)
@@ -915,7 +925,11 @@ def _decode_kv_dequant_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    if PDL:
+        # The merge kernel may launch now; it waits for this grid's writes (gdc_wait).
+        tl.extra.cuda.gdc_launch_dependents()
     bh_kv, b, row_ok, qi, hq = _program_rows(Hkv, GROUP, Nq, NUM_M_BLOCKS, BLOCK_M)
     split = tl.program_id(1)
     offs_h = tl.arange(0, BLOCK_H)
@@ -979,7 +993,12 @@ def _combine_splits_kernel(
     D,
     BLOCK_S: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    if PDL:
+        # Launched as a programmatic dependent of the decode kernel (Hopper): it may start while the
+        # decode grid finishes, and waits here until the decode grid's writes are visible.
+        tl.extra.cuda.gdc_wait()
     # One program per row and block of BLOCK_D channels: a decode step has few rows (32 at Nq = 1,
     # Hq = 32), and one program per row left most SMs idle while each read every split serially.
     row = tl.program_id(0).to(tl.int64)
@@ -1042,7 +1061,9 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> DecodeConfig:
+def _config(
+    device: torch.device, rows: int, override: DecodeConfig | None, keys: int = 1 << 20
+) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot).
     block_m = max(16, min(64, triton.next_power_of_2(max(rows, 1))))
@@ -1052,12 +1073,14 @@ def _config(device: torch.device, rows: int, override: DecodeConfig | None) -> D
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
     sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
     if block_m == 16:
-        # Folded kernel (16 rows): 32-key tiles on one warp, 3 stages, 8 programs per SM. One warp
+        # Folded kernels (16 rows): 32-key tiles on one warp, 3 stages, 8 programs per SM. One warp
         # holds the whole 16-row tile, so P goes from the score dot to the P.V dot in registers (no
         # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
         # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x and
-        # 1.13x (docs/perf.md, "v9"). Registers (255) fit 8 programs per SM.
-        return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=8 * sms)
+        # 1.13x (docs/perf.md, "v9"). Below 16k keys, half the programs: splits of one or two tiles
+        # spent more on their fixed cost and the merge than they saved (4k keys: 8.2 against 10.1 us).
+        per_sm = 8 if keys >= 16384 else 4
+        return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
     # --sweep): best for 8 bits; within 6% of the best for 4 bits (docs/perf.md).
@@ -1116,7 +1139,7 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, config)
+    cfg = _config(q.device, group * Nq, config, cache.max_length)
     fold = folded(cfg)
     n_groups = D // cache.k.group
     fits = fold and n_groups & (n_groups - 1) == 0 and group * Nq <= cfg.block_m // n_groups
@@ -1144,6 +1167,9 @@ def decode_attention(
     kq, vq = cache.k, cache.v
     # The folded kernel reads each (scale, offset) pair as one int32 word; the other a bf16 tile.
     kmeta, vmeta = (kq.meta.view(FOLDED_META), vq.meta.view(FOLDED_META)) if fold else (kq.meta, vq.meta)
+    # Hopper and later: the merge is launched as a programmatic dependent of the decode kernel, so
+    # its launch overlaps the decode grid's tail instead of following it.
+    pdl = MERGE_PDL and not interpreting() and torch.cuda.get_device_capability(q.device)[0] >= 9
     kcodes, vcodes = (
         (kq.codes.view(torch.int32), vq.codes.view(torch.int32)) if words else (kq.codes, vq.codes)
     )
@@ -1156,6 +1182,7 @@ def decode_attention(
         # Inline PTX cannot run in the interpreter, which takes the portable path to the same values.
         **({"ASM": cfg.ptx and not interpreting()} if fold else {}),
         **({"WORDS": words} if copies else {}),
+        PDL=pdl,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         # The dequantizing kernel's s = dot * scale is a bare product: fused into s - m it would make
@@ -1167,6 +1194,7 @@ def decode_attention(
     _combine_splits_kernel[(rows, triton.cdiv(D, block_d))](
         pacc, pm, pl, out, splits, D,
         BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=block_d, num_warps=MERGE_WARPS,
+        **({"PDL": True, "launch_pdl": True} if pdl else {}),
     )  # fmt: skip
     return out
 
