@@ -69,7 +69,7 @@ def count(
     candidates = dict(
         CAUSAL=False, BITS=bits, HALF=head_dim // 2, GSIZE=group, NG=head_dim // group,
         NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=16, BLOCK_N=block_n,
-        BLOCK_H=head_dim // 2, ASM=True, WORDS=True,
+        BLOCK_H=head_dim // 2, ASM=True, WORDS=True, PDL=False,
     )  # fmt: skip
     # The folded kernel's metadata pointers: int32 (scale, offset) words where the module says so
     # (kernels/kv_cache.py's FOLDED_META), bf16 in variants written before that.

@@ -300,20 +300,18 @@ def _store_word_tile(PACC, slot, acc, ch, lo_rows, hi_rows, HALF: tl.constexpr, 
 
 @triton.jit
 def _store_split(
-    PACC, PM, PL, b, hq, qi, row_ok, lo_ok, hi_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi,
+    PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi,
     HALF: tl.constexpr, BLOCK_H: tl.constexpr,
 ):  # fmt: skip
-    """This split's unnormalized partial sums (two halves of D), maximum and denominator per row:
-    the statistics of the rows ``row_ok``, the low half of D from the rows ``lo_ok``, the high half
-    from ``hi_ok`` (the same rows, except in the copies kernel)."""
+    """This split's unnormalized partial sums (two halves of D), maximum and denominator per row."""
     offs_h = tl.arange(0, BLOCK_H)
     h_ok = offs_h < HALF
     slot = _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS)
     tl.store(PM + slot, m_i, mask=row_ok)
     tl.store(PL + slot, l_i, mask=row_ok)
     acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
-    tl.store(acc_ptrs, acc_lo, mask=lo_ok[:, None] & h_ok[None, :])
-    tl.store(acc_ptrs + HALF, acc_hi, mask=hi_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs, acc_lo, mask=row_ok[:, None] & h_ok[None, :])
+    tl.store(acc_ptrs + HALF, acc_hi, mask=row_ok[:, None] & h_ok[None, :])
 
 
 @triton.jit
@@ -614,9 +612,8 @@ def _decode_kv_kernel(
     acc_lo += z_lo[:, None]
     acc_hi += z_hi[:, None]
     _store_split(
-        PACC, PM, PL, b, hq, qi, row_ok, row_ok, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo,
-        acc_hi, HALF, BLOCK_H,
-    )  # fmt: skip
+        PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi, HALF, BLOCK_H
+    )
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -726,8 +723,11 @@ def _decode_kv_copies_kernel(
     vm = VM + bh_kv * Nmax * 2
     shift = length - Nq
 
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    # The softmax runs on the RP real rows (after the copies are summed), then P is repeated.
+    r4 = tl.arange(0, RP)
+    qi4 = r4 % Nq
+    m_i = tl.full([RP], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([RP], dtype=tl.float32)
     z_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc_lo = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
     acc_hi = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
@@ -801,20 +801,21 @@ def _decode_kv_copies_kernel(
         ks, kz = _bf16_pair(tl.reshape(kmeta, (BLOCK_M, BLOCK_N)))
         part = d * ks + qsum[:, None] * kz
         s = tl.sum(tl.reshape(part, (NG, RP, BLOCK_N)), axis=0)
-        s = tl.reshape(tl.broadcast_to(s[None, :, :], (NG, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
         valid = n_ok[None, :]
         if CAUSAL:
-            valid = valid & (cols[None, :] <= qi[:, None] + shift)
+            valid = valid & (cols[None, :] <= qi4[:, None] + shift)
         s = tl.where(valid, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2((m_i - m_use) * qk_scale)
-        p = tl.math.exp2((s - m_use[:, None]) * qk_scale)
+        alpha4 = tl.math.exp2((m_i - m_use) * qk_scale)
+        p4 = tl.math.exp2((s - m_use[:, None]) * qk_scale)
+        l_i = l_i * alpha4 + tl.sum(p4, axis=1)
+        p = tl.reshape(tl.broadcast_to(p4[None, :, :], (NG, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
+        alpha = tl.reshape(tl.broadcast_to(alpha4[None, :], (NG, RP)), (BLOCK_M,))
         vmeta = tl.load(vm + key[None, :] * 2 + tl.arange(0, 2)[:, None], mask=n_ok[None, :], other=0)
         vmeta = tl.broadcast_to(vmeta[:, None, :], (2, BLOCK_M // 2, BLOCK_N))
         vs, vz = _bf16_pair(tl.reshape(vmeta, (BLOCK_M, BLOCK_N)))
         vz += CENTER * vs
-        l_i = l_i * alpha + tl.sum(p, axis=1)
         z_i = z_i * alpha + tl.sum(p * vz, axis=1)
         pv = (p * vs).to(DOT_DTYPE)
         # V's codes centred, its offsets shifted to match (above): P times the scale is rounded to the
@@ -875,11 +876,12 @@ def _decode_kv_copies_kernel(
     m_i = m_i * qk_scale
     first = row_ok & (copy == 0)
     second = row_ok & (copy == GPH)
+    slot4 = _split_slot(b, hkv * GROUP + r4 // Nq, qi4, Hkv, GROUP, Nq, NUM_SPLITS)
+    tl.store(PM + slot4, m_i, mask=r4 < GROUP * Nq)
+    tl.store(PL + slot4, l_i, mask=r4 < GROUP * Nq)
+    slot = _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS)
+    z = z_i[:, None]
     if WORDS:
-        slot = _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS)
-        tl.store(PM + slot, m_i, mask=first)
-        tl.store(PL + slot, l_i, mask=first)
-        z = z_i[:, None]
         _store_word_tile(PACC, slot, acc0 + z, 4 * offs_w + 0, first, second, HALF, 2 * HALF)
         _store_word_tile(PACC, slot, acc2 + z, 4 * offs_w + 1, first, second, HALF, 2 * HALF)
         _store_word_tile(PACC, slot, acc4 + z, 4 * offs_w + 2, first, second, HALF, 2 * HALF)
@@ -890,10 +892,9 @@ def _decode_kv_copies_kernel(
             _store_word_tile(PACC, slot, acc5 + z, 4 * offs_w + 2 + HALF, first, second, HALF, 2 * HALF)
             _store_word_tile(PACC, slot, acc7 + z, 4 * offs_w + 3 + HALF, first, second, HALF, 2 * HALF)
     else:
-        _store_split(
-            PACC, PM, PL, b, hq, qi, first, first, second, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i,
-            acc_lo + z_i[:, None], acc_hi + z_i[:, None], HALF, BLOCK_H,
-        )  # fmt: skip
+        acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
+        tl.store(acc_ptrs, acc_lo + z, mask=first[:, None] & h_ok[None, :])
+        tl.store(acc_ptrs + HALF, acc_hi + z, mask=second[:, None] & h_ok[None, :])
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -980,9 +981,8 @@ def _decode_kv_dequant_kernel(
         m_i = m_new
 
     _store_split(
-        PACC, PM, PL, b, hq, qi, row_ok, row_ok, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo,
-        acc_hi, HALF, BLOCK_H,
-    )  # fmt: skip
+        PACC, PM, PL, b, hq, qi, row_ok, Hkv, GROUP, Nq, NUM_SPLITS, m_i, l_i, acc_lo, acc_hi, HALF, BLOCK_H
+    )
 
 
 @triton.jit
