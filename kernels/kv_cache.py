@@ -1079,9 +1079,10 @@ def _config(
         # holds the whole 16-row tile, so P goes from the score dot to the P.V dot in registers (no
         # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
         # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x and
-        # 1.13x (docs/perf.md, "v9"). Below 16k keys, half the programs: splits of one or two tiles
-        # spent more on their fixed cost and the merge than they saved (4k keys: 8.2 against 10.1 us).
-        per_sm = 8 if keys >= 16384 else 4
+        # 1.13x (docs/perf.md, "v9"). Up to 16k keys, half the programs: splits of a few tiles spent
+        # more on their fixed cost and the merge than they saved (H200, int4: 7.8 against 10.1 us at
+        # 4k keys, 12.5 against 13.6 at 16k; 20.0 against 19.4 at 32k).
+        per_sm = 8 if keys > 16384 else 4
         return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py

@@ -118,7 +118,8 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     for rows in (1, 4, 16):
         assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)
         # Short caches take half the splits.
-        assert kv_cache._config(gpu, rows, None, 8192) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 16384) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 16385) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
