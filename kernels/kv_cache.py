@@ -20,7 +20,7 @@ cache never needs the mean back, while outlier channel offsets no longer eat the
 
 The kernels: one program per (batch, KV head, block of rows, split of the keys). Its rows are every
 (query head of the GQA group, query) pair, so a K/V tile is loaded once for all the query heads that
-share it. Two ways to dequantize, picked by the rows per program (``DecodeConfig.fold``):
+share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` and ``.copies``):
 
 - folded (16 rows or fewer: Nq = 1 with up to 16 query heads per KV head, the common decode step):
   the packed codes are unpacked and turned into exact centred integers with a logic op and an add (no
@@ -32,13 +32,16 @@ share it. Two ways to dequantize, picked by the rows per program (``DecodeConfig
 - copies (a special case of folded, taken where it fits: the rows of a KV head times K's groups fit the
   16-row tile, e.g. Nq = 1 with GQA up to 4 at 4 bits, D = 128): the tile's spare rows hold each row
   once per group of K, so one dot gives every group's partial score in its own row and the per-group
-  scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``).
+  scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``). It reads the
+  codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8) and
+  runs the softmax on the real rows only.
 - dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
   before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
   GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200; docs/perf.md).
 
 The online softmax is fp32. Each split writes its unnormalized partial sum, maximum and denominator;
-a second small kernel merges the splits. Fixed splits and no atomics: reruns are bit-identical.
+a second small kernel merges the splits (on sm_90+ launched as a programmatic dependent of the first,
+so its launch overlaps the first's tail). Fixed splits and no atomics: reruns are bit-identical.
 """
 
 from __future__ import annotations
@@ -1078,8 +1081,8 @@ def _config(
         # Folded kernels (16 rows): 32-key tiles on one warp, 3 stages, 8 programs per SM. One warp
         # holds the whole 16-row tile, so P goes from the score dot to the P.V dot in registers (no
         # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
-        # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x and
-        # 1.13x (docs/perf.md, "v9"). Up to 16k keys, half the programs: splits of a few tiles spent
+        # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x at
+        # both (docs/perf.md, "v9"). Up to 16k keys, half the programs: splits of a few tiles spent
         # more on their fixed cost and the merge than they saved (H200, int4: 7.8 against 10.1 us at
         # 4k keys, 12.5 against 13.6 at 16k; 20.0 against 19.4 at 32k).
         per_sm = 8 if keys > 16384 else 4
