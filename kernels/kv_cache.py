@@ -663,10 +663,11 @@ def _decode_kv_copies_kernel(
     # P keeps the copies: rows of the low half's groups carry P times V's low-half scales, the others
     # the high half's, so one P tile feeds both P.V dots, each read from the rows of its own half.
     # Scores stay in raw dot units; the softmax scale multiplies (s - m), exactly 0 at the maximum.
-    # WORDS: K's codes are read as int32 words (KC is an int32 pointer). Read as bytes, the transposed
-    # K operand came from shared memory one byte per load (LDS.U8) and was repacked by PRMTs. Byte i
-    # of every word (and at 4 bits each nibble of it) becomes its own tile, fed to its own dot: the
-    # dot's reduction is over channels, so any order of them does, as long as Q's follows it.
+    # WORDS: K's and V's codes are read as int32 words (KC and VC are int32 pointers). Read as bytes,
+    # the transposed K operand and the P.V operand V came from shared memory one byte per load
+    # (LDS.U8) and were repacked by PRMTs. Byte i of every word (at 4 bits each nibble of it) becomes
+    # its own tile and its own dot: Q.K's reduction is over channels, so any order of them does as
+    # long as Q's follows it; P.V gives one accumulator per tile, stored to its channels at the end.
     if PDL:
         # The merge kernel may launch now; it waits for this grid's writes (gdc_wait).
         tl.extra.cuda.gdc_launch_dependents()
