@@ -134,12 +134,14 @@ def decode_section(torch, args, interpret, rows, log):
     configs = [None]
     if not interpret:
         sms = torch.cuda.get_device_properties(0).multi_processor_count
+        # fold None: the kernel the library picks for the rows; --sweep also forces each of the two.
+        tiles = ((32, 1), (64, 2), (64, 4), (128, 4), (256, 8))
         if args.sweep:
-            grid = [(bn, w, st, tp, lm) for bn in (64, 128, 256) for w in (4, 8) for st in (2, 3)
-                    for tp in (1, 2, 4) for lm in (False, True)]  # fmt: skip
+            grid = [(bn, w, st, tp, fold) for bn, w in tiles for st in (2, 3) for tp in (1, 2, 4, 8)
+                    for fold in (None, False, True)]  # fmt: skip
         else:
-            grid = [(bn, 4, st, tp, False) for bn in (64, 128) for st in (2, 3) for tp in (1, 2, 4)]
-        configs = [DecodeConfig(0, bn, w, st, tp * sms, lm) for bn, w, st, tp, lm in grid]
+            grid = [(bn, w, st, tp, None) for bn, w in tiles[:4] for st in (2, 3) for tp in (2, 4, 8)]
+        configs = [DecodeConfig(0, bn, w, st, tp * sms, fold=fold) for bn, w, st, tp, fold in grid]
     best = {}
     sweep_ns = (nks[-1],) if args.tiny else (32768, 131072)
     for bits in (8, 4):
