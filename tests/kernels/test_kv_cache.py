@@ -251,8 +251,8 @@ def test_cache_reports_its_shape():
     seed=st.integers(0, 2**31 - 1),
 )
 def test_decode_fuzz_against_emulation(heads, n_q, n_max, fill, d, dtype, bits, causal, fold, seed):
-    # fold=True runs the copies kernel wherever the rows fit (Nq = 1 mostly), the folded one elsewhere.
-    """Hypothesis draws the shape, the filled length and a seed; tensors come from the seed."""
+    """Hypothesis draws the shape, the filled length and a seed; tensors come from the seed.
+    fold=True runs the copies kernel wherever the rows fit (Nq = 1 mostly), the folded one elsewhere."""
     hq, hkv = heads
     q, k, v = _qkv(seed, 2, hq, hkv, n_q, n_max, d, dtype, k_offset=0.5)
     lens = torch.tensor([n_max, round(fill * n_max)], dtype=torch.int32)
