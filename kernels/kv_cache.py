@@ -1068,7 +1068,7 @@ def _sm_count(index: int) -> int:
 
 
 def _config(
-    device: torch.device, rows: int, override: DecodeConfig | None, keys: int = 1 << 20
+    device: torch.device, rows: int, override: DecodeConfig | None, keys: int = 1 << 20, bits: int = 4
 ) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot).
@@ -1083,10 +1083,11 @@ def _config(
         # holds the whole 16-row tile, so P goes from the score dot to the P.V dot in registers (no
         # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
         # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x at
-        # both (docs/perf.md, "v9"). Up to 16k keys, half the programs: splits of a few tiles spent
-        # more on their fixed cost and the merge than they saved (H200, int4: 7.8 against 10.1 us at
-        # 4k keys, 12.5 against 13.6 at 16k; 20.0 against 19.4 at 32k).
-        per_sm = 8 if keys > 16384 else 4
+        # both (docs/perf.md, "v9"). Short caches take half the programs: splits of a few tiles spent
+        # more on their fixed cost and the merge than they saved. On an H200, int4 up to 16k keys (7.3
+        # against 10.1 us at 4k, 12.5 against 13.6 at 16k; 20.0 against 19.6 at 32k), int8 up to 32k
+        # (25.0 against 26.1 us at 32k, five repeats each; 43.7 against 43.1 at 64k).
+        per_sm = 8 if keys > (32768 if bits == 8 else 16384) else 4
         return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
@@ -1146,7 +1147,7 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, config, cache.max_length)
+    cfg = _config(q.device, group * Nq, config, cache.max_length, cache.bits)
     fold = folded(cfg)
     n_groups = D // cache.k.group
     fits = fold and n_groups & (n_groups - 1) == 0 and group * Nq <= cfg.block_m // n_groups

@@ -117,9 +117,11 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     gpu = torch.device("cuda", 0)
     for rows in (1, 4, 16):
         assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)
-        # Short caches take half the splits.
-        assert kv_cache._config(gpu, rows, None, 16384) == DecodeConfig(16, 32, 1, 3, 528)
-        assert kv_cache._config(gpu, rows, None, 16385) == DecodeConfig(16, 32, 1, 3, 1056)
+        # Short caches take half the splits: up to 16k keys at 4 bits, up to 32k at 8.
+        assert kv_cache._config(gpu, rows, None, 16384, 4) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 16385, 4) == DecodeConfig(16, 32, 1, 3, 1056)
+        assert kv_cache._config(gpu, rows, None, 32768, 8) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 32769, 8) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
