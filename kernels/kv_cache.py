@@ -827,7 +827,8 @@ def _decode_kv_copies_kernel(
         # an fp32 sum of the unrounded P).
         if WORDS:
             # The word tiles are the P.V dots' second operands, (keys x words): a thread's pair of
-            # neighbouring keys of a word comes from two 4-byte loads (as bytes, two loads per byte).
+            # neighbouring keys of a word comes from two 4-byte loads (read as bytes, it took one
+            # shared-memory load per byte).
             vw = tl.load(vc + key[:, None] * NW + offs_w[None, :], mask=n_ok[:, None], other=0)
             vw = vw.to(tl.uint32, bitcast=True)
             if BITS == 4:
