@@ -479,6 +479,49 @@ def _word_codes(
 
 
 @triton.jit
+def _nibble_word_codes(
+    w, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr, ASM: tl.constexpr
+):  # fmt: skip
+    """uint32 words of packed nibbles as eight tiles of exact ``code - CENTER``: tile 2i the low
+    nibble of byte i of each word, tile 2i + 1 its high nibble (the copies kernel's K and V)."""
+    if ASM and F16_MAGIC:
+        c0, c1, c2, c3, c4, c5, c6, c7 = _fp16_nibble_words(w)
+        # Low nibbles 1024 + c; high nibbles 1024 + 16c, so c = x / 16 - 64 (one HFMA2).
+        LOW: tl.constexpr = 1024.0 + CENTER
+        HIGH: tl.constexpr = 64.0 + CENTER
+        c0, c2, c4, c6 = c0 - LOW, c2 - LOW, c4 - LOW, c6 - LOW
+        c1, c3 = c1 * 0.0625 - HIGH, c3 * 0.0625 - HIGH
+        c5, c7 = c5 * 0.0625 - HIGH, c7 * 0.0625 - HIGH
+    else:
+        c0 = _word_codes(w, 0, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c1 = _word_codes(w, 4, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c2 = _word_codes(w, 8, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c3 = _word_codes(w, 12, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c4 = _word_codes(w, 16, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c5 = _word_codes(w, 20, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c6 = _word_codes(w, 24, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        c7 = _word_codes(w, 28, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+    return c0, c1, c2, c3, c4, c5, c6, c7
+
+
+@triton.jit
+def _byte_word_codes(
+    w, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr, ASM: tl.constexpr
+):  # fmt: skip
+    """uint32 words of byte codes as four tiles of exact ``code - CENTER``, tile i byte i of each word."""
+    if ASM and F16_MAGIC:
+        c0, c1, c2, c3 = _fp16_byte_words(w)
+        OFF: tl.constexpr = 1024.0 + CENTER
+        c0, c1, c2, c3 = c0 - OFF, c1 - OFF, c2 - OFF, c3 - OFF
+    else:
+        c0 = _word_codes(w, 0, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+        c1 = _word_codes(w, 8, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+        c2 = _word_codes(w, 16, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+        c3 = _word_codes(w, 24, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+    return c0, c1, c2, c3
+
+
+@triton.jit
 def _q_channels(q_rows, row_ok, copy, ch, GSIZE: tl.constexpr, DOT_DTYPE: tl.constexpr):
     """Q's channels ``ch`` for every row of the copies tile, zero outside the row's copy's group."""
     mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
@@ -755,21 +798,7 @@ def _decode_kv_copies_kernel(
             kw = tl.load(kc + key[:, None] * NW + offs_w[None, :], mask=n_ok[:, None], other=0)
             kw = kw.to(tl.uint32, bitcast=True)
             if BITS == 4:
-                if ASM and F16_MAGIC:
-                    k0, k1, k2, k3, k4, k5, k6, k7 = _fp16_nibble_words(kw)
-                    # Low nibbles 1024 + c; high nibbles 1024 + 16c, so c = x / 16 - 64 (one HFMA2).
-                    k0, k2, k4, k6 = k0 - 1024.0, k2 - 1024.0, k4 - 1024.0, k6 - 1024.0
-                    k1, k3 = k1 * 0.0625 - 64.0, k3 * 0.0625 - 64.0
-                    k5, k7 = k5 * 0.0625 - 64.0, k7 * 0.0625 - 64.0
-                else:
-                    k0 = _word_codes(kw, 0, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k1 = _word_codes(kw, 4, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k2 = _word_codes(kw, 8, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k3 = _word_codes(kw, 12, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k4 = _word_codes(kw, 16, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k5 = _word_codes(kw, 20, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k6 = _word_codes(kw, 24, 15, 0, DOT_DTYPE, F16_MAGIC)
-                    k7 = _word_codes(kw, 28, 15, 0, DOT_DTYPE, F16_MAGIC)
+                k0, k1, k2, k3, k4, k5, k6, k7 = _nibble_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM)
                 d = tl.dot(q0, tl.trans(k0))
                 d = tl.dot(q1, tl.trans(k1), d)
                 d = tl.dot(q2, tl.trans(k2), d)
@@ -779,14 +808,7 @@ def _decode_kv_copies_kernel(
                 d = tl.dot(q6, tl.trans(k6), d)
                 d = tl.dot(q7, tl.trans(k7), d)
             else:
-                if ASM and F16_MAGIC:
-                    k0, k2, k4, k6 = _fp16_byte_words(kw)
-                    k0, k2, k4, k6 = k0 - 1024.0, k2 - 1024.0, k4 - 1024.0, k6 - 1024.0
-                else:
-                    k0 = _word_codes(kw, 0, 255, 0, DOT_DTYPE, F16_MAGIC)
-                    k2 = _word_codes(kw, 8, 255, 0, DOT_DTYPE, F16_MAGIC)
-                    k4 = _word_codes(kw, 16, 255, 0, DOT_DTYPE, F16_MAGIC)
-                    k6 = _word_codes(kw, 24, 255, 0, DOT_DTYPE, F16_MAGIC)
+                k0, k2, k4, k6 = _byte_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM)
                 d = tl.dot(q0, tl.trans(k0))
                 d = tl.dot(q2, tl.trans(k2), d)
                 d = tl.dot(q4, tl.trans(k4), d)
@@ -832,36 +854,13 @@ def _decode_kv_copies_kernel(
             vw = tl.load(vc + key[:, None] * NW + offs_w[None, :], mask=n_ok[:, None], other=0)
             vw = vw.to(tl.uint32, bitcast=True)
             if BITS == 4:
-                if ASM and F16_MAGIC:
-                    v0, v1, v2, v3, v4, v5, v6, v7 = _fp16_nibble_words(vw)
-                    C16: tl.constexpr = 1024.0 + CENTER
-                    H16: tl.constexpr = 64.0 + CENTER
-                    v0, v2, v4, v6 = v0 - C16, v2 - C16, v4 - C16, v6 - C16
-                    v1, v3 = v1 * 0.0625 - H16, v3 * 0.0625 - H16
-                    v5, v7 = v5 * 0.0625 - H16, v7 * 0.0625 - H16
-                else:
-                    v0 = _word_codes(vw, 0, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v1 = _word_codes(vw, 4, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v2 = _word_codes(vw, 8, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v3 = _word_codes(vw, 12, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v4 = _word_codes(vw, 16, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v5 = _word_codes(vw, 20, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v6 = _word_codes(vw, 24, 15, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v7 = _word_codes(vw, 28, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+                v0, v1, v2, v3, v4, v5, v6, v7 = _nibble_word_codes(vw, CENTER, DOT_DTYPE, F16_MAGIC, ASM)
                 acc1 = tl.dot(pv, v1, acc1 * alpha[:, None])
                 acc3 = tl.dot(pv, v3, acc3 * alpha[:, None])
                 acc5 = tl.dot(pv, v5, acc5 * alpha[:, None])
                 acc7 = tl.dot(pv, v7, acc7 * alpha[:, None])
             else:
-                if ASM and F16_MAGIC:
-                    v0, v2, v4, v6 = _fp16_byte_words(vw)
-                    C16: tl.constexpr = 1024.0 + CENTER
-                    v0, v2, v4, v6 = v0 - C16, v2 - C16, v4 - C16, v6 - C16
-                else:
-                    v0 = _word_codes(vw, 0, 255, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v2 = _word_codes(vw, 8, 255, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v4 = _word_codes(vw, 16, 255, CENTER, DOT_DTYPE, F16_MAGIC)
-                    v6 = _word_codes(vw, 24, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+                v0, v2, v4, v6 = _byte_word_codes(vw, CENTER, DOT_DTYPE, F16_MAGIC, ASM)
             acc0 = tl.dot(pv, v0, acc0 * alpha[:, None])
             acc2 = tl.dot(pv, v2, acc2 * alpha[:, None])
             acc4 = tl.dot(pv, v4, acc4 * alpha[:, None])
