@@ -13,12 +13,13 @@ as its own module (the rest of ``kernels`` is shared). Every variant must keep t
 For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, Nq in 1, 4, 16 against
 Nk 32k and 128k): a small tile sweep (32 keys on 1 warp, 64 on 2 or 4, 128 on 4; 2-3 stages; 2, 4 or 8
 programs per SM), each timed as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2
-against an FP32 oracle, beside SDPA cuDNN and flash on the fp16 cache and the device-to-device copy
-bandwidth. GB/s is the bytes each must read over its time. Writes ab_decode.json and ab_decode.md
-under $OUT (or ./ab_decode_out), and ab_decode_bench.json: each entry's library-default timing (every
-replay kept) in pytest-benchmark's form, which ``lowbit ingest ab_decode_bench.json --commit SHA``
-records into the history (the GPU workflow does, so decode speeds are tracked per commit beside the
-attention methods).
+against an FP32 oracle and against the variant's own float64 emulation (``decode_emulate``), beside
+SDPA cuDNN and flash on the fp16 cache and the device-to-device copy bandwidth. ``--nk`` and ``--nq``
+pick the lengths and query counts. GB/s is the bytes each must read over its time. Writes ab_decode.json
+and ab_decode.md under $OUT (or ./ab_decode_out), and ab_decode_bench.json: each entry's library-default
+timing (every replay kept) in pytest-benchmark's form, which ``lowbit ingest ab_decode_bench.json
+--commit SHA`` records into the history (the GPU workflow does, so decode speeds are tracked per commit
+beside the attention methods).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--nk", type=int, nargs="+", default=[32768, 131072], help="cache lengths (default 32768 131072)"
     )
+    parser.add_argument("--nq", type=int, nargs="+", default=[1, 4, 16], help="query counts (default 1 4 16)")
     args = parser.parse_args(argv)
     if args.export:
         for path in export(args.variants, ROOT / args.dest):
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
         k = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
         v = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
         fp16_bytes = 2 * k.numel() * 2
-        for nq in (1, 3) if args.tiny else (1, 4, 16):
+        for nq in (1, 3) if args.tiny else args.nq:
             q = torch.randn(B, Hq, nq, D, device=device, generator=gen).half()
             ref = attention_reference(q, k, v, dtype=torch.float32)
 
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
                         with sdpa_kernel(backend):
                             return torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
 
-                    entries.append((name, None, sdpa, fp16_bytes))
+                    entries.append((name, None, sdpa, fp16_bytes, None))
             for vname, module in variants.items():
                 for bits in (8, 4):
                     cache = module.quantize_kv(k, v, bits=bits)
@@ -187,10 +189,17 @@ def main(argv=None) -> int:
                         def fn(m=module, c=cache, cfg=cfg, q=q):
                             return m.decode_attention(q, c, config=cfg)
 
-                        entries.append((f"{vname} int{bits}", cfg, fn, cache.nbytes()))
-            for name, cfg, fn, nbytes in entries:
+                        entries.append((f"{vname} int{bits}", cfg, fn, cache.nbytes(), (module, cache)))
+            for name, cfg, fn, nbytes, emulated in entries:
                 try:
-                    err = rel(fn())
+                    out = fn()
+                    err = rel(out)
+                    # A quantized entry also against the float64 emulation of its own algorithm,
+                    # which quantization loss cannot hide behind.
+                    emu = None
+                    if emulated is not None and hasattr(emulated[0], "decode_emulate"):
+                        e = emulated[0].decode_emulate(q, emulated[1]).double()
+                        emu = float((out.double() - e).norm() / e.norm())
                     samples = timed(fn)
                 except Exception as exc:  # a variant or tile that fails is reported, not fatal
                     print(f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
@@ -198,11 +207,22 @@ def main(argv=None) -> int:
                 median = statistics.median(samples)
                 ms = float("nan") if interpret else median
                 rows.append(
-                    dict(nk=nk, nq=nq, name=name, config=repr(cfg), ms=ms, gbps=nbytes / ms / 1e6, rel_l2=err)
+                    dict(
+                        nk=nk,
+                        nq=nq,
+                        name=name,
+                        config=repr(cfg),
+                        ms=ms,
+                        gbps=nbytes / ms / 1e6,
+                        rel_l2=err,
+                        rel_l2_emulation=emu,
+                    )
                 )
                 if cfg is None:  # the library's defaults go to the history (a sweep's tiles do not)
                     params = dict(B=B, Hq=Hq, Hkv=Hkv, D=D, Nk=nk, Nq=nq)
                     extra = dict(rel_l2=err, gb_per_s=nbytes / median / 1e6)
+                    if emu is not None:
+                        extra["rel_l2_emulation"] = emu
                     benchmarks.append(benchmark_record(name, "bench/ab_decode.py", params, samples, extra))
             # after every shape, so a run cut off by a time limit keeps what it measured
             (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
@@ -212,6 +232,10 @@ def main(argv=None) -> int:
     (out_dir / "ab_decode.md").write_text(md)
     print(md)
     return 0
+
+
+def _sci(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2e}"
 
 
 def to_markdown(rows: list[dict], header: str) -> str:
@@ -224,15 +248,15 @@ def to_markdown(rows: list[dict], header: str) -> str:
     lines = [
         header,
         "",
-        "| Nk | Nq | entry | µs | GB/s | × SDPA cuDNN | rel-L2 | config |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Nk | Nq | entry | µs | GB/s | × SDPA cuDNN | rel-L2 | vs emulation | config |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (nk, nq, name), r in sorted(best.items(), key=lambda t: (t[0][0], t[0][1], t[1]["ms"])):
         base = best.get((nk, nq, "sdpa_cudnn"))
         ratio = f"{base['ms'] / r['ms']:.2f}" if base else "–"
         lines.append(
             f"| {nk} | {nq} | {name} | {r['ms'] * 1e3:.1f} | {r['gbps']:.0f} | {ratio} | "
-            f"{r['rel_l2']:.2e} | {r['config']} |"
+            f"{r['rel_l2']:.2e} | {_sci(r.get('rel_l2_emulation'))} | {r['config']} |"
         )
     return "\n".join(lines) + "\n"
 

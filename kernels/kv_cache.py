@@ -33,8 +33,9 @@ share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` a
   16-row tile, e.g. Nq = 1 with GQA up to 4 at 4 bits, D = 128): the tile's spare rows hold each row
   once per group of K, so one dot gives every group's partial score in its own row and the per-group
   scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``). It reads the
-  codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8) and
-  runs the softmax on the real rows only.
+  codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8), runs
+  the softmax on the real rows only, rescales its accumulators only when a row's maximum grows by more
+  than 2^LAZY_LOG2, and reads Q (and writes its partial sums) as whole rows.
 - dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
   before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
   GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200; docs/perf.md).
@@ -66,6 +67,11 @@ FOLDED_META = torch.int32
 MERGE_BLOCK_D, MERGE_WARPS = 16, 1
 # Launch the merge as a programmatic dependent launch where the GPU has it (sm_90+).
 MERGE_PDL = True
+# The copies kernel's lazy rescaling: the running maximum moves only when a block's maximum passes
+# it by more than this many powers of two, so P < 2^LAZY_LOG2. P times V's scale is rounded to fp16,
+# and a scale is at most 2 * 65504 / 15 (4 bits): 4 x that still fits fp16, so 2 is the most any
+# fp16 V allows.
+LAZY_LOG2 = tl.constexpr(2.0)
 
 
 def default_kv_group(head_dim: int, bits: int) -> int:
@@ -416,25 +422,25 @@ def _centered_pair(
 @triton.jit
 def _fp16_nibble_words(w):
     """int32 words of packed nibbles, two neighbouring words per call, as eight fp16 tiles: tile 2i
-    holds ``1024 + code`` for the low nibble of byte i of each word, tile 2i + 1 ``1024 + 16 * code``
-    for its high nibble (left in place: one multiply by 1/16 in the subtraction that follows makes it
-    exact again, and saves a shift). One PRMT gathers byte i of both words, a LOP3 (mask and exponent
-    in one) makes two codes."""
+    holds ``1024 + code`` for the low nibble of byte i of each word, tile 2i + 1 ``64 + code`` for its
+    high nibble (left in place, at mantissa bits 4-7: under the exponent of 64 they count units, so no
+    shift is needed). One PRMT gathers byte i of both words, a LOP3 (mask and exponent in one) makes
+    two codes."""
     return tl.inline_asm_elementwise(
         asm="""{
         .reg .b32 t;
         prmt.b32 t, $8, $9, 0x4400;
         lop3.b32 $0, t, 0x000f000f, 0x64006400, 0xea;
-        lop3.b32 $1, t, 0x00f000f0, 0x64006400, 0xea;
+        lop3.b32 $1, t, 0x00f000f0, 0x54005400, 0xea;
         prmt.b32 t, $8, $9, 0x5511;
         lop3.b32 $2, t, 0x000f000f, 0x64006400, 0xea;
-        lop3.b32 $3, t, 0x00f000f0, 0x64006400, 0xea;
+        lop3.b32 $3, t, 0x00f000f0, 0x54005400, 0xea;
         prmt.b32 t, $8, $9, 0x6622;
         lop3.b32 $4, t, 0x000f000f, 0x64006400, 0xea;
-        lop3.b32 $5, t, 0x00f000f0, 0x64006400, 0xea;
+        lop3.b32 $5, t, 0x00f000f0, 0x54005400, 0xea;
         prmt.b32 t, $8, $9, 0x7733;
         lop3.b32 $6, t, 0x000f000f, 0x64006400, 0xea;
-        lop3.b32 $7, t, 0x00f000f0, 0x64006400, 0xea;
+        lop3.b32 $7, t, 0x00f000f0, 0x54005400, 0xea;
         }""",
         constraints="=r,=r,=r,=r,=r,=r,=r,=r,r,r",
         args=[w],
@@ -480,18 +486,24 @@ def _word_codes(
 
 @triton.jit
 def _nibble_word_codes(
-    w, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr, ASM: tl.constexpr
+    w, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr, ASM: tl.constexpr,
+    KEEP_LOW: tl.constexpr = 0.0, KEEP_HIGH: tl.constexpr = 0.0,
 ):  # fmt: skip
     """uint32 words of packed nibbles as eight tiles of exact ``code - CENTER``: tile 2i the low
-    nibble of byte i of each word, tile 2i + 1 its high nibble (the copies kernel's K and V)."""
+    nibble of byte i of each word, tile 2i + 1 its high nibble (the copies kernel's K and V).
+
+    With fp16 the tiles may keep an offset, ``KEEP_LOW`` (0 or 1024) on the low nibbles and
+    ``KEEP_HIGH`` (0 or 64) on the high ones, when the caller takes it out of the dot's sum instead:
+    the PTX conversion gives ``1024 + c`` and ``64 + c``, so a kept offset costs no instruction. The
+    portable path adds the same offsets (exactly), so both paths give the same operands."""
     if ASM and F16_MAGIC:
         c0, c1, c2, c3, c4, c5, c6, c7 = _fp16_nibble_words(w)
-        # Low nibbles 1024 + c; high nibbles 1024 + 16c, so c = x / 16 - 64 (one HFMA2).
-        LOW: tl.constexpr = 1024.0 + CENTER
-        HIGH: tl.constexpr = 64.0 + CENTER
-        c0, c2, c4, c6 = c0 - LOW, c2 - LOW, c4 - LOW, c6 - LOW
-        c1, c3 = c1 * 0.0625 - HIGH, c3 * 0.0625 - HIGH
-        c5, c7 = c5 * 0.0625 - HIGH, c7 * 0.0625 - HIGH
+        LOW: tl.constexpr = 1024.0 + CENTER - KEEP_LOW
+        HIGH: tl.constexpr = 64.0 + CENTER - KEEP_HIGH
+        if LOW != 0.0:
+            c0, c2, c4, c6 = c0 - LOW, c2 - LOW, c4 - LOW, c6 - LOW
+        if HIGH != 0.0:
+            c1, c3, c5, c7 = c1 - HIGH, c3 - HIGH, c5 - HIGH, c7 - HIGH
     else:
         c0 = _word_codes(w, 0, 15, CENTER, DOT_DTYPE, F16_MAGIC)
         c1 = _word_codes(w, 4, 15, CENTER, DOT_DTYPE, F16_MAGIC)
@@ -501,31 +513,74 @@ def _nibble_word_codes(
         c5 = _word_codes(w, 20, 15, CENTER, DOT_DTYPE, F16_MAGIC)
         c6 = _word_codes(w, 24, 15, CENTER, DOT_DTYPE, F16_MAGIC)
         c7 = _word_codes(w, 28, 15, CENTER, DOT_DTYPE, F16_MAGIC)
+        if KEEP_LOW != 0.0:
+            c0, c2, c4, c6 = c0 + KEEP_LOW, c2 + KEEP_LOW, c4 + KEEP_LOW, c6 + KEEP_LOW
+        if KEEP_HIGH != 0.0:
+            c1, c3, c5, c7 = c1 + KEEP_HIGH, c3 + KEEP_HIGH, c5 + KEEP_HIGH, c7 + KEEP_HIGH
     return c0, c1, c2, c3, c4, c5, c6, c7
 
 
 @triton.jit
 def _byte_word_codes(
-    w, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr, ASM: tl.constexpr
+    w, CENTER: tl.constexpr, DOT_DTYPE: tl.constexpr, F16_MAGIC: tl.constexpr, ASM: tl.constexpr,
+    KEEP: tl.constexpr = 0.0,
 ):  # fmt: skip
-    """uint32 words of byte codes as four tiles of exact ``code - CENTER``, tile i byte i of each word."""
+    """uint32 words of byte codes as four tiles of exact ``code - CENTER + KEEP``, tile i byte i of
+    each word; ``KEEP`` (0 or 1024, fp16 only) as in :func:`_nibble_word_codes`."""
     if ASM and F16_MAGIC:
         c0, c1, c2, c3 = _fp16_byte_words(w)
-        OFF: tl.constexpr = 1024.0 + CENTER
-        c0, c1, c2, c3 = c0 - OFF, c1 - OFF, c2 - OFF, c3 - OFF
+        OFF: tl.constexpr = 1024.0 + CENTER - KEEP
+        if OFF != 0.0:
+            c0, c1, c2, c3 = c0 - OFF, c1 - OFF, c2 - OFF, c3 - OFF
     else:
         c0 = _word_codes(w, 0, 255, CENTER, DOT_DTYPE, F16_MAGIC)
         c1 = _word_codes(w, 8, 255, CENTER, DOT_DTYPE, F16_MAGIC)
         c2 = _word_codes(w, 16, 255, CENTER, DOT_DTYPE, F16_MAGIC)
         c3 = _word_codes(w, 24, 255, CENTER, DOT_DTYPE, F16_MAGIC)
+        if KEEP != 0.0:
+            c0, c1, c2, c3 = c0 + KEEP, c1 + KEEP, c2 + KEEP, c3 + KEEP
     return c0, c1, c2, c3
 
 
 @triton.jit
-def _q_channels(q_rows, row_ok, copy, ch, GSIZE: tl.constexpr, DOT_DTYPE: tl.constexpr):
-    """Q's channels ``ch`` for every row of the copies tile, zero outside the row's copy's group."""
+def _q_nibble_tiles(
+    q_rows, row_ok, copy, GSIZE: tl.constexpr, NW: tl.constexpr, BLOCK_M: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+):  # fmt: skip
+    """The copies tile's Q (each row keeping its copy's group of channels) in the word tiles' order at
+    4 bits, and each row's sum: tile 2i + h, column w is channel h * 4 NW + 4w + i (byte i of word w;
+    h = 1 the high nibbles). One load of whole rows, then the permutation by reshapes and splits
+    (Q gathered channel by channel took a 2-byte load per element, in every program of the grid)."""
+    ch = tl.arange(0, 8 * NW)
     mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
-    return tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
+    q = tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
+    qsum = tl.sum(q.to(tl.float32), axis=1)
+    # (row, half, word, byte) -> (row, word, byte // 2, byte % 2, half); each split peels the last axis.
+    q = tl.reshape(tl.permute(tl.reshape(q, (BLOCK_M, 2, NW, 4)), (0, 2, 3, 1)), (BLOCK_M, NW, 2, 2, 2))
+    q_lo, q_hi = tl.split(q)
+    lo_even, lo_odd = tl.split(q_lo)
+    hi_even, hi_odd = tl.split(q_hi)
+    q0, q4 = tl.split(lo_even)
+    q2, q6 = tl.split(lo_odd)
+    q1, q5 = tl.split(hi_even)
+    q3, q7 = tl.split(hi_odd)
+    return qsum, q0, q1, q2, q3, q4, q5, q6, q7
+
+
+@triton.jit
+def _q_byte_tiles(
+    q_rows, row_ok, copy, GSIZE: tl.constexpr, NW: tl.constexpr, BLOCK_M: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+):  # fmt: skip
+    """As :func:`_q_nibble_tiles` at 8 bits: tile i, column w is channel 4w + i."""
+    ch = tl.arange(0, 4 * NW)
+    mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
+    q = tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
+    qsum = tl.sum(q.to(tl.float32), axis=1)
+    q_even, q_odd = tl.split(tl.reshape(q, (BLOCK_M, NW, 2, 2)))
+    q0, q2 = tl.split(q_even)
+    q1, q3 = tl.split(q_odd)
+    return qsum, q0, q1, q2, q3
 
 
 @triton.jit(do_not_specialize=["Hkv", "GROUP", "Nq", "Nmax", "NUM_M_BLOCKS", "CHUNK", "NUM_SPLITS"])
@@ -741,20 +796,25 @@ def _decode_kv_copies_kernel(
     if WORDS:
         # Tile j's word w holds channel 4w + i (byte i; at 4 bits j = 2i + nibble, the high nibble
         # being channel 4w + i + HALF).
-        NIB: tl.constexpr = HALF if BITS == 4 else 0
-        q0 = _q_channels(q_rows, row_ok, copy, 4 * offs_w, GSIZE, DOT_DTYPE)
-        q1 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + NIB, GSIZE, DOT_DTYPE)
-        q2 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 1, GSIZE, DOT_DTYPE)
-        q3 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 1 + NIB, GSIZE, DOT_DTYPE)
-        q4 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 2, GSIZE, DOT_DTYPE)
-        q5 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 2 + NIB, GSIZE, DOT_DTYPE)
-        q6 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 3, GSIZE, DOT_DTYPE)
-        q7 = _q_channels(q_rows, row_ok, copy, 4 * offs_w + 3 + NIB, GSIZE, DOT_DTYPE)
-        qsum = tl.sum(q0.to(tl.float32) + q2.to(tl.float32) + q4.to(tl.float32) + q6.to(tl.float32), axis=1)
         if BITS == 4:
-            qsum += tl.sum(
-                q1.to(tl.float32) + q3.to(tl.float32) + q5.to(tl.float32) + q7.to(tl.float32), axis=1
+            qsum, q0, q1, q2, q3, q4, q5, q6, q7 = _q_nibble_tiles(
+                q_rows, row_ok, copy, GSIZE, NW, BLOCK_M, DOT_DTYPE
             )
+        else:
+            qsum, q0, q2, q4, q6 = _q_byte_tiles(q_rows, row_ok, copy, GSIZE, NW, BLOCK_M, DOT_DTYPE)
+        # fp16: K's codes keep the offset the conversion leaves (1024 + c; 64 + c for high nibbles,
+        # see _nibble_word_codes), and the dot starts from minus Q's share of it, one value per row
+        # (a row's channels are one group, in one half of D), instead of a subtraction per code. The
+        # fp32 sums then carry up to ~2^7 times what they compute (1024 against codes below 16):
+        # ~2^-17 of a score. On an H200 the distance to the float64 emulation did not move (2.72e-4
+        # against 2.73e-4 at 32k keys, docs/perf.md "v10").
+        KL: tl.constexpr = 1024.0 if F16_MAGIC else 0.0
+        KH: tl.constexpr = 64.0 if F16_MAGIC else 0.0
+        if F16_MAGIC:
+            kept = qsum * tl.where(upper, KH, KL) if BITS == 4 else qsum * KL
+            d_init = tl.broadcast_to(-kept[:, None], (BLOCK_M, BLOCK_N))
+        else:
+            d_init = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     else:
         mine = row_ok[:, None] & h_ok[None, :] & ((offs_h // GSIZE)[None, :] == (copy % GPH)[:, None])
         q_lo = tl.load(q_rows + offs_h[None, :], mask=mine & ~upper[:, None], other=0.0).to(DOT_DTYPE)
@@ -798,8 +858,8 @@ def _decode_kv_copies_kernel(
             kw = tl.load(kc + key[:, None] * NW + offs_w[None, :], mask=n_ok[:, None], other=0)
             kw = kw.to(tl.uint32, bitcast=True)
             if BITS == 4:
-                k0, k1, k2, k3, k4, k5, k6, k7 = _nibble_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM)
-                d = tl.dot(q0, tl.trans(k0))
+                k0, k1, k2, k3, k4, k5, k6, k7 = _nibble_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM, KL, KH)
+                d = tl.dot(q0, tl.trans(k0), d_init)
                 d = tl.dot(q1, tl.trans(k1), d)
                 d = tl.dot(q2, tl.trans(k2), d)
                 d = tl.dot(q3, tl.trans(k3), d)
@@ -808,8 +868,8 @@ def _decode_kv_copies_kernel(
                 d = tl.dot(q6, tl.trans(k6), d)
                 d = tl.dot(q7, tl.trans(k7), d)
             else:
-                k0, k2, k4, k6 = _byte_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM)
-                d = tl.dot(q0, tl.trans(k0))
+                k0, k2, k4, k6 = _byte_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM, KL)
+                d = tl.dot(q0, tl.trans(k0), d_init)
                 d = tl.dot(q2, tl.trans(k2), d)
                 d = tl.dot(q4, tl.trans(k4), d)
                 d = tl.dot(q6, tl.trans(k6), d)
@@ -831,18 +891,37 @@ def _decode_kv_copies_kernel(
         if CAUSAL:
             valid = valid & (cols[None, :] <= qi4[:, None] + shift)
         s = tl.where(valid, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha4 = tl.math.exp2((m_i - m_use) * qk_scale)
-        p4 = tl.math.exp2((s - m_use[:, None]) * qk_scale)
-        l_i = l_i * alpha4 + tl.sum(p4, axis=1)
+        # Lazy rescaling: the running maximum m_i moves only when a block's maximum passes it by more
+        # than 2^LAZY_LOG2 in P's units, so P stays below 2^LAZY_LOG2 and most steps skip the
+        # accumulators' rescaling. One warp holds the tile, so the branch is uniform.
+        m_blk = tl.max(s, axis=1)
+        grow = tl.where(m_blk > m_i, m_blk - m_i, 0.0)
+        if tl.max(grow, axis=0) * qk_scale > LAZY_LOG2:
+            m_new = tl.maximum(m_i, m_blk)
+            # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+            alpha4 = tl.math.exp2((m_i - tl.where(m_new == float("-inf"), 0.0, m_new)) * qk_scale)
+            l_i = l_i * alpha4
+            alpha = tl.reshape(tl.broadcast_to(alpha4[None, :], (NG, RP)), (BLOCK_M,))
+            z_i = z_i * alpha
+            acc0 = acc0 * alpha[:, None]
+            acc1 = acc1 * alpha[:, None]
+            acc2 = acc2 * alpha[:, None]
+            acc3 = acc3 * alpha[:, None]
+            acc4 = acc4 * alpha[:, None]
+            acc5 = acc5 * alpha[:, None]
+            acc6 = acc6 * alpha[:, None]
+            acc7 = acc7 * alpha[:, None]
+            acc_lo = acc_lo * alpha[:, None]
+            acc_hi = acc_hi * alpha[:, None]
+            m_i = m_new
+        p4 = tl.math.exp2((s - tl.where(m_i == float("-inf"), 0.0, m_i)[:, None]) * qk_scale)
+        l_i = l_i + tl.sum(p4, axis=1)
         p = tl.reshape(tl.broadcast_to(p4[None, :, :], (NG, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
-        alpha = tl.reshape(tl.broadcast_to(alpha4[None, :], (NG, RP)), (BLOCK_M,))
         vmeta = tl.load(vm + key[None, :] * 2 + tl.arange(0, 2)[:, None], mask=n_ok[None, :], other=0)
         vmeta = tl.broadcast_to(vmeta[:, None, :], (2, BLOCK_M // 2, BLOCK_N))
         vs, vz = _bf16_pair(tl.reshape(vmeta, (BLOCK_M, BLOCK_N)))
         vz += CENTER * vs
-        z_i = z_i * alpha + tl.sum(p * vz, axis=1)
+        z_i = z_i + tl.sum(p * vz, axis=1)
         pv = (p * vs).to(DOT_DTYPE)
         # V's codes centred, its offsets shifted to match (above): P times the scale is rounded to the
         # dot dtype, and centred codes keep what that rounding multiplies small (the offsets' share is
@@ -855,16 +934,16 @@ def _decode_kv_copies_kernel(
             vw = vw.to(tl.uint32, bitcast=True)
             if BITS == 4:
                 v0, v1, v2, v3, v4, v5, v6, v7 = _nibble_word_codes(vw, CENTER, DOT_DTYPE, F16_MAGIC, ASM)
-                acc1 = tl.dot(pv, v1, acc1 * alpha[:, None])
-                acc3 = tl.dot(pv, v3, acc3 * alpha[:, None])
-                acc5 = tl.dot(pv, v5, acc5 * alpha[:, None])
-                acc7 = tl.dot(pv, v7, acc7 * alpha[:, None])
+                acc1 = tl.dot(pv, v1, acc1)
+                acc3 = tl.dot(pv, v3, acc3)
+                acc5 = tl.dot(pv, v5, acc5)
+                acc7 = tl.dot(pv, v7, acc7)
             else:
                 v0, v2, v4, v6 = _byte_word_codes(vw, CENTER, DOT_DTYPE, F16_MAGIC, ASM)
-            acc0 = tl.dot(pv, v0, acc0 * alpha[:, None])
-            acc2 = tl.dot(pv, v2, acc2 * alpha[:, None])
-            acc4 = tl.dot(pv, v4, acc4 * alpha[:, None])
-            acc6 = tl.dot(pv, v6, acc6 * alpha[:, None])
+            acc0 = tl.dot(pv, v0, acc0)
+            acc2 = tl.dot(pv, v2, acc2)
+            acc4 = tl.dot(pv, v4, acc4)
+            acc6 = tl.dot(pv, v6, acc6)
         else:
             vptr = vc + key[:, None] * CW + offs_h[None, :]
             v_a = tl.load(vptr, mask=tile_ok, other=0)
@@ -872,9 +951,8 @@ def _decode_kv_copies_kernel(
             if BITS == 8:
                 v_b = tl.load(vptr + HALF, mask=tile_ok, other=0)
             v_a, v_b = _centered_pair(v_a, v_b, CENTER, DOT_DTYPE, F16_MAGIC, BITS, ASM)
-            acc_lo = tl.dot(pv, v_a, acc_lo * alpha[:, None])
-            acc_hi = tl.dot(pv, v_b, acc_hi * alpha[:, None])
-        m_i = m_new
+            acc_lo = tl.dot(pv, v_a, acc_lo)
+            acc_hi = tl.dot(pv, v_b, acc_hi)
 
     # Raw dot units to the log2 units the merge expects (the denominators are unchanged).
     m_i = m_i * qk_scale
@@ -885,16 +963,21 @@ def _decode_kv_copies_kernel(
     tl.store(PL + slot4, l_i, mask=r4 < GROUP * Nq)
     slot = _split_slot(b, hq, qi, Hkv, GROUP, Nq, NUM_SPLITS)
     z = z_i[:, None]
-    if WORDS:
+    if WORDS and BITS == 4:
+        # The eight tiles back in channel order (the inverse of _q_nibble_tiles' permutation), so
+        # each row's partial sum is one contiguous store instead of scattered 4-byte ones.
+        lo_t = tl.join(tl.join(acc0, acc4), tl.join(acc2, acc6))
+        hi_t = tl.join(tl.join(acc1, acc5), tl.join(acc3, acc7))
+        full = tl.reshape(tl.join(lo_t, hi_t), (BLOCK_M, NW, 4, 2))
+        full = tl.reshape(tl.permute(full, (0, 3, 1, 2)), (BLOCK_M, 2 * HALF))
+        ch = tl.arange(0, 2 * HALF)
+        rows = tl.where((ch >= HALF)[None, :], second[:, None], first[:, None])
+        tl.store(PACC + slot[:, None] * (2 * HALF) + ch[None, :], full + z, mask=rows)
+    elif WORDS:
         _store_word_tile(PACC, slot, acc0 + z, 4 * offs_w + 0, first, second, HALF, 2 * HALF)
         _store_word_tile(PACC, slot, acc2 + z, 4 * offs_w + 1, first, second, HALF, 2 * HALF)
         _store_word_tile(PACC, slot, acc4 + z, 4 * offs_w + 2, first, second, HALF, 2 * HALF)
         _store_word_tile(PACC, slot, acc6 + z, 4 * offs_w + 3, first, second, HALF, 2 * HALF)
-        if BITS == 4:
-            _store_word_tile(PACC, slot, acc1 + z, 4 * offs_w + HALF, first, second, HALF, 2 * HALF)
-            _store_word_tile(PACC, slot, acc3 + z, 4 * offs_w + 1 + HALF, first, second, HALF, 2 * HALF)
-            _store_word_tile(PACC, slot, acc5 + z, 4 * offs_w + 2 + HALF, first, second, HALF, 2 * HALF)
-            _store_word_tile(PACC, slot, acc7 + z, 4 * offs_w + 3 + HALF, first, second, HALF, 2 * HALF)
     else:
         acc_ptrs = PACC + slot[:, None] * (2 * HALF) + offs_h[None, :]
         tl.store(acc_ptrs, acc_lo + z, mask=first[:, None] & h_ok[None, :])
@@ -1084,10 +1167,11 @@ def _config(
         # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
         # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x at
         # both (docs/perf.md, "v9"). Short caches take half the programs: splits of a few tiles spent
-        # more on their fixed cost and the merge than they saved. On an H200, int4 up to 16k keys (7.3
-        # against 10.1 us at 4k, 12.5 against 13.6 at 16k; 20.0 against 19.6 at 32k), int8 up to 32k
-        # (25.0 against 26.1 us at 32k, five repeats each; 43.7 against 43.1 at 64k).
-        per_sm = 8 if keys > (32768 if bits == 8 else 16384) else 4
+        # more on their fixed cost and the merge than they saved. On an H200 at Nq = 1 (five repeats
+        # each, "v10"): int4 up to 8k keys (8.1 against 8.4 us at 8k; 11.2 against 11.6 at 16k, where
+        # the copies kernel's cheaper start made 8 per SM pay), int8 up to 32k (24.1 against 26.0 us
+        # at 32k; 42.3 against 43.3 at 64k).
+        per_sm = 8 if keys > (32768 if bits == 8 else 8192) else 4
         return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py

@@ -38,6 +38,8 @@ def test_exported_variants_run_side_by_side(tmp_path, monkeypatch):
     for bits, nq in ((b, n) for b in ("int8", "int4") for n in (1, 3)):
         assert by[(bits, nq, "twin")] == by[(bits, nq, path.stem)]
         assert 0 < by[(bits, nq, "twin")] < (0.02 if bits == "int8" else 0.2)
+    # Each kernel is also held to the float64 emulation of its own algorithm, much tighter.
+    assert all(0 < r["rel_l2_emulation"] < 2e-3 for r in rows)
     assert "| 96 | 1 | twin int8 |" in (tmp_path / "ab_decode.md").read_text()
     # The defaults' timings in pytest-benchmark's form, as `lowbit ingest` reads them.
     machine, benchmarks = parse_benchmark_json(tmp_path / "ab_decode_bench.json")
@@ -47,6 +49,7 @@ def test_exported_variants_run_side_by_side(tmp_path, monkeypatch):
     for b in benchmarks:
         assert b.row.case_params["params"]["Nk"] == 96 and b.row.case_params["params"]["Nq"] in (1, 3)
         assert 0 < b.row.metrics["rel_l2"] < 0.2 and b.row.latency["p50_ms"] > 0
+        assert 0 < b.row.metrics["rel_l2_emulation"] < 2e-3
 
 
 def test_a_module_without_the_api_is_refused(tmp_path):

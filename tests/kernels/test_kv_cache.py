@@ -117,9 +117,9 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     gpu = torch.device("cuda", 0)
     for rows in (1, 4, 16):
         assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)
-        # Short caches take half the splits: up to 16k keys at 4 bits, up to 32k at 8.
-        assert kv_cache._config(gpu, rows, None, 16384, 4) == DecodeConfig(16, 32, 1, 3, 528)
-        assert kv_cache._config(gpu, rows, None, 16385, 4) == DecodeConfig(16, 32, 1, 3, 1056)
+        # Short caches take half the splits: up to 8k keys at 4 bits, up to 32k at 8.
+        assert kv_cache._config(gpu, rows, None, 8192, 4) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 8193, 4) == DecodeConfig(16, 32, 1, 3, 1056)
         assert kv_cache._config(gpu, rows, None, 32768, 8) == DecodeConfig(16, 32, 1, 3, 528)
         assert kv_cache._config(gpu, rows, None, 32769, 8) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
@@ -161,6 +161,47 @@ def test_copies_asked_where_rows_do_not_fit_is_refused():
     assert torch.equal(
         decode_attention(q, cache, config=DecodeConfig(**tile)),
         decode_attention(q, cache, config=DecodeConfig(**tile, fold=True)),
+    )
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("shape", ["growing", "sink", "huge_v"])
+def test_copies_kernel_rescales_lazily_within_budget(bits, shape):
+    # The copies kernel moves a row's running maximum only when a block passes it by more than 2^2:
+    # scores that grow along the cache (rescales in the middle of a split), one dominant key at the
+    # start (none after it), and growing scores with V near fp16's range (P, up to 4, times V's scale
+    # must not overflow fp16).
+    q, k, v = _qkv(21 + bits, 1, 4, 1, 1, 256, 128, F16)
+    if shape in ("growing", "huge_v"):
+        k = (k.float() * torch.linspace(0.2, 3.0, 256, device=k.device)[:, None]).half()
+    if shape == "huge_v":
+        v = (v.float() * 20000).clamp(-65000, 65000).half()
+    if shape == "sink":
+        k[:, :, 0] = q[0, 0, 0] * 2
+    cache = quantize_kv(k, v, bits=bits)
+    tile = dict(block_m=16, block_n=32, num_warps=1, num_stages=1, target_programs=2)
+    out = decode_attention(q, cache, config=DecodeConfig(**tile, copies=True))
+    assert torch.isfinite(out).all()
+    assert rel_l2(out, decode_emulate(q, cache)) <= EMULATION[F16]
+    # The folded kernel rescales at every step: the two differ by rounding only.
+    assert (
+        rel_l2(out, decode_attention(q, cache, config=DecodeConfig(**tile, copies=False))) <= EMULATION[F16]
+    )
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_copies_kernel_reads_q_of_any_alignment_alike(bits):
+    # The copies kernel loads whole rows of Q and permutes them into the word tiles' order; rows that
+    # are not 16-byte aligned (Triton then loads them narrower) give the same tiles, so the same bits.
+    q, k, v = _qkv(23, 1, 8, 2, 1, 64, 128, F16)
+    odd = torch.zeros(1, 8, 1, 129, dtype=F16, device=q.device)[..., 1:]
+    odd.copy_(q)
+    assert odd.data_ptr() % 16 != 0 and torch.equal(odd, q)
+    cache = quantize_kv(k, v, bits=bits)
+    tile = dict(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=4, copies=True)
+    assert torch.equal(
+        decode_attention(odd, cache, config=DecodeConfig(**tile)),
+        decode_attention(q, cache, config=DecodeConfig(**tile)),
     )
 
 
