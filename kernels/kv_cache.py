@@ -1139,6 +1139,36 @@ class DecodeConfig:
     copies: bool | None = None
 
 
+def _check_config(cfg) -> None:
+    """ValueError naming the first field of an explicit ``DecodeConfig`` the kernels cannot take."""
+    if not isinstance(cfg, DecodeConfig):
+        raise ValueError(f"config: expected a DecodeConfig or None, got {type(cfg).__name__}")
+
+    def power_of_two(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x > 0 and x & (x - 1) == 0
+
+    if not (cfg.block_m == 0 or (power_of_two(cfg.block_m) and 16 <= cfg.block_m <= 128)):
+        raise ValueError(
+            f"config.block_m: expected 0 (from the shape) or a power of two in 16..128, got {cfg.block_m!r}"
+        )
+    if not (power_of_two(cfg.block_n) and 16 <= cfg.block_n <= 256):
+        raise ValueError(f"config.block_n: expected a power of two in 16..256, got {cfg.block_n!r}")
+    if not (power_of_two(cfg.num_warps) and cfg.num_warps <= 16):
+        raise ValueError(f"config.num_warps: expected 1, 2, 4, 8 or 16, got {cfg.num_warps!r}")
+    for name in ("num_stages", "target_programs"):
+        value = getattr(cfg, name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise ValueError(f"config.{name}: expected an int >= 1, got {value!r}")
+    for name in ("fold", "copies"):
+        if not (getattr(cfg, name) is None or isinstance(getattr(cfg, name), bool)):
+            raise ValueError(f"config.{name}: expected None, True or False, got {getattr(cfg, name)!r}")
+    if not isinstance(cfg.ptx, bool):
+        raise ValueError(f"config.ptx: expected a bool, got {cfg.ptx!r}")
+    regs = cfg.max_registers
+    if regs is not None and not (isinstance(regs, int) and not isinstance(regs, bool) and 24 <= regs <= 255):
+        raise ValueError(f"config.max_registers: expected None or an int in 24..255, got {regs!r}")
+
+
 def folded(cfg: DecodeConfig) -> bool:
     """Whether ``cfg`` runs the folded kernel: as asked, else for tiles of at most 16 rows, where it
     measured faster (int4 1.11-1.13x at Nq <= 4); with more rows its per-score work loses (docs/perf.md)."""
@@ -1224,6 +1254,8 @@ def decode_attention(
         raise ValueError(f"sm_scale: expected a finite positive float or None, got {sm_scale!r}")
     else:
         scale = float(sm_scale)
+    if config is not None:
+        _check_config(config)
     if q.device.type != "cuda" and not interpreting():
         raise ValueError(f"q: expected a CUDA tensor (or TRITON_INTERPRET=1), got device {q.device}")
     if B * Hq * Nq * D == 0 or cache.max_length == 0:

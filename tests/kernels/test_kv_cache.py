@@ -262,6 +262,39 @@ def test_smoothing_helps_channel_offsets_and_leaves_k_alone():
         (lambda q, k, v: decode_attention(q[..., :32], quantize_kv(k, v)), "head dim"),
         (lambda q, k, v: decode_attention(q, quantize_kv(k, v), sm_scale=-1.0), "sm_scale"),
         (lambda q, k, v: decode_attention(q, quantize_kv(k, v), causal=1), "causal"),
+        (lambda q, k, v: decode_attention(q, quantize_kv(k, v), config=(16, 32)), "DecodeConfig"),
+        (
+            lambda q, k, v: decode_attention(q, quantize_kv(k, v), config=DecodeConfig(24, 32, 1, 3, 8)),
+            "block_m",
+        ),
+        (
+            lambda q, k, v: decode_attention(q, quantize_kv(k, v), config=DecodeConfig(16, 20, 1, 3, 8)),
+            "block_n",
+        ),
+        (
+            lambda q, k, v: decode_attention(q, quantize_kv(k, v), config=DecodeConfig(16, 32, 3, 3, 8)),
+            "num_warps",
+        ),
+        (
+            lambda q, k, v: decode_attention(q, quantize_kv(k, v), config=DecodeConfig(16, 32, 1, 0, 8)),
+            "num_stages",
+        ),
+        (
+            lambda q, k, v: decode_attention(q, quantize_kv(k, v), config=DecodeConfig(16, 32, 1, 3, 0)),
+            "target_prog",
+        ),
+        (
+            lambda q, k, v: decode_attention(
+                q, quantize_kv(k, v), config=DecodeConfig(16, 32, 1, 3, 8, fold=1)
+            ),
+            "config.fold",
+        ),
+        (
+            lambda q, k, v: decode_attention(
+                q, quantize_kv(k, v), config=DecodeConfig(16, 32, 1, 3, 8, max_registers=300)
+            ),
+            "max_registers",
+        ),
     ],
 )
 def test_bad_input_raises_clear_errors(make, match):
