@@ -1181,7 +1181,7 @@ def _sm_count(index: int) -> int:
 
 
 def _config(
-    device: torch.device, rows: int, override: DecodeConfig | None, keys: int = 1 << 20, bits: int = 4
+    device: torch.device, rows: int, override: DecodeConfig | None, head_keys: int = 1 << 23, bits: int = 4
 ) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot).
@@ -1197,11 +1197,13 @@ def _config(
         # shared-memory exchange and barrier between warps). On an H200 (Nq = 1, GQA 4), against 64-key
         # tiles on 2 warps at 4 per SM: int4 1.16x at 32k keys and 1.22x at 128k, int8 1.15x at
         # both (docs/perf.md, "v9"). Short caches take half the programs: splits of a few tiles spent
-        # more on their fixed cost and the merge than they saved. On an H200 at Nq = 1 (five repeats
-        # each, "v10"): int4 up to 8k keys (8.1 against 8.4 us at 8k; 11.2 against 11.6 at 16k, where
-        # the copies kernel's cheaper start made 8 per SM pay), int8 up to 32k (24.1 against 26.0 us
-        # at 32k; 42.3 against 43.3 at 64k).
-        per_sm = 8 if keys > (32768 if bits == 8 else 8192) else 4
+        # more on their fixed cost and the merge than they saved. What counts is the keys per split,
+        # so the threshold is on the cache's keys summed over batch and KV heads (``head_keys``). On
+        # an H200 at Nq = 1 with 8 KV heads (five repeats each, "v10"): int4 up to 8k keys (8.1 against
+        # 8.4 us at 8k; 11.2 against 11.6 at 16k, where the copies kernel's cheaper start made 8 per SM
+        # pay), int8 up to 32k (24.1 against 26.0 us at 32k; 42.3 against 43.3 at 64k). With 32 KV
+        # heads (MHA, or a batch of 4) int8 at 32k keys took 73.4 us at 8 per SM against 92.5 at 4.
+        per_sm = 8 if head_keys > 8 * (32768 if bits == 8 else 8192) else 4
         return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
@@ -1263,7 +1265,7 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, config, cache.max_length, cache.bits)
+    cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits)
     fold = folded(cfg)
     n_groups = D // cache.k.group
     fits = fold and n_groups & (n_groups - 1) == 0 and group * Nq <= cfg.block_m // n_groups

@@ -117,11 +117,12 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     gpu = torch.device("cuda", 0)
     for rows in (1, 4, 16):
         assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)
-        # Short caches take half the splits: up to 8k keys at 4 bits, up to 32k at 8.
-        assert kv_cache._config(gpu, rows, None, 8192, 4) == DecodeConfig(16, 32, 1, 3, 528)
-        assert kv_cache._config(gpu, rows, None, 8193, 4) == DecodeConfig(16, 32, 1, 3, 1056)
-        assert kv_cache._config(gpu, rows, None, 32768, 8) == DecodeConfig(16, 32, 1, 3, 528)
-        assert kv_cache._config(gpu, rows, None, 32769, 8) == DecodeConfig(16, 32, 1, 3, 1056)
+        # Short caches take half the splits: up to 8k keys at 4 bits and 32k at 8 with 8 KV heads,
+        # a quarter of that with 32 (the keys summed over batch and KV heads decide).
+        assert kv_cache._config(gpu, rows, None, 8 * 8192, 4) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 8 * 8192 + 8, 4) == DecodeConfig(16, 32, 1, 3, 1056)
+        assert kv_cache._config(gpu, rows, None, 8 * 32768, 8) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 32 * 32768, 8) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
