@@ -543,18 +543,24 @@ def _byte_word_codes(
 
 
 @triton.jit
+def _q_copy_rows(q_rows, row_ok, copy, GSIZE: tl.constexpr, D: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    """The copies tile's Q, each row keeping only its copy's group of channels, loaded as whole rows
+    (gathered channel by channel it took a 2-byte load per element, in every program of the grid),
+    and each row's sum."""
+    ch = tl.arange(0, D)
+    mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
+    q = tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
+    return tl.sum(q.to(tl.float32), axis=1), q
+
+
+@triton.jit
 def _q_nibble_tiles(
     q_rows, row_ok, copy, GSIZE: tl.constexpr, NW: tl.constexpr, BLOCK_M: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """The copies tile's Q (each row keeping its copy's group of channels) in the word tiles' order at
-    4 bits, and each row's sum: tile 2i + h, column w is channel h * 4 NW + 4w + i (byte i of word w;
-    h = 1 the high nibbles). One load of whole rows, then the permutation by reshapes and splits
-    (Q gathered channel by channel took a 2-byte load per element, in every program of the grid)."""
-    ch = tl.arange(0, 8 * NW)
-    mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
-    q = tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
-    qsum = tl.sum(q.to(tl.float32), axis=1)
+    """:func:`_q_copy_rows` in the word tiles' order at 4 bits: tile 2i + h, column w is channel
+    h * 4 NW + 4w + i (byte i of word w; h = 1 the high nibbles), permuted by reshapes and splits."""
+    qsum, q = _q_copy_rows(q_rows, row_ok, copy, GSIZE, 8 * NW, DOT_DTYPE)
     # (row, half, word, byte) -> (row, word, byte // 2, byte % 2, half); each split peels the last axis.
     q = tl.reshape(tl.permute(tl.reshape(q, (BLOCK_M, 2, NW, 4)), (0, 2, 3, 1)), (BLOCK_M, NW, 2, 2, 2))
     q_lo, q_hi = tl.split(q)
@@ -573,10 +579,7 @@ def _q_byte_tiles(
     DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
     """As :func:`_q_nibble_tiles` at 8 bits: tile i, column w is channel 4w + i."""
-    ch = tl.arange(0, 4 * NW)
-    mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
-    q = tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
-    qsum = tl.sum(q.to(tl.float32), axis=1)
+    qsum, q = _q_copy_rows(q_rows, row_ok, copy, GSIZE, 4 * NW, DOT_DTYPE)
     q_even, q_odd = tl.split(tl.reshape(q, (BLOCK_M, NW, 2, 2)))
     q0, q2 = tl.split(q_even)
     q1, q3 = tl.split(q_odd)
@@ -1144,29 +1147,32 @@ def _check_config(cfg) -> None:
     if not isinstance(cfg, DecodeConfig):
         raise ValueError(f"config: expected a DecodeConfig or None, got {type(cfg).__name__}")
 
-    def power_of_two(x) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x > 0 and x & (x - 1) == 0
+    def whole(x, lo: int = 1, hi: int | None = None) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= lo and (hi is None or x <= hi)
 
-    if not (cfg.block_m == 0 or (power_of_two(cfg.block_m) and 16 <= cfg.block_m <= 128)):
+    def power_of_two(x, lo: int, hi: int) -> bool:
+        return whole(x, lo, hi) and x & (x - 1) == 0
+
+    if not (cfg.block_m == 0 or power_of_two(cfg.block_m, 16, 128)):
         raise ValueError(
             f"config.block_m: expected 0 (from the shape) or a power of two in 16..128, got {cfg.block_m!r}"
         )
-    if not (power_of_two(cfg.block_n) and 16 <= cfg.block_n <= 256):
+    if not power_of_two(cfg.block_n, 16, 256):
         raise ValueError(f"config.block_n: expected a power of two in 16..256, got {cfg.block_n!r}")
-    if not (power_of_two(cfg.num_warps) and cfg.num_warps <= 16):
+    if not power_of_two(cfg.num_warps, 1, 16):
         raise ValueError(f"config.num_warps: expected 1, 2, 4, 8 or 16, got {cfg.num_warps!r}")
     for name in ("num_stages", "target_programs"):
-        value = getattr(cfg, name)
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise ValueError(f"config.{name}: expected an int >= 1, got {value!r}")
+        if not whole(getattr(cfg, name)):
+            raise ValueError(f"config.{name}: expected an int >= 1, got {getattr(cfg, name)!r}")
     for name in ("fold", "copies"):
         if not (getattr(cfg, name) is None or isinstance(getattr(cfg, name), bool)):
             raise ValueError(f"config.{name}: expected None, True or False, got {getattr(cfg, name)!r}")
     if not isinstance(cfg.ptx, bool):
         raise ValueError(f"config.ptx: expected a bool, got {cfg.ptx!r}")
-    regs = cfg.max_registers
-    if regs is not None and not (isinstance(regs, int) and not isinstance(regs, bool) and 24 <= regs <= 255):
-        raise ValueError(f"config.max_registers: expected None or an int in 24..255, got {regs!r}")
+    if not (cfg.max_registers is None or whole(cfg.max_registers, 24, 255)):
+        raise ValueError(
+            f"config.max_registers: expected None or an int in 24..255, got {cfg.max_registers!r}"
+        )
 
 
 def folded(cfg: DecodeConfig) -> bool:
