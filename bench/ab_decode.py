@@ -10,13 +10,14 @@ so ``--export`` first writes each ref's ``kernels/kv_cache.py`` to a file, and t
 as its own module (the rest of ``kernels`` is shared). Every variant must keep the public API
 (``quantize_kv``, ``decode_attention``, ``DecodeConfig``).
 
-For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, Nq in 1, 4, 16 against
-Nk 32k and 128k): a small tile sweep (32 keys on 1 warp, 64 on 2 or 4, 128 on 4; 2-3 stages; 2, 4 or 8
+For each variant, width (8, 4 bits) and shape (B=1, Hq=32, Hkv=8, D=128, fp16, Nq in 1, 4, 16 against Nk
+32k and 128k): a small tile sweep (32 keys on 1 warp, 64 on 2 or 4, 128 on 4; 2-3 stages; 2, 4 or 8
 programs per SM), each timed as a CUDA-graph replay (GPU time, no launch overhead), and its rel-L2
-against an FP32 oracle and against the variant's own float64 emulation (``decode_emulate``), beside
-SDPA cuDNN and flash on the fp16 cache and the device-to-device copy bandwidth. ``--nk`` and ``--nq``
-pick the lengths and query counts. GB/s is the bytes each must read over its time. Writes ab_decode.json
-and ab_decode.md under $OUT (or ./ab_decode_out), and ab_decode_bench.json: each entry's library-default
+against an FP32 oracle and against the variant's own float64 emulation (``decode_emulate``), beside SDPA
+cuDNN and flash on the fp16 cache and the device-to-device copy bandwidth. ``--nk`` and ``--nq`` pick
+the lengths and query counts, ``--shape B HQ HKV D`` (repeatable) the head layouts and ``--group`` K's
+quantization group. GB/s is the bytes each must read over its time. Writes ab_decode.json and
+ab_decode.md under $OUT (or ./ab_decode_out), and ab_decode_bench.json: each entry's library-default
 timing (every replay kept) in pytest-benchmark's form, which ``lowbit ingest ab_decode_bench.json
 --commit SHA`` records into the history (the GPU workflow does, so decode speeds are tracked per commit
 beside the attention methods).
@@ -111,6 +112,13 @@ def main(argv=None) -> int:
         "--nk", type=int, nargs="+", default=[32768, 131072], help="cache lengths (default 32768 131072)"
     )
     parser.add_argument("--nq", type=int, nargs="+", default=[1, 4, 16], help="query counts (default 1 4 16)")
+    parser.add_argument(
+        "--shape", type=int, nargs=4, action="append", metavar=("B", "HQ", "HKV", "D"),
+        help="batch, query heads, KV heads, head dim; repeatable (default 1 32 8 128; --tiny 1 4 2 64)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--group", type=int, help="K's channels per quantization group (default: the library's)"
+    )
     args = parser.parse_args(argv)
     if args.export:
         for path in export(args.variants, ROOT / args.dest):
@@ -153,81 +161,96 @@ def main(argv=None) -> int:
         del src, dst
     header = f"{gpu}, torch {torch.__version__}, triton {triton.__version__}; copy {copy_gbps:.0f} GB/s"
     print(header, flush=True)
-    B, Hq, Hkv, D = (1, 4, 2, 64) if args.tiny else (1, 32, 8, 128)
+    shapes = (
+        [tuple(x) for x in args.shape] if args.shape else [(1, 4, 2, 64) if args.tiny else (1, 32, 8, 128)]
+    )
+    grouping = {} if args.group is None else {"group": args.group}
     rows, benchmarks = [], []
-    for nk in (96,) if args.tiny else args.nk:
-        gen = torch.Generator(device=device).manual_seed(nk)
-        k = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
-        v = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
-        fp16_bytes = 2 * k.numel() * 2
-        for nq in (1, 3) if args.tiny else args.nq:
-            q = torch.randn(B, Hq, nq, D, device=device, generator=gen).half()
-            ref = attention_reference(q, k, v, dtype=torch.float32)
+    for B, Hq, Hkv, D in shapes:
+        for nk in (96,) if args.tiny else args.nk:
+            gen = torch.Generator(device=device).manual_seed(nk)
+            k = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
+            v = torch.randn(B, Hkv, nk, D, device=device, generator=gen).half()
+            fp16_bytes = 2 * k.numel() * 2
+            for nq in (1, 3) if args.tiny else args.nq:
+                q = torch.randn(B, Hq, nq, D, device=device, generator=gen).half()
+                ref = attention_reference(q, k, v, dtype=torch.float32)
 
-            def rel(o, ref=ref):
-                return float((o.float() - ref).norm() / ref.norm())
+                def rel(o, ref=ref):
+                    return float((o.float() - ref).norm() / ref.norm())
 
-            entries = []
-            if not interpret:
-                from torch.nn.attention import SDPBackend, sdpa_kernel
+                entries = []
+                if not interpret:
+                    from torch.nn.attention import SDPBackend, sdpa_kernel
 
-                for backend, name in (
-                    (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
-                    (SDPBackend.FLASH_ATTENTION, "sdpa_flash"),
-                ):
+                    for backend, name in (
+                        (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
+                        (SDPBackend.FLASH_ATTENTION, "sdpa_flash"),
+                    ):
 
-                    def sdpa(backend=backend, q=q, k=k, v=v):
-                        with sdpa_kernel(backend):
-                            return torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                        def sdpa(backend=backend, q=q, k=k, v=v):
+                            with sdpa_kernel(backend):
+                                return torch.nn.functional.scaled_dot_product_attention(
+                                    q, k, v, enable_gqa=True
+                                )
 
-                    entries.append((name, None, sdpa, fp16_bytes, None))
-            for vname, module in variants.items():
-                for bits in (8, 4):
-                    cache = module.quantize_kv(k, v, bits=bits)
-                    for cfg in configs(module, sms, args.tiny, args.configs == "sweep"):
+                        entries.append((name, None, sdpa, fp16_bytes, None))
+                for vname, module in variants.items():
+                    for bits in (8, 4):
+                        cache = module.quantize_kv(k, v, bits=bits, **grouping)
+                        for cfg in configs(module, sms, args.tiny, args.configs == "sweep"):
 
-                        def fn(m=module, c=cache, cfg=cfg, q=q):
-                            return m.decode_attention(q, c, config=cfg)
+                            def fn(m=module, c=cache, cfg=cfg, q=q):
+                                return m.decode_attention(q, c, config=cfg)
 
-                        entries.append((f"{vname} int{bits}", cfg, fn, cache.nbytes(), (module, cache)))
-            for name, cfg, fn, nbytes, emulated in entries:
-                try:
-                    out = fn()
-                    err = rel(out)
-                    # A quantized entry also against the float64 emulation of its own algorithm,
-                    # which quantization loss cannot hide behind.
-                    emu = None
-                    if emulated is not None and hasattr(emulated[0], "decode_emulate"):
-                        e = emulated[0].decode_emulate(q, emulated[1]).double()
-                        emu = float((out.double() - e).norm() / e.norm())
-                    samples = timed(fn)
-                except Exception as exc:  # a variant or tile that fails is reported, not fatal
-                    print(f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
-                    continue
-                median = statistics.median(samples)
-                ms = float("nan") if interpret else median
-                rows.append(
-                    dict(
-                        nk=nk,
-                        nq=nq,
-                        name=name,
-                        config=repr(cfg),
-                        ms=ms,
-                        gbps=nbytes / ms / 1e6,
-                        rel_l2=err,
-                        rel_l2_emulation=emu,
+                            entries.append((f"{vname} int{bits}", cfg, fn, cache.nbytes(), (module, cache)))
+                for name, cfg, fn, nbytes, emulated in entries:
+                    try:
+                        out = fn()
+                        err = rel(out)
+                        # A quantized entry also against the float64 emulation of its own algorithm,
+                        # which quantization loss cannot hide behind.
+                        emu = None
+                        if emulated is not None and hasattr(emulated[0], "decode_emulate"):
+                            e = emulated[0].decode_emulate(q, emulated[1]).double()
+                            emu = float((out.double() - e).norm() / e.norm())
+                        samples = timed(fn)
+                    except Exception as exc:  # a variant or tile that fails is reported, not fatal
+                        print(
+                            f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}",
+                            flush=True,
+                        )
+                        continue
+                    median = statistics.median(samples)
+                    ms = float("nan") if interpret else median
+                    rows.append(
+                        dict(
+                            shape=f"{B},{Hq},{Hkv},{D}",
+                            nk=nk,
+                            nq=nq,
+                            name=name,
+                            config=repr(cfg),
+                            ms=ms,
+                            bytes=nbytes,
+                            gbps=nbytes / ms / 1e6,
+                            rel_l2=err,
+                            rel_l2_emulation=emu,
+                        )
                     )
+                    if cfg is None:  # the library's defaults go to the history (a sweep's tiles do not)
+                        params = dict(B=B, Hq=Hq, Hkv=Hkv, D=D, Nk=nk, Nq=nq)
+                        extra = dict(rel_l2=err, gb_per_s=nbytes / median / 1e6)
+                        if emu is not None:
+                            extra["rel_l2_emulation"] = emu
+                        benchmarks.append(
+                            benchmark_record(name, "bench/ab_decode.py", params, samples, extra)
+                        )
+                # after every shape, so a run cut off by a time limit keeps what it measured
+                (out_dir / "ab_decode.json").write_text(
+                    json.dumps({"header": header, "rows": rows}, indent=1)
                 )
-                if cfg is None:  # the library's defaults go to the history (a sweep's tiles do not)
-                    params = dict(B=B, Hq=Hq, Hkv=Hkv, D=D, Nk=nk, Nq=nq)
-                    extra = dict(rel_l2=err, gb_per_s=nbytes / median / 1e6)
-                    if emu is not None:
-                        extra["rel_l2_emulation"] = emu
-                    benchmarks.append(benchmark_record(name, "bench/ab_decode.py", params, samples, extra))
-            # after every shape, so a run cut off by a time limit keeps what it measured
-            (out_dir / "ab_decode.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
-            bench_doc = benchmark_document(env, benchmarks, "bench/ab_decode.py")
-            (out_dir / "ab_decode_bench.json").write_text(json.dumps(bench_doc, indent=1))
+                bench_doc = benchmark_document(env, benchmarks, "bench/ab_decode.py")
+                (out_dir / "ab_decode_bench.json").write_text(json.dumps(bench_doc, indent=1))
     md = to_markdown(rows, header)
     (out_dir / "ab_decode.md").write_text(md)
     print(md)
@@ -242,24 +265,20 @@ def to_markdown(rows: list[dict], header: str) -> str:
     """Best configuration of each entry per shape, its time, bandwidth, speed-up over SDPA cuDNN."""
     best: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["nk"], r["nq"], r["name"])
+        key = (r["shape"], r["nk"], r["nq"], r["name"])
         if key not in best or (r["ms"] == r["ms"] and not r["ms"] >= best[key]["ms"]):
             best[key] = r
     lines = [
         header,
         "",
-        "| Nk | Nq | entry | µs | GB/s | × SDPA cuDNN | rel-L2 | vs emulation | config |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Nk | Nq | entry | µs | GB/s | × SDPA cuDNN | rel-L2 | vs emulation | config | B,Hq,Hkv,D |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (nk, nq, name), r in sorted(best.items(), key=lambda t: (t[0][0], t[0][1], t[1]["ms"])):
-        base = best.get((nk, nq, "sdpa_cudnn"))
+    for (shape, nk, nq, name), r in sorted(best.items(), key=lambda t: (t[0][:3], t[1]["ms"])):
+        base = best.get((shape, nk, nq, "sdpa_cudnn"))
         ratio = f"{base['ms'] / r['ms']:.2f}" if base else "–"
         lines.append(
             f"| {nk} | {nq} | {name} | {r['ms'] * 1e3:.1f} | {r['gbps']:.0f} | {ratio} | "
-            f"{r['rel_l2']:.2e} | {_sci(r.get('rel_l2_emulation'))} | {r['config']} |"
+            f"{r['rel_l2']:.2e} | {_sci(r.get('rel_l2_emulation'))} | {r['config']} | {shape} |"
         )
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

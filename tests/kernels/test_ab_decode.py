@@ -52,6 +52,22 @@ def test_exported_variants_run_side_by_side(tmp_path, monkeypatch):
         assert 0 < b.row.metrics["rel_l2_emulation"] < 2e-3
 
 
+def test_other_head_layouts_and_groups(tmp_path, monkeypatch):
+    # --shape picks the head layouts (each row says which) and --group K's quantization group.
+    ab = _ab()
+    monkeypatch.setenv("OUT", str(tmp_path))
+    module = REPO / "kernels" / "kv_cache.py"
+    assert ab.main(["--tiny", str(module), "--shape", "1", "4", "1", "128", "--group", "64"]) == 0
+    rows = json.loads((tmp_path / "ab_decode.json").read_text())["rows"]
+    assert len(rows) == 4 and {r["shape"] for r in rows} == {"1,4,1,128"}
+    assert all(0 < r["rel_l2_emulation"] < 2e-3 for r in rows)
+    # Groups of 64 at 4 bits, D = 128: 64 + 2 * 4 bytes of K and 64 + 2 * 4 of V per token (the
+    # library's groups of 32 would make K's metadata 16 bytes).
+    four = [r for r in rows if r["name"] == "kv_cache int4"]
+    assert four and all(r["bytes"] == 96 * 144 for r in four)
+    assert "| 1,4,1,128 |" in (tmp_path / "ab_decode.md").read_text()
+
+
 def test_a_module_without_the_api_is_refused(tmp_path):
     ab = _ab()
     bad = tmp_path / "bad.py"
