@@ -282,3 +282,7 @@ def to_markdown(rows: list[dict], header: str) -> str:
             f"{r['rel_l2']:.2e} | {_sci(r.get('rel_l2_emulation'))} | {r['config']} | {shape} |"
         )
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ own contribution. The table is in docs/perf.md.
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import torch
@@ -43,7 +44,8 @@ def quantize_channels(x, bits, tokens, symmetric):
     return quantize_groups(x.transpose(-1, -2), bits, tokens, symmetric).transpose(-1, -2)
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     torch.manual_seed(0)
     B, H, G, N, D = 1, 8, 4, 4096, 128
     print("| cache | bits | layout | rel-L2 |\n|---|---|---|---|")

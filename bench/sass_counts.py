@@ -50,6 +50,7 @@ def count(
     num_stages: int,
     fusion: bool = False,
     kernel: str = "_decode_kv_kernel",
+    halves: bool = False,
 ) -> dict:
     """Compile one variant and return its instruction counts, registers and stack bytes."""
     import triton
@@ -69,7 +70,7 @@ def count(
     candidates = dict(
         CAUSAL=False, BITS=bits, HALF=head_dim // 2, GSIZE=group, NG=head_dim // group,
         NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=16, BLOCK_N=block_n,
-        BLOCK_H=head_dim // 2, ASM=True, WORDS=True, PDL=False,
+        BLOCK_H=head_dim // 2, ASM=True, WORDS=True, HALVES=halves, PDL=False,
     )  # fmt: skip
     # The folded kernel's metadata pointers: int32 (scale, offset) words where the module says so
     # (kernels/kv_cache.py's FOLDED_META), bf16 in variants written before that.
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
         "--fusion", action="store_true", help="compile with FP fusion on (the shipped launch turns it off)"
     )
     parser.add_argument("--kernel", default="_decode_kv_kernel", help="the jit function to compile")
+    parser.add_argument(
+        "--halves", action="store_true", help="the copies kernel's copy per group of a half (4 bits)"
+    )
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args(argv)
     # Compiling needs real jit functions: under TRITON_INTERPRET=1 they are interpreted ones. Only the
@@ -135,7 +139,14 @@ def main(argv=None) -> int:
     for module in args.modules:
         for bits in args.bits:
             r = count(
-                Path(module), bits, args.block_n, args.num_warps, args.num_stages, args.fusion, args.kernel
+                Path(module),
+                bits,
+                args.block_n,
+                args.num_warps,
+                args.num_stages,
+                args.fusion,
+                args.kernel,
+                halves=args.halves,
             )
             results.append(r)
             top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])

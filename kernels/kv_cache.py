@@ -32,7 +32,9 @@ share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` a
 - copies (a special case of folded, taken where it fits: the rows of a KV head times K's groups fit the
   16-row tile, e.g. Nq = 1 with GQA up to 4 at 4 bits, D = 128): the tile's spare rows hold each row
   once per group of K, so one dot gives every group's partial score in its own row and the per-group
-  scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``). It reads the
+  scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``). At 4 bits a
+  row may instead be held once per group of a half of D, its halves' dots going to two score tiles,
+  which fits twice the rows (GQA 8 at Nq = 1, GQA 4 at Nq = 2, D = 128; GQA 4 at D = 256). It reads the
   codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8), runs
   the softmax on the real rows only, rescales its accumulators only when a row's maximum grows by more
   than 2^LAZY_LOG2, and reads Q (and writes its partial sums) as whole rows.
@@ -543,24 +545,52 @@ def _byte_word_codes(
 
 
 @triton.jit
-def _q_copy_rows(q_rows, row_ok, copy, GSIZE: tl.constexpr, D: tl.constexpr, DOT_DTYPE: tl.constexpr):
-    """The copies tile's Q, each row keeping only its copy's group of channels, loaded as whole rows
-    (gathered channel by channel it took a 2-byte load per element, in every program of the grid),
-    and each row's sum."""
+def _q_copy_rows(
+    q_rows, row_ok, copy, GSIZE: tl.constexpr, NC: tl.constexpr, D: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    HALVES: tl.constexpr,
+):  # fmt: skip
+    """The copies tile's Q, each row keeping only its copy's group of channels (with HALVES, ``NC`` =
+    half of K's groups, group ``copy`` of each half), loaded as whole rows (gathered channel by channel
+    it took a 2-byte load per element, in every program of the grid), and each row's sum (with HALVES
+    its sums over the low and the high half; otherwise the second is zeros)."""
     ch = tl.arange(0, D)
-    mine = row_ok[:, None] & ((ch // GSIZE)[None, :] == copy[:, None])
+    group = ch // GSIZE
+    if HALVES:
+        group = group % NC
+    mine = row_ok[:, None] & (group[None, :] == copy[:, None])
     q = tl.load(q_rows + ch[None, :], mask=mine, other=0.0).to(DOT_DTYPE)
-    return tl.sum(q.to(tl.float32), axis=1), q
+    qf = q.to(tl.float32)
+    if HALVES:
+        lo, hi = tl.split(tl.sum(tl.reshape(qf, (qf.shape[0], 2, D // 2)), axis=2))
+        return lo, hi, q
+    else:
+        return tl.sum(qf, axis=1), tl.zeros_like(row_ok.to(tl.float32)), q
+
+
+@triton.jit
+def _copy_meta(
+    km, key, n_ok, qsum, FIRST: tl.constexpr, NG: tl.constexpr, NC: tl.constexpr, RP: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """K's scales of groups FIRST .. FIRST + NC - 1 for each key, one word per group loaded once and
+    repeated over the RP rows of its copy, and the offsets' share ``qsum * offset``: (BLOCK_M, BLOCK_N)
+    each. The share is formed on (copy, row, key) before the copies become rows, which keeps it in the
+    dot's layout (as a product of two broadcast tiles the compiler moved one through shared memory)."""
+    meta = tl.load(km + key[None, :] * NG + FIRST + tl.arange(0, NC)[:, None], mask=n_ok[None, :], other=0)
+    scale, offset = _bf16_pair(meta)
+    scale = tl.reshape(tl.broadcast_to(scale[:, None, :], (NC, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
+    share = tl.reshape(tl.reshape(qsum, (NC, RP))[:, :, None] * offset[:, None, :], (BLOCK_M, BLOCK_N))
+    return scale, share
 
 
 @triton.jit
 def _q_nibble_tiles(
-    q_rows, row_ok, copy, GSIZE: tl.constexpr, NW: tl.constexpr, BLOCK_M: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
+    q_rows, row_ok, copy, GSIZE: tl.constexpr, NC: tl.constexpr, NW: tl.constexpr, BLOCK_M: tl.constexpr,
+    DOT_DTYPE: tl.constexpr, HALVES: tl.constexpr,
 ):  # fmt: skip
     """:func:`_q_copy_rows` in the word tiles' order at 4 bits: tile 2i + h, column w is channel
     h * 4 NW + 4w + i (byte i of word w; h = 1 the high nibbles), permuted by reshapes and splits."""
-    qsum, q = _q_copy_rows(q_rows, row_ok, copy, GSIZE, 8 * NW, DOT_DTYPE)
+    qs_a, qs_b, q = _q_copy_rows(q_rows, row_ok, copy, GSIZE, NC, 8 * NW, DOT_DTYPE, HALVES)
     # (row, half, word, byte) -> (row, word, byte // 2, byte % 2, half); each split peels the last axis.
     q = tl.reshape(tl.permute(tl.reshape(q, (BLOCK_M, 2, NW, 4)), (0, 2, 3, 1)), (BLOCK_M, NW, 2, 2, 2))
     q_lo, q_hi = tl.split(q)
@@ -570,7 +600,7 @@ def _q_nibble_tiles(
     q2, q6 = tl.split(lo_odd)
     q1, q5 = tl.split(hi_even)
     q3, q7 = tl.split(hi_odd)
-    return qsum, q0, q1, q2, q3, q4, q5, q6, q7
+    return qs_a, qs_b, q0, q1, q2, q3, q4, q5, q6, q7
 
 
 @triton.jit
@@ -578,8 +608,9 @@ def _q_byte_tiles(
     q_rows, row_ok, copy, GSIZE: tl.constexpr, NW: tl.constexpr, BLOCK_M: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """As :func:`_q_nibble_tiles` at 8 bits: tile i, column w is channel 4w + i."""
-    qsum, q = _q_copy_rows(q_rows, row_ok, copy, GSIZE, 4 * NW, DOT_DTYPE)
+    """As :func:`_q_nibble_tiles` at 8 bits (a copy per group of K): tile i, column w is channel
+    4w + i."""
+    qsum, _, q = _q_copy_rows(q_rows, row_ok, copy, GSIZE, 4 * NW // GSIZE, 4 * NW, DOT_DTYPE, False)
     q_even, q_odd = tl.split(tl.reshape(q, (BLOCK_M, NW, 2, 2)))
     q0, q2 = tl.split(q_even)
     q1, q3 = tl.split(q_odd)
@@ -753,6 +784,7 @@ def _decode_kv_copies_kernel(
     BLOCK_H: tl.constexpr,
     ASM: tl.constexpr = False,
     WORDS: tl.constexpr = False,
+    HALVES: tl.constexpr = False,
     PDL: tl.constexpr = False,
 ):
     # The folded kernel with the 16-row tile's spare rows put to work. When a KV head has at most
@@ -769,11 +801,16 @@ def _decode_kv_copies_kernel(
     # (LDS.U8) and were repacked by PRMTs. Byte i of every word (at 4 bits each nibble of it) becomes
     # its own tile and its own dot: Q.K's reduction is over channels, so any order of them does as
     # long as Q's follows it; P.V gives one accumulator per tile, stored to its channels at the end.
+    # HALVES: a copy per group of a half of D (NC = NG / 2 copies, for twice the rows: Nq = 1 with GQA
+    # 8 at 4 bits, D = 128). Copy c holds group c of the low half and group c of the high half, and the
+    # halves' dots go to two score tiles, each scaled by its own group's scale and offset; the word
+    # tiles keep the halves apart at 4 bits (even tiles low, odd high), so the dots are the same ones.
     if PDL:
         # The merge kernel may launch now; it waits for this grid's writes (gdc_wait).
         tl.extra.cuda.gdc_launch_dependents()
-    RP: tl.constexpr = BLOCK_M // NG
     GPH: tl.constexpr = HALF // GSIZE
+    NC: tl.constexpr = GPH if HALVES else NG
+    RP: tl.constexpr = BLOCK_M // NC
     bh_kv = tl.program_id(0).to(tl.int64)
     b = bh_kv // Hkv
     hkv = bh_kv % Hkv
@@ -784,7 +821,8 @@ def _decode_kv_copies_kernel(
     row_ok = r < GROUP * Nq
     qi = r % Nq
     hq = hkv * GROUP + r // Nq
-    upper = copy >= GPH
+    # Rows whose P carries V's high-half scales, and (without HALVES) whose group is in the high half.
+    upper = copy >= NC // 2
     offs_h = tl.arange(0, BLOCK_H)
     offs_n = tl.arange(0, BLOCK_N)
     h_ok = offs_h < HALF
@@ -796,33 +834,46 @@ def _decode_kv_copies_kernel(
     q_rows = Q + b * stride_qb + hq[:, None].to(tl.int64) * stride_qh + qi[:, None] * stride_qn
     NW: tl.constexpr = CW // 4
     offs_w = tl.arange(0, NW)
+    # qsum: each row's sum of its Q channels; with HALVES, of its low half's, and qsum_hi its high's.
     if WORDS:
         # Tile j's word w holds channel 4w + i (byte i; at 4 bits j = 2i + nibble, the high nibble
         # being channel 4w + i + HALF).
         if BITS == 4:
-            qsum, q0, q1, q2, q3, q4, q5, q6, q7 = _q_nibble_tiles(
-                q_rows, row_ok, copy, GSIZE, NW, BLOCK_M, DOT_DTYPE
+            qsum, qsum_hi, q0, q1, q2, q3, q4, q5, q6, q7 = _q_nibble_tiles(
+                q_rows, row_ok, copy, GSIZE, NC, NW, BLOCK_M, DOT_DTYPE, HALVES
             )
         else:
+            # The byte tiles mix the halves, so 8 bits never takes HALVES (decode_attention).
+            tl.static_assert(not HALVES)
             qsum, q0, q2, q4, q6 = _q_byte_tiles(q_rows, row_ok, copy, GSIZE, NW, BLOCK_M, DOT_DTYPE)
         # fp16: K's codes keep the offset the conversion leaves (1024 + c; 64 + c for high nibbles,
         # see _nibble_word_codes), and the dot starts from minus Q's share of it, one value per row
-        # (a row's channels are one group, in one half of D), instead of a subtraction per code. The
-        # fp32 sums then carry up to ~2^7 times what they compute (1024 against codes below 16):
-        # ~2^-17 of a score. On an H200 the distance to the float64 emulation did not move (2.72e-4
-        # against 2.73e-4 at 32k keys, docs/perf.md "v10").
+        # (a row's channels are one group, in one half of D; with HALVES each half's dots have their
+        # own score tile), instead of a subtraction per code. The fp32 sums then carry up to ~2^7
+        # times what they compute (1024 against codes below 16): ~2^-17 of a score. On an H200 the
+        # distance to the float64 emulation did not move (2.72e-4 against 2.73e-4 at 32k keys,
+        # docs/perf.md "v10").
         KL: tl.constexpr = 1024.0 if F16_MAGIC else 0.0
         KH: tl.constexpr = 64.0 if F16_MAGIC else 0.0
-        if F16_MAGIC:
+        if HALVES:
+            d_init = tl.broadcast_to(-(qsum * KL)[:, None], (BLOCK_M, BLOCK_N))
+            dh_init = tl.broadcast_to(-(qsum_hi * KH)[:, None], (BLOCK_M, BLOCK_N))
+        elif F16_MAGIC:
             kept = qsum * tl.where(upper, KH, KL) if BITS == 4 else qsum * KL
             d_init = tl.broadcast_to(-kept[:, None], (BLOCK_M, BLOCK_N))
         else:
             d_init = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     else:
         mine = row_ok[:, None] & h_ok[None, :] & ((offs_h // GSIZE)[None, :] == (copy % GPH)[:, None])
-        q_lo = tl.load(q_rows + offs_h[None, :], mask=mine & ~upper[:, None], other=0.0).to(DOT_DTYPE)
-        q_hi = tl.load(q_rows + HALF + offs_h[None, :], mask=mine & upper[:, None], other=0.0).to(DOT_DTYPE)
-        qsum = tl.sum(q_lo.to(tl.float32) + q_hi.to(tl.float32), axis=1)
+        mine_lo = mine if HALVES else mine & ~upper[:, None]
+        mine_hi = mine if HALVES else mine & upper[:, None]
+        q_lo = tl.load(q_rows + offs_h[None, :], mask=mine_lo, other=0.0).to(DOT_DTYPE)
+        q_hi = tl.load(q_rows + HALF + offs_h[None, :], mask=mine_hi, other=0.0).to(DOT_DTYPE)
+        if HALVES:
+            qsum = tl.sum(q_lo.to(tl.float32), axis=1)
+            qsum_hi = tl.sum(q_hi.to(tl.float32), axis=1)
+        else:
+            qsum = tl.sum(q_lo.to(tl.float32) + q_hi.to(tl.float32), axis=1)
 
     length = tl.load(LENS + b)
     lo = split * CHUNK
@@ -863,13 +914,25 @@ def _decode_kv_copies_kernel(
             if BITS == 4:
                 k0, k1, k2, k3, k4, k5, k6, k7 = _nibble_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM, KL, KH)
                 d = tl.dot(q0, tl.trans(k0), d_init)
-                d = tl.dot(q1, tl.trans(k1), d)
+                if HALVES:
+                    dh = tl.dot(q1, tl.trans(k1), dh_init)
+                else:
+                    d = tl.dot(q1, tl.trans(k1), d)
                 d = tl.dot(q2, tl.trans(k2), d)
-                d = tl.dot(q3, tl.trans(k3), d)
+                if HALVES:
+                    dh = tl.dot(q3, tl.trans(k3), dh)
+                else:
+                    d = tl.dot(q3, tl.trans(k3), d)
                 d = tl.dot(q4, tl.trans(k4), d)
-                d = tl.dot(q5, tl.trans(k5), d)
+                if HALVES:
+                    dh = tl.dot(q5, tl.trans(k5), dh)
+                else:
+                    d = tl.dot(q5, tl.trans(k5), d)
                 d = tl.dot(q6, tl.trans(k6), d)
-                d = tl.dot(q7, tl.trans(k7), d)
+                if HALVES:
+                    dh = tl.dot(q7, tl.trans(k7), dh)
+                else:
+                    d = tl.dot(q7, tl.trans(k7), d)
             else:
                 k0, k2, k4, k6 = _byte_word_codes(kw, 0, DOT_DTYPE, F16_MAGIC, ASM, KL)
                 d = tl.dot(q0, tl.trans(k0), d_init)
@@ -883,13 +946,20 @@ def _decode_kv_copies_kernel(
             if BITS == 8:
                 k_b = tl.load(kptr + HALF, mask=tile_ok, other=0)
             k_a, k_b = _centered_pair(k_a, k_b, 0, DOT_DTYPE, F16_MAGIC, BITS, ASM)
-            d = tl.dot(q_hi, tl.trans(k_b), tl.dot(q_lo, tl.trans(k_a)))
+            if HALVES:
+                d = tl.dot(q_lo, tl.trans(k_a))
+                dh = tl.dot(q_hi, tl.trans(k_b))
+            else:
+                d = tl.dot(q_hi, tl.trans(k_b), tl.dot(q_lo, tl.trans(k_a)))
         # Each group's (scale, offset) words once, then repeated over the rows of its copy.
-        kmeta = tl.load(km + key[None, :] * NG + tl.arange(0, NG)[:, None], mask=n_ok[None, :], other=0)
-        kmeta = tl.broadcast_to(kmeta[:, None, :], (NG, RP, BLOCK_N))
-        ks, kz = _bf16_pair(tl.reshape(kmeta, (BLOCK_M, BLOCK_N)))
-        part = d * ks + qsum[:, None] * kz
-        s = tl.sum(tl.reshape(part, (NG, RP, BLOCK_N)), axis=0)
+        if HALVES:
+            ks, share = _copy_meta(km, key, n_ok, qsum, 0, NG, NC, RP, BLOCK_M, BLOCK_N)
+            ksh, share_hi = _copy_meta(km, key, n_ok, qsum_hi, NC, NG, NC, RP, BLOCK_M, BLOCK_N)
+            part = d * ks + share + (dh * ksh + share_hi)
+        else:
+            ks, share = _copy_meta(km, key, n_ok, qsum, 0, NG, NC, RP, BLOCK_M, BLOCK_N)
+            part = d * ks + share
+        s = tl.sum(tl.reshape(part, (NC, RP, BLOCK_N)), axis=0)
         valid = n_ok[None, :]
         if CAUSAL:
             valid = valid & (cols[None, :] <= qi4[:, None] + shift)
@@ -904,7 +974,7 @@ def _decode_kv_copies_kernel(
             # A row that has seen only masked keys keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
             alpha4 = tl.math.exp2((m_i - tl.where(m_new == float("-inf"), 0.0, m_new)) * qk_scale)
             l_i = l_i * alpha4
-            alpha = tl.reshape(tl.broadcast_to(alpha4[None, :], (NG, RP)), (BLOCK_M,))
+            alpha = tl.reshape(tl.broadcast_to(alpha4[None, :], (NC, RP)), (BLOCK_M,))
             z_i = z_i * alpha
             acc0 = acc0 * alpha[:, None]
             acc1 = acc1 * alpha[:, None]
@@ -919,7 +989,7 @@ def _decode_kv_copies_kernel(
             m_i = m_new
         p4 = tl.math.exp2((s - tl.where(m_i == float("-inf"), 0.0, m_i)[:, None]) * qk_scale)
         l_i = l_i + tl.sum(p4, axis=1)
-        p = tl.reshape(tl.broadcast_to(p4[None, :, :], (NG, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
+        p = tl.reshape(tl.broadcast_to(p4[None, :, :], (NC, RP, BLOCK_N)), (BLOCK_M, BLOCK_N))
         vmeta = tl.load(vm + key[None, :] * 2 + tl.arange(0, 2)[:, None], mask=n_ok[None, :], other=0)
         vmeta = tl.broadcast_to(vmeta[:, None, :], (2, BLOCK_M // 2, BLOCK_N))
         vs, vz = _bf16_pair(tl.reshape(vmeta, (BLOCK_M, BLOCK_N)))
@@ -960,7 +1030,7 @@ def _decode_kv_copies_kernel(
     # Raw dot units to the log2 units the merge expects (the denominators are unchanged).
     m_i = m_i * qk_scale
     first = row_ok & (copy == 0)
-    second = row_ok & (copy == GPH)
+    second = row_ok & (copy == NC // 2)
     slot4 = _split_slot(b, hkv * GROUP + r4 // Nq, qi4, Hkv, GROUP, Nq, NUM_SPLITS)
     tl.store(PM + slot4, m_i, mask=r4 < GROUP * Nq)
     tl.store(PL + slot4, l_i, mask=r4 < GROUP * Nq)
@@ -1125,10 +1195,11 @@ class DecodeConfig:
     ``ptx``: on a GPU, the folded kernel turns fp16 codes into centred integers with packed inline-PTX
     conversions (1.05-1.14x on an H200); False runs the portable path the interpreter runs. Both give
     the same dot operands, so the same output bits.
-    ``copies``: the folded kernel's tile holds every row once per group of K (see
-    ``_decode_kv_copies_kernel``). None: wherever the rows of a KV head fit (K's groups a power of two,
-    at most ``block_m / groups`` rows: Nq = 1 with GQA up to 4 at 4 bits, 8 at 8 bits, D = 128);
-    True: required (ValueError where they do not fit); False: never.
+    ``copies``: the folded kernel's tile holds every row once per group of K, or at 4 bits once per
+    group of a half of D (see ``_decode_kv_copies_kernel``). None: wherever the rows of a KV head fit
+    (K's groups a power of two, at most ``block_m / groups`` rows, or ``block_m / (groups / 2)`` per
+    half: at D = 128, Nq = 1 with GQA up to 8 at 4 bits and at 8 bits); True: required (ValueError
+    where they do not fit); False: never.
     """
 
     block_m: int
@@ -1274,14 +1345,29 @@ def decode_attention(
     cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits)
     fold = folded(cfg)
     n_groups = D // cache.k.group
-    fits = fold and n_groups & (n_groups - 1) == 0 and group * Nq <= cfg.block_m // n_groups
-    if cfg.copies and not fits:
+    # The copies kernel reads K's and V's codes as int32 words where a word tile is a dot of at least 16.
+    word_tiles = (D // 2 if cache.bits == 4 else D) // 4 >= 16
+    pow2 = fold and n_groups & (n_groups - 1) == 0
+    # A copy per group of K; or a copy per group of a half of D (HALVES), for twice the rows, where the
+    # tiles keep the halves apart (4 bits, or bytes) and each half has at least two groups.
+    whole = pow2 and group * Nq <= cfg.block_m // n_groups
+    halves = (
+        pow2
+        and n_groups >= 4
+        and (cache.bits == 4 or not word_tiles)
+        and group * Nq <= cfg.block_m // (n_groups // 2)
+    )
+    if cfg.copies and not (whole or halves):
+        split = n_groups >= 4 and (cache.bits == 4 or not word_tiles)
+        copy_of = "group of a half of D" if split else "group of K"
         raise ValueError(
-            f"config: copies=True needs the folded kernel and at most block_m / K's groups = "
-            f"{cfg.block_m} / {n_groups} rows per KV head (a power-of-two group count), got "
+            f"config: copies=True needs the folded kernel, a power-of-two count of K's groups and at "
+            f"most {cfg.block_m // (n_groups // 2 if split else n_groups)} rows per KV head here "
+            f"(block_m {cfg.block_m}, a copy of each row per {copy_of}, {n_groups} groups), got "
             f"{group * Nq} rows (GQA {group} x Nq {Nq}), fold={fold}"
         )
-    copies = fits and cfg.copies is not False
+    copies = (whole or halves) and cfg.copies is not False
+    halves = copies and not whole
     num_m = 1 if copies else triton.cdiv(group * Nq, cfg.block_m)
     programs = B * Hkv * num_m
     splits = max(
@@ -1294,8 +1380,7 @@ def decode_attention(
     pm = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     pl = torch.empty((rows, splits), dtype=torch.float32, device=q.device)
     kernel = _decode_kv_copies_kernel if copies else _decode_kv_kernel if fold else _decode_kv_dequant_kernel
-    # The copies kernel reads K's and V's codes as int32 words where a word tile is a dot of at least 16.
-    words = copies and (D // 2 if cache.bits == 4 else D) // 4 >= 16
+    words = copies and word_tiles
     kq, vq = cache.k, cache.v
     # The folded kernel reads each (scale, offset) pair as one int32 word; the other a bf16 tile.
     kmeta, vmeta = (kq.meta.view(FOLDED_META), vq.meta.view(FOLDED_META)) if fold else (kq.meta, vq.meta)
@@ -1313,7 +1398,7 @@ def decode_attention(
         UPCAST=interpreting() and q.dtype == torch.bfloat16,
         # Inline PTX cannot run in the interpreter, which takes the portable path to the same values.
         **({"ASM": cfg.ptx and not interpreting()} if fold else {}),
-        **({"WORDS": words} if copies else {}),
+        **({"WORDS": words, "HALVES": halves} if copies else {}),
         PDL=pdl,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,

@@ -52,6 +52,10 @@ CASES = [
     (2, 8, 2, 1, 90, 128, F16, 4, True, (90, 33)),
     (1, 16, 2, 1, 70, 128, BF16, 8, True, (70,)),
     (2, 4, 1, 1, 60, 256, F16, 8, False, (0, 60)),
+    # And with a copy per group of a half of D (rows x half the groups <= 16, 4 bits): GQA 8, and
+    # GQA 4 at Nq = 2.
+    (1, 16, 2, 1, 70, 128, F16, 4, False, (70,)),
+    (2, 8, 2, 2, 60, 128, BF16, 4, True, (60, 21)),
 ]
 # The three kernels a config can ask for: the copies kernel only where its rows fit.
 KERNELS = {
@@ -64,7 +68,9 @@ KERNELS = {
 def _copies_fit(case) -> bool:
     _, hq, hkv, nq, _, d, _, bits, _, _ = case
     groups = d // kv_cache.default_kv_group(d, bits)
-    return groups & (groups - 1) == 0 and (hq // hkv) * nq <= 16 // groups
+    # A copy per group of a half where the tiles keep the halves apart: 4 bits, or bytes (D < 64).
+    per_half = groups >= 4 and (bits == 4 or d < 64)
+    return groups & (groups - 1) == 0 and (hq // hkv) * nq <= 16 // (groups // 2 if per_half else groups)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +169,35 @@ def test_copies_asked_where_rows_do_not_fit_is_refused():
         decode_attention(q, cache, config=DecodeConfig(**tile)),
         decode_attention(q, cache, config=DecodeConfig(**tile, fold=True)),
     )
+
+
+@pytest.mark.parametrize(
+    "hq, nq, d, group",
+    [
+        (16, 1, 128, None),  # GQA 8: K's words, 8 rows x 2 copies
+        (8, 1, 256, None),  # GQA 4 at D = 256: 8 groups, 4 rows x 4 copies
+        (16, 1, 64, 16),  # GQA 8 at D = 64 in groups of 16: the byte tiles, 8 rows x 2 copies
+    ],
+)
+def test_copies_per_half_group_take_twice_the_rows(hq, nq, d, group):
+    # Copy c holds group c of each half, whose dots go to separate score tiles; the same answer as the
+    # folded kernel's group-by-group dots, up to rounding, against the emulation's budget. Without the
+    # per-half copies these rows do not fit (a copy per group would need 32).
+    q, k, v = _qkv(31 + d, 1, hq, 2, nq, 48, d, F16, k_offset=0.5)
+    cache = quantize_kv(k, v, bits=4, **({} if group is None else {"group": group}))
+    tile = dict(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=4)
+    for causal in (False, True):
+        out = decode_attention(q, cache, causal=causal, config=DecodeConfig(**tile, copies=True))
+        assert torch.isfinite(out).all()
+        assert rel_l2(out, decode_emulate(q, cache, causal=causal)) <= EMULATION[F16]
+        plain = decode_attention(q, cache, causal=causal, config=DecodeConfig(**tile, copies=False))
+        assert rel_l2(out, plain) <= EMULATION[F16]
+    if d == 128:
+        # 8 bits reads K as words whose tiles mix the halves: no per-half copies, so in groups of 32
+        # (4 of them) GQA 8 does not fit.
+        cache8 = quantize_kv(k, v, bits=8, group=32)
+        with pytest.raises(ValueError, match="at most 4 rows per KV head"):
+            decode_attention(q, cache8, config=DecodeConfig(**tile, copies=True))
 
 
 @pytest.mark.parametrize("bits", [4, 8])
@@ -316,7 +351,7 @@ def test_cache_reports_its_shape():
 @pytest.mark.slow
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(
-    heads=st.sampled_from([(1, 1), (4, 1), (4, 2), (6, 3)]),
+    heads=st.sampled_from([(1, 1), (4, 1), (4, 2), (6, 3), (8, 1)]),
     n_q=st.integers(1, 16),
     n_max=st.integers(1, 64),
     fill=st.floats(0.0, 1.0),
@@ -325,15 +360,19 @@ def test_cache_reports_its_shape():
     bits=st.sampled_from([4, 8]),
     causal=st.booleans(),
     fold=st.booleans(),
+    small_groups=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_decode_fuzz_against_emulation(heads, n_q, n_max, fill, d, dtype, bits, causal, fold, seed):
-    """Hypothesis draws the shape, the filled length and a seed; tensors come from the seed.
-    fold=True runs the copies kernel wherever the rows fit (Nq = 1 mostly), the folded one elsewhere."""
+def test_decode_fuzz_against_emulation(
+    heads, n_q, n_max, fill, d, dtype, bits, causal, fold, small_groups, seed
+):
+    """Hypothesis draws the shape, the filled length, K's group and a seed; tensors come from the seed.
+    fold=True runs the copies kernel wherever the rows fit (Nq = 1 mostly; with groups of 16 at D = 64
+    up to 8 rows, a copy per group of a half), the folded one elsewhere."""
     hq, hkv = heads
     q, k, v = _qkv(seed, 2, hq, hkv, n_q, n_max, d, dtype, k_offset=0.5)
     lens = torch.tensor([n_max, round(fill * n_max)], dtype=torch.int32)
-    cache = quantize_kv(k, v, bits=bits, lengths=lens)
+    cache = quantize_kv(k, v, bits=bits, lengths=lens, **({"group": 16} if small_groups else {}))
     cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=8, fold=fold)
     out = decode_attention(q, cache, causal=causal, config=cfg)
     assert torch.isfinite(out).all()
