@@ -22,7 +22,8 @@ The kernels: one program per (batch, KV head, block of rows, split of the keys).
 (query head of the GQA group, query) pair, so a K/V tile is loaded once for all the query heads that
 share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` and ``.copies``):
 
-- folded (16 rows or fewer: Nq = 1 with up to 16 query heads per KV head, the common decode step):
+- folded (16-row tiles, taken by default for up to 32 rows per KV head, e.g. Nq = 1 with up to 32 query
+  heads per KV head, the common decode step; 17-32 rows take two programs, docs/perf.md "v11"):
   the packed codes are unpacked and turned into exact centred integers with a logic op and an add (no
   int-to-float conversions; on a GPU with fp16, two codes per PRMT/LOP3 in inline PTX) and fed to the
   tensor-core dots; K's scales and offsets are applied to the scores of each group's dot, V's scales
@@ -34,17 +35,19 @@ share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` a
   once per group of K, so one dot gives every group's partial score in its own row and the per-group
   scales act on one tile instead of on a tile per group (``_decode_kv_copies_kernel``). At 4 bits a
   row may instead be held once per group of a half of D, its halves' dots going to two score tiles,
-  which fits twice the rows (GQA 8 at Nq = 1, GQA 4 at Nq = 2, D = 128; GQA 4 at D = 256). It reads the
-  codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8), runs
+  which fits twice the rows (GQA 8 at Nq = 1, GQA 4 at Nq = 2, D = 128; GQA 4 at D = 256). It reads
+  the codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8), runs
   the softmax on the real rows only, rescales its accumulators only when a row's maximum grows by more
   than 2^LAZY_LOG2, and reads Q (and writes its partial sums) as whole rows.
 - dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
   before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
-  GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200; docs/perf.md).
+  GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200, and four 16-row programs of
+  it 1.5-3.1x; docs/perf.md).
 
 The online softmax is fp32. Each split writes its unnormalized partial sum, maximum and denominator;
 a second small kernel merges the splits (on sm_90+ launched as a programmatic dependent of the first,
-so its launch overlaps the first's tail). Fixed splits and no atomics: reruns are bit-identical.
+so its launch overlaps the first's tail; one warp per 256 splits). Fixed splits and no atomics: reruns
+are bit-identical.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ from kernels.reference import attention_reference
 LOG2E = math.log2(math.e)
 # The folded kernel reads K's and V's metadata as int32 words, one (scale, offset) bf16 pair each.
 FOLDED_META = torch.int32
-# The split merge's program: BLOCK_D channels of one row, on MERGE_WARPS warps.
-MERGE_BLOCK_D, MERGE_WARPS = 16, 1
+# The split merge's program: BLOCK_D channels of one row, up to MERGE_BLOCK_S splits at a time, on
+# MERGE_WARPS warps per 256 splits of the block (a one-warp tile of more spilled).
+MERGE_BLOCK_D, MERGE_WARPS, MERGE_BLOCK_S = 16, 1, 1024
 # Launch the merge as a programmatic dependent launch where the GPU has it (sm_90+).
 MERGE_PDL = True
 # The copies kernel's lazy rescaling: the running maximum moves only when a block's maximum passes
@@ -1155,6 +1159,7 @@ def _combine_splits_kernel(
     D,
     BLOCK_S: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    ONE_BLOCK: tl.constexpr = True,
     PDL: tl.constexpr = False,
 ):
     if PDL:
@@ -1164,22 +1169,49 @@ def _combine_splits_kernel(
     # One program per row and block of BLOCK_D channels: a decode step has few rows (32 at Nq = 1,
     # Hq = 32), and one program per row left most SMs idle while each read every split serially.
     row = tl.program_id(0).to(tl.int64)
-    offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    s_ok = offs_s < NUM_SPLITS
-    m = tl.load(PM + row * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))
-    l = tl.load(PL + row * NUM_SPLITS + offs_s, mask=s_ok, other=0.0)
-    m_max = tl.max(m, axis=0)
-    # Splits that saw no key (m = -inf) weigh 0; a row that saw none at all comes out as zeros.
-    w = tl.math.exp2(m - tl.where(m_max == float("-inf"), 0.0, m_max))
-    denom = tl.sum(w * l, axis=0)
-    acc = tl.load(
-        PACC + (row * NUM_SPLITS + offs_s[:, None]) * D + offs_d[None, :],
-        mask=s_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
-    out = tl.sum(acc * w[:, None], axis=0) / tl.where(denom > 0, denom, 1.0)
-    tl.store(O + row * D + offs_d, out.to(O.dtype.element_ty), mask=offs_d < D)
+    d_ok = offs_d < D
+    if ONE_BLOCK:
+        # Every split at once (NUM_SPLITS <= BLOCK_S: every default config).
+        offs_s = tl.arange(0, BLOCK_S)
+        s_ok = offs_s < NUM_SPLITS
+        m = tl.load(PM + row * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))
+        l = tl.load(PL + row * NUM_SPLITS + offs_s, mask=s_ok, other=0.0)
+        m_max = tl.max(m, axis=0)
+        # Splits that saw no key (m = -inf) weigh 0; a row that saw none at all comes out as zeros.
+        w = tl.math.exp2(m - tl.where(m_max == float("-inf"), 0.0, m_max))
+        denom = tl.sum(w * l, axis=0)
+        acc = tl.load(
+            PACC + (row * NUM_SPLITS + offs_s[:, None]) * D + offs_d[None, :],
+            mask=s_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        out = tl.sum(acc * w[:, None], axis=0)
+    else:
+        # More splits than one block (an explicit config's): BLOCK_S at a time, with a running maximum,
+        # so the tile stays bounded.
+        m_run = tl.full([], float("-inf"), dtype=tl.float32)
+        denom = tl.full([], 0.0, dtype=tl.float32)
+        out = tl.zeros([BLOCK_D], dtype=tl.float32)
+        for first in range(0, NUM_SPLITS, BLOCK_S):
+            offs_s = first + tl.arange(0, BLOCK_S)
+            s_ok = offs_s < NUM_SPLITS
+            m = tl.load(PM + row * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))
+            l = tl.load(PL + row * NUM_SPLITS + offs_s, mask=s_ok, other=0.0)
+            m_new = tl.maximum(m_run, tl.max(m, axis=0))
+            base = tl.where(m_new == float("-inf"), 0.0, m_new)
+            kept = tl.math.exp2(m_run - base)
+            w = tl.math.exp2(m - base)
+            acc = tl.load(
+                PACC + (row * NUM_SPLITS + offs_s[:, None]) * D + offs_d[None, :],
+                mask=s_ok[:, None] & d_ok[None, :],
+                other=0.0,
+            )
+            denom = denom * kept + tl.sum(w * l, axis=0)
+            out = out * kept + tl.sum(acc * w[:, None], axis=0)
+            m_run = m_new
+    out = out / tl.where(denom > 0, denom, 1.0)
+    tl.store(O + row * D + offs_d, out.to(O.dtype.element_ty), mask=d_ok)
 
 
 @dataclass(frozen=True)
@@ -1248,7 +1280,8 @@ def _check_config(cfg) -> None:
 
 def folded(cfg: DecodeConfig) -> bool:
     """Whether ``cfg`` runs the folded kernel: as asked, else for tiles of at most 16 rows, where it
-    measured faster (int4 1.11-1.13x at Nq <= 4); with more rows its per-score work loses (docs/perf.md)."""
+    measured faster (int4 1.11-1.13x at Nq <= 4; in 16-row blocks up to 32 rows, "v11"); with larger
+    tiles its per-score work loses (docs/perf.md)."""
     return cfg.block_m <= 16 if cfg.fold is None else bool(cfg.fold)
 
 
@@ -1261,8 +1294,12 @@ def _config(
     device: torch.device, rows: int, override: DecodeConfig | None, head_keys: int = 1 << 23, bits: int = 4
 ) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
-    # cache is read once; at least 16 (the smallest dot).
-    block_m = max(16, min(64, triton.next_power_of_2(max(rows, 1))))
+    # cache is read once; at least 16 (the smallest dot). Up to 32 rows take two 16-row programs of
+    # the folded kernel instead (each reads the KV tiles; the second mostly from L2): on an H200 at
+    # 32 rows per KV head (MQA at Nq = 1; GQA 4 at Nq = 8; GQA 8 at Nq = 4; GQA 2 at Nq = 16) 0.82-0.91x
+    # the time of one 32-row dequantizing program at 32k and 128k keys, both widths (docs/perf.md "v11");
+    # at 64 rows it took 2.3-3.1x.
+    block_m = 16 if rows <= 32 else min(64, triton.next_power_of_2(rows))
     if override is not None:
         return override if override.block_m else replace(override, block_m=block_m)
     if interpreting():
@@ -1280,7 +1317,10 @@ def _config(
         # 8.4 us at 8k; 11.2 against 11.6 at 16k, where the copies kernel's cheaper start made 8 per SM
         # pay), int8 up to 32k (24.1 against 26.0 us at 32k; 42.3 against 43.3 at 64k). With 32 KV
         # heads (MHA, or a batch of 4) int8 at 32k keys took 73.4 us at 8 per SM against 92.5 at 4.
-        per_sm = 8 if head_keys > 8 * (32768 if bits == 8 else 8192) else 4
+        # Two row blocks read the keys twice: they count twice. With 32 rows per KV head and 8 KV heads
+        # int8 at 32k keys took 47.7 us at 8 per SM against 50.7 at 4; with one KV head (MQA) 4 per SM
+        # stayed ahead up to 32k keys at 4 bits (12.4 against 14.3 us) and 128k at 8 (29.3 against 29.7).
+        per_sm = 8 if head_keys * triton.cdiv(rows, 16) > 8 * (32768 if bits == 8 else 8192) else 4
         return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
@@ -1408,9 +1448,13 @@ def decode_attention(
         **({} if cfg.max_registers is None else {"maxnreg": cfg.max_registers}),
     )  # fmt: skip
     block_d = min(MERGE_BLOCK_D, triton.next_power_of_2(D))
+    # A (splits x 16) tile on one warp spilled past 256 splits: with one KV head and 8 programs per SM
+    # (1024 splits) a 128k-key step took 88 us on an H200 against 24 with more warps (docs/perf.md "v11").
+    block_s = min(MERGE_BLOCK_S, triton.next_power_of_2(splits))
     _combine_splits_kernel[(rows, triton.cdiv(D, block_d))](
         pacc, pm, pl, out, splits, D,
-        BLOCK_S=triton.next_power_of_2(splits), BLOCK_D=block_d, num_warps=MERGE_WARPS,
+        BLOCK_S=block_s, BLOCK_D=block_d, ONE_BLOCK=splits <= block_s,
+        num_warps=MERGE_WARPS * max(1, block_s // 256),
         **({"PDL": True, "launch_pdl": True} if pdl else {}),
     )  # fmt: skip
     return out

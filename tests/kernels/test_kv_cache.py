@@ -115,24 +115,31 @@ def test_fold_is_picked_by_rows_unless_asked():
 
 
 def test_gpu_default_tiles_by_rows(monkeypatch):
-    # The GPU defaults, read without a GPU: up to 16 rows per KV head (the folded kernel) take 32-key
-    # tiles on one warp at 8 programs per SM (measured faster on an H200, both widths); larger row
-    # blocks keep 128-key tiles on 4 warps at 2 per SM. An explicit config is taken as given.
+    # The GPU defaults, read without a GPU: up to 32 rows per KV head take the folded kernel in 16-row
+    # blocks, 32-key tiles on one warp at 8 programs per SM (measured faster on an H200, both widths);
+    # more rows keep 128-key tiles of the dequantizing kernel on 4 warps at 2 per SM. An explicit
+    # config is taken as given.
     monkeypatch.setattr(kv_cache, "interpreting", lambda: False)
     monkeypatch.setattr(kv_cache, "_sm_count", lambda index: 132)
     gpu = torch.device("cuda", 0)
-    for rows in (1, 4, 16):
+    for rows in (1, 4, 16, 17, 32):
         assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)
         # Short caches take half the splits: up to 8k keys at 4 bits and 32k at 8 with 8 KV heads,
-        # a quarter of that with 32 (the keys summed over batch and KV heads decide).
-        assert kv_cache._config(gpu, rows, None, 8 * 8192, 4) == DecodeConfig(16, 32, 1, 3, 528)
-        assert kv_cache._config(gpu, rows, None, 8 * 8192 + 8, 4) == DecodeConfig(16, 32, 1, 3, 1056)
-        assert kv_cache._config(gpu, rows, None, 8 * 32768, 8) == DecodeConfig(16, 32, 1, 3, 528)
-        assert kv_cache._config(gpu, rows, None, 32 * 32768, 8) == DecodeConfig(16, 32, 1, 3, 1056)
+        # a quarter of that with 32 (the keys summed over batch and KV heads decide), half of it with
+        # two row blocks (which read the keys twice).
+        blocks = 1 if rows <= 16 else 2
+        for bits, keys in ((4, 8192), (8, 32768)):
+            assert kv_cache._config(gpu, rows, None, 8 * keys // blocks, bits) == DecodeConfig(
+                16, 32, 1, 3, 528
+            )
+            more = 8 * keys // blocks + 8
+            assert kv_cache._config(gpu, rows, None, more, bits) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
     assert kv_cache._config(gpu, 4, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
+    assert kv_cache._config(gpu, 32, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
+    assert kv_cache._config(gpu, 40, mine) == DecodeConfig(64, 32, 2, 2, 100, max_registers=168)
 
 
 @pytest.mark.gpu
@@ -239,6 +246,21 @@ def test_copies_kernel_reads_q_of_any_alignment_alike(bits):
         decode_attention(odd, cache, config=DecodeConfig(**tile)),
         decode_attention(q, cache, config=DecodeConfig(**tile)),
     )
+
+
+def test_merge_takes_the_splits_a_block_at_a_time(monkeypatch):
+    # The split merge reads MERGE_BLOCK_S splits at a time with a running maximum (one tile of every
+    # split spilled at 512+ splits on a GPU); two at a time, over 7 splits, gives the one-block answer
+    # up to rounding, and the empty batch entry still comes out as zeros.
+    q, k, v = _qkv(29, 2, 4, 1, 2, 100, 64, F16)
+    cache = quantize_kv(k, v, bits=8, lengths=on_device(torch.tensor([100, 0], dtype=torch.int32)))
+    cfg = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, target_programs=14)
+    whole = decode_attention(q, cache, causal=True, config=cfg)
+    monkeypatch.setattr(kv_cache, "MERGE_BLOCK_S", 2)
+    blocks = decode_attention(q, cache, causal=True, config=cfg)
+    assert rel_l2(blocks, whole) <= 1e-3
+    assert rel_l2(blocks, decode_emulate(q, cache, causal=True)) <= EMULATION[F16]
+    assert torch.equal(blocks[1], torch.zeros_like(blocks[1]))
 
 
 def test_a_register_cap_changes_no_result():
