@@ -1291,7 +1291,12 @@ def _sm_count(index: int) -> int:
 
 
 def _config(
-    device: torch.device, rows: int, override: DecodeConfig | None, head_keys: int = 1 << 23, bits: int = 4
+    device: torch.device,
+    rows: int,
+    override: DecodeConfig | None,
+    head_keys: int = 1 << 23,
+    bits: int = 4,
+    head_dim: int = 128,
 ) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot). Up to 32 rows take two 16-row programs of
@@ -1320,7 +1325,14 @@ def _config(
         # Two row blocks read the keys twice: they count twice. With 32 rows per KV head and 8 KV heads
         # int8 at 32k keys took 47.7 us at 8 per SM against 50.7 at 4; with one KV head (MQA) 4 per SM
         # stayed ahead up to 32k keys at 4 bits (12.4 against 14.3 us) and 128k at 8 (29.3 against 29.7).
-        per_sm = 8 if head_keys * triton.cdiv(rows, 16) > 8 * (32768 if bits == 8 else 8192) else 4
+        # 8 bits (five lengths 16k-128k each, "v11"): at D = 64 8 per SM won from 16k keys (13.96
+        # against 15.58 us at 32k), so it takes the 4-bit threshold; 5-8 rows per KV head at D >= 128
+        # (GQA 8) took 4 at every length (78.5 against 85.0 us at 128k, Hq 64 / Hkv 8).
+        if bits == 8 and head_dim >= 128 and 4 < rows <= 8:
+            per_sm = 4
+        else:
+            threshold = 8 * (32768 if bits == 8 and head_dim >= 128 else 8192)
+            per_sm = 8 if head_keys * triton.cdiv(rows, 16) > threshold else 4
         return DecodeConfig(block_m=16, block_n=32, num_warps=1, num_stages=3, target_programs=per_sm * sms)
     # Enough programs to fill every SM twice: decode is bound by the bytes in flight. From a sweep of
     # BLOCK_N 64-256, 4-8 warps, 2-3 stages, 1-4 programs per SM on an H100 (bench/bench_lowbit.py
@@ -1382,7 +1394,7 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits)
+    cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits, D)
     fold = folded(cfg)
     n_groups = D // cache.k.group
     # The copies kernel reads K's and V's codes as int32 words where a word tile is a dot of at least 16.

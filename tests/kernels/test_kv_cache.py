@@ -134,6 +134,13 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
             )
             more = 8 * keys // blocks + 8
             assert kv_cache._config(gpu, rows, None, more, bits) == DecodeConfig(16, 32, 1, 3, 1056)
+    # 8 bits: at D = 64 the 4-bit threshold; with 5-8 rows per KV head at D >= 128, 4 per SM throughout.
+    assert kv_cache._config(gpu, 4, None, 8 * 8192, 8, 64) == DecodeConfig(16, 32, 1, 3, 528)
+    assert kv_cache._config(gpu, 4, None, 8 * 8192 + 8, 8, 64) == DecodeConfig(16, 32, 1, 3, 1056)
+    for rows in (5, 8):
+        assert kv_cache._config(gpu, rows, None, 1 << 30, 8, 128) == DecodeConfig(16, 32, 1, 3, 528)
+        assert kv_cache._config(gpu, rows, None, 1 << 30, 4, 128) == DecodeConfig(16, 32, 1, 3, 1056)
+    assert kv_cache._config(gpu, 9, None, 1 << 30, 8, 128) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
