@@ -6,8 +6,12 @@
 Compiles ``_decode_kv_kernel`` (or ``--kernel``, e.g. ``_decode_kv_copies_kernel``) of each module for
 sm_90a with Triton's bundled ptxas (fp16, D = 128; the tile from the options: BLOCK_N 128 on 4 warps,
 2 stages unless given), with 16-byte alignment of the pointers as the runtime specializes them, and
-prints the instruction mix from ``cuobjdump -sass`` plus registers and stack. The conversions (I2F,
-I2FP, F2FP) issue at a quarter of the FP32 rate on Hopper; docs/perf.md reads these counts.
+prints the instruction mix from ``cuobjdump -sass`` plus registers and stack, and the instructions of
+the main loop (one BLOCK_N step), also without its first forward branch's block (the copies kernel's
+lazy rescale, taken rarely). ``--halves`` compiles the copies kernel's copy per group of a half of D.
+The conversions (I2F, I2FP, F2FP) issue at a quarter of the FP32 rate on Hopper; docs/perf.md reads
+these counts, e.g. ``--kernel _decode_kv_copies_kernel --bits 4 --block-n 32 --num-warps 1
+--num-stages 3 --fusion`` for the shipped Nq = 1 tile.
 """
 
 from __future__ import annotations
@@ -34,6 +38,32 @@ SIGNATURE = {
     "qk_scale": "fp32",
     "NUM_M_BLOCKS": "i32", "CHUNK": "i32", "NUM_SPLITS": "i32",
 }  # fmt: skip
+
+
+def main_loop(sass: str) -> dict | None:
+    """Instructions of the kernel's main loop in ``cuobjdump -sass`` text: from the target of the last
+    backward branch to that branch, in all, and without the block of the loop's first forward branch
+    (from the branch to the BSYNC that closes it: the copies kernel's lazy rescale, taken rarely).
+    None when the code has no backward branch."""
+    rows = [(int(m.group(1), 16), m.group(2)) for m in re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", sass)]
+    back = [
+        (int(t.group(1), 16), addr)
+        for addr, ins in rows
+        if (t := re.search(r"\bBRA 0x([0-9a-f]+)", ins)) and int(t.group(1), 16) < addr
+    ]
+    if not back:
+        return None
+    start, end = back[-1]
+    body = [(addr, ins) for addr, ins in rows if start <= addr <= end]
+    skipped = 0
+    for i, (addr, ins) in enumerate(body):
+        t = re.search(r"\bBRA 0x([0-9a-f]+)", ins)
+        if t and addr < int(t.group(1), 16) <= end:
+            close = next((j for j in range(i + 1, len(body)) if body[j][1].startswith("BSYNC")), None)
+            if close is not None:
+                skipped = close - i - 1
+            break
+    return {"loop": len(body), "loop_without_first_branch": len(body) - skipped}
 
 
 def _tool(name: str) -> str:
@@ -101,6 +131,7 @@ def count(
         )
         usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(cubin)], capture_output=True, text=True)
     ops = Counter(re.findall(r"/\*[0-9a-f]{4,6}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", sass.stdout))
+    loop = main_loop(sass.stdout)
     regs = re.search(r"REG:(\d+)", usage.stdout)
     stack = re.search(r"STACK:(\d+)", usage.stdout)
     return {
@@ -110,6 +141,7 @@ def count(
         "conversions": sum(ops[c] for c in CONVERSIONS),
         "registers": int(regs.group(1)) if regs else None,
         "stack": int(stack.group(1)) if stack else None,
+        **(loop or {"loop": None, "loop_without_first_branch": None}),
         "ops": dict(ops.most_common()),
     }
 
@@ -134,8 +166,11 @@ def main(argv=None) -> int:
     # script's own process is changed (importing this module leaves the environment be).
     os.environ.pop("TRITON_INTERPRET", None)
     results = []
-    print("| variant | bits | SASS instructions | conversions | registers / stack | top instructions |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| variant | bits | SASS instructions | main loop (without its first branch's block) | conversions "
+        "| registers / stack | top instructions |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for module in args.modules:
         for bits in args.bits:
             r = count(
@@ -150,8 +185,9 @@ def main(argv=None) -> int:
             )
             results.append(r)
             top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])
+            loop = f"{r['loop']} ({r['loop_without_first_branch']})"
             print(
-                f"| {r['variant']} | {bits} | {r['total']} | {r['conversions']} | "
+                f"| {r['variant']} | {bits} | {r['total']} | {loop} | {r['conversions']} | "
                 f"{r['registers']} / {r['stack']} | {top} |"
             )
     if args.json:

@@ -30,7 +30,8 @@ def test_counts_the_shipped_decode_kernel(tmp_path):
     assert r["ops"].get("HMMA", 0) > 0
     assert 0 < r["conversions"] < r["total"] == sum(r["ops"].values())
     assert r["registers"] is not None and 0 < r["registers"] <= 255
-    assert f"| kv_cache | 8 | {r['total']} | {r['conversions']} |" in proc.stdout
+    loop = f"{r['loop']} ({r['loop_without_first_branch']})"
+    assert f"| kv_cache | 8 | {r['total']} | {loop} | {r['conversions']} |" in proc.stdout
 
 
 def test_counts_the_copies_kernel_with_fewer_score_instructions(tmp_path):
@@ -46,6 +47,30 @@ def test_counts_the_copies_kernel_with_fewer_score_instructions(tmp_path):
     (f,), (c,) = json.loads(folded.read_text()), json.loads(copies.read_text())
     assert c["ops"]["HMMA"] == f["ops"]["HMMA"] > 0
     assert c["total"] < 0.9 * f["total"]
+    # One 32-key step of its loop, and the step without the rarely taken rescale.
+    assert 0 < c["loop_without_first_branch"] < c["loop"] < c["total"]
+    assert f"| {c['loop']} ({c['loop_without_first_branch']}) |" in proc.stdout
+
+
+def test_main_loop_is_found_and_its_first_branch_block_left_out():
+    sass = load_script("bench/sass_counts.py")
+    text = "\n".join(
+        f"        /*{addr:04x}*/                   {ins} ;"
+        for addr, ins in [
+            (0x00, "MOV R1, c[0x0][0x28]"),
+            (0x10, "IADD3 R2, R1, 0x1, RZ"),  # the loop starts here
+            (0x20, "FADD R3, R2, R2"),
+            (0x30, "@!P0 BRA 0x60"),  # the rarely taken block: 0x40, 0x50
+            (0x40, "FMUL R4, R3, R3"),
+            (0x50, "FMUL R5, R4, R4"),
+            (0x60, "BSYNC B0"),
+            (0x70, "@P1 BRA 0x10"),  # back to the loop's start
+            (0x80, "EXIT"),
+            (0x90, "BRA 0x90"),  # the trailing self-branch is not a loop
+        ]
+    )
+    assert sass.main_loop(text) == {"loop": 7, "loop_without_first_branch": 5}
+    assert sass.main_loop("        /*0000*/                   EXIT ;") is None
 
 
 def test_a_module_without_the_kernel_is_refused(tmp_path):
