@@ -256,8 +256,8 @@ def test_copies_kernel_reads_q_of_any_alignment_alike(bits):
 
 
 def test_merge_takes_the_splits_a_block_at_a_time(monkeypatch):
-    # The split merge reads MERGE_BLOCK_S splits at a time with a running maximum (one tile of every
-    # split spilled at 512+ splits on a GPU); two at a time, over 7 splits, gives the one-block answer
+    # Past MERGE_BLOCK_S splits (1024; only explicit configs ask for more) the split merge takes a
+    # block at a time with a running maximum; two at a time, over 7 splits, gives the one-block answer
     # up to rounding, and the empty batch entry still comes out as zeros.
     q, k, v = _qkv(29, 2, 4, 1, 2, 100, 64, F16)
     cache = quantize_kv(k, v, bits=8, lengths=on_device(torch.tensor([100, 0], dtype=torch.int32)))
