@@ -131,6 +131,7 @@ def main(argv=None) -> int:
     import torch
     import triton
 
+    from harness.search.metrics import error_metrics
     from kernels.backend import interpreting
     from kernels.reference import attention_reference
 
@@ -175,10 +176,6 @@ def main(argv=None) -> int:
             for nq in (1, 3) if args.tiny else args.nq:
                 q = torch.randn(B, Hq, nq, D, device=device, generator=gen).half()
                 ref = attention_reference(q, k, v, dtype=torch.float32)
-
-                def rel(o, ref=ref):
-                    return float((o.float() - ref).norm() / ref.norm())
-
                 entries = []
                 if not interpret:
                     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -207,13 +204,14 @@ def main(argv=None) -> int:
                 for name, cfg, fn, nbytes, emulated in entries:
                     try:
                         out = fn()
-                        err = rel(out)
+                        # The harness's rel-L2: a non-finite output is inf, never a pass.
+                        err = error_metrics(out, ref)["rel_l2"]
                         # A quantized entry also against the float64 emulation of its own algorithm,
                         # which quantization loss cannot hide behind.
                         emu = None
                         if emulated is not None and hasattr(emulated[0], "decode_emulate"):
                             e = emulated[0].decode_emulate(q, emulated[1]).double()
-                            emu = float((out.double() - e).norm() / e.norm())
+                            emu = error_metrics(out, e)["rel_l2"]
                         samples = timed(fn)
                     except Exception as exc:  # a variant or tile that fails is reported, not fatal
                         print(
