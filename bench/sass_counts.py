@@ -45,20 +45,18 @@ def main_loop(sass: str) -> dict | None:
     backward branch to that branch, in all, and without the block of the loop's first forward branch
     (from the branch to the BSYNC that closes it: the copies kernel's lazy rescale, taken rarely).
     None when the code has no backward branch."""
-    rows = [(int(m.group(1), 16), m.group(2)) for m in re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", sass)]
-    back = [
-        (int(t.group(1), 16), addr)
-        for addr, ins in rows
-        if (t := re.search(r"\bBRA 0x([0-9a-f]+)", ins)) and int(t.group(1), 16) < addr
-    ]
+    rows = []  # (address, instruction, branch target or None), each line parsed once
+    for m in re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", sass):
+        t = re.search(r"\bBRA 0x([0-9a-f]+)", m.group(2))
+        rows.append((int(m.group(1), 16), m.group(2), int(t.group(1), 16) if t else None))
+    back = [(target, addr) for addr, _, target in rows if target is not None and target < addr]
     if not back:
         return None
     start, end = back[-1]
-    body = [(addr, ins) for addr, ins in rows if start <= addr <= end]
+    body = [row for row in rows if start <= row[0] <= end]
     skipped = 0
-    for i, (addr, ins) in enumerate(body):
-        t = re.search(r"\bBRA 0x([0-9a-f]+)", ins)
-        if t and addr < int(t.group(1), 16) <= end:
+    for i, (addr, _, target) in enumerate(body):
+        if target is not None and addr < target <= end:
             close = next((j for j in range(i + 1, len(body)) if body[j][1].startswith("BSYNC")), None)
             if close is not None:
                 skipped = close - i - 1
