@@ -14,7 +14,8 @@ What is replayed, per method:
 * the online softmax, key block by key block with the kernel's own ``BLOCK_N`` (``kernels.launch``):
   P is rounded relative to the running maximum of the blocks seen so far, so its steps depend on the
   block schedule. ``fp16``/``int8_qk`` round P to the input dtype; ``int8`` per block row to steps of
-  that row's largest weight / 127 (round half up). The denominator sums the rounded P, as the kernels do.
+  that row's largest weight / 127 (round half up). The denominator sums the rounded P, as the kernels do
+  (``fp16`` with fp16 inputs: P before its rounding).
 * ``int8``: V per channel in INT8, its scale applied after dividing by the denominator.
 * ``int8_qk_smooth``: K minus its per-head mean over tokens (float32 mean, as the kernel takes it).
 
@@ -52,8 +53,10 @@ def _replay(
     causal: bool,
     block_n: int,
     round_p: Callable[[torch.Tensor], torch.Tensor],
+    sum_rounded: bool = True,
 ) -> torch.Tensor:
-    """Online softmax over key blocks of ``block_n`` in float64, P rounded by ``round_p`` per block.
+    """Online softmax over key blocks of ``block_n`` in float64, P rounded by ``round_p`` per block;
+    the denominator sums the rounded P (``sum_rounded``) or P before its rounding.
 
     ``q_val`` (B, Hq, Nq, D), ``k_val``/``v_val`` (B, Hkv, Nk, D): float64 values the kernel multiplies
     (dequantized codes). Returns ``acc / l`` with rows that see no key set to zeros.
@@ -83,8 +86,9 @@ def _replay(
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
         m_use = torch.where(torch.isneginf(m_new), 0.0, m_new)
         alpha = torch.exp2(m - m_use)
-        p = round_p(torch.exp2(s - m_use))
-        l_sum = l_sum * alpha + p.sum(dim=-1, keepdim=True)
+        p_exact = torch.exp2(s - m_use)
+        p = round_p(p_exact)
+        l_sum = l_sum * alpha + (p if sum_rounded else p_exact).sum(dim=-1, keepdim=True)
         acc = acc * alpha + p @ vf[..., start:stop, :]
         m = m_new
     out = torch.where(l_sum > 0, acc / torch.where(l_sum > 0, l_sum, 1.0), 0.0)
@@ -117,7 +121,8 @@ def _per_token(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Ten
 
 
 def emulate_fp16(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None) -> torch.Tensor:
-    """``fp16``: Q, K, V as given; P rounded to the input dtype per key block; fp32 steps made exact."""
+    """``fp16``: Q, K, V as given; P rounded to the input dtype per key block; fp32 steps made exact. The
+    denominator sums P before its rounding for fp16, the rounded P for bf16 (the pointer kernel)."""
     block_n = block_n or _block_n("fp16", q.shape[-1], q.device)
     return _replay(
         q.double(),
@@ -127,6 +132,7 @@ def emulate_fp16(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = 
         causal=causal,
         block_n=block_n,
         round_p=_to_dtype(q.dtype),
+        sum_rounded=q.dtype == torch.bfloat16,
     )
 
 

@@ -123,7 +123,8 @@ def _block_n_sage(q, k, pv_fp8: bool) -> int:
 def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None):
     """Float64 emulation of ``sage_qk_int8``: ``sage_fp8``'s Q/K quantization, P rounded to q's dtype.
 
-    The denominator sums the rounded P, as the kernel does; V is used as given.
+    P is rounded to q's dtype for the dot and enters the denominator unrounded for fp16, rounded for
+    bf16, as the kernel does; V is used as given.
     """
     from kernels import quant
 
@@ -144,7 +145,7 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     acc, l_sum = _sage_replay(
         q_int, q_scale, k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1),
         v.double().repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
-        p_sum=to_dtype, p_dot=to_dtype,
+        p_sum=to_dtype if q.dtype == torch.bfloat16 else (lambda p: p), p_dot=to_dtype,
     )  # fmt: skip
     return acc / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
 

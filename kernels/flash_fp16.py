@@ -1,9 +1,10 @@
 """FlashAttention-2 forward pass for fp16/bf16 inputs: the baseline every low-bit method is measured against.
 
-Numerics: Q·K^T is a tensor-core dot of the input dtype with fp32 accumulation; logits are scaled by
-``sm_scale * log2(e)`` in fp32 so that the softmax uses ``exp2``; the online softmax keeps its running
-maximum and denominator in fp32; P is rounded to the input dtype for the P·V dot (fp32 accumulation)
-and the denominator sums exactly those rounded values, so numerator and denominator agree.
+Numerics: Q·K^T is a tensor-core dot of the input dtype with fp32 accumulation; the online softmax
+keeps its running maximum (in raw dot units) and denominator in fp32 and scales the difference to the
+maximum by ``sm_scale * log2(e)`` so that the softmax uses ``exp2``; P is rounded to the input dtype for
+the P·V dot (fp32 accumulation). The denominator sums P before that rounding for fp16 and the rounded
+values for bf16 (whose 8-bit rounding then cancels between numerator and denominator).
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def _fp16_inner(
         if UPCAST:
             k = k.to(tl.float32)
             v = v.to(tl.float32)
-        s = tl.dot(q, tl.trans(k)) * qk_scale
+        # Scores and the running maximum stay in raw dot units and the scale multiplies the difference:
+        # `s - m` is exactly 0 at the maximum and <= 0 elsewhere however the compiler contracts, so the
+        # key holding the maximum gets exactly exp2(0) = 1 with FP fusion on. (`s * scale - m` fused
+        # into one FMA exceeded the rounded maximum by up to half an ulp of the logit, 128 at logits
+        # ~3e9: exp2 gave inf, then NaN; found by the fuzzer on an H200.)
+        s = tl.dot(q, tl.trans(k))
         if MASKED:
             valid = cols[None, :] < Nk
             if CAUSAL:
@@ -75,15 +81,21 @@ def _fp16_inner(
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_use)
-        # P is rounded to the input dtype; under UPCAST it is rounded and widened back, same values.
-        # The exponent is clamped at 0: the GPU compiler contracts `dot * qk_scale - m` into one FMA whose
-        # unrounded product can exceed the rounded maximum by half an ulp of the logit (128 at logits
-        # ~3e9), and exp2 of that is inf, then inf / inf = NaN. Found by the fuzzer on an H200.
-        p = tl.math.exp2(tl.minimum(s - m_use[:, None], 0.0)).to(V_DTYPE)
+        alpha = tl.math.exp2((m_i - m_use) * qk_scale)
+        p32 = tl.math.exp2((s - m_use[:, None]) * qk_scale)
+        # P is rounded to the input dtype for the dot; under UPCAST it is rounded and widened back.
+        p = p32.to(V_DTYPE)
+        if p.dtype == tl.float16:
+            # fp16: the denominator sums P before its rounding (FlashAttention's choice): converting each
+            # rounded score back cost 5-13 % on an H200 (docs/perf.md "v12"), and a row of V = 1 gives
+            # 1 within one rounding of P.
+            l_i = l_i * alpha + tl.sum(p32, axis=1)
+        else:
+            # bf16: the denominator sums the P that multiplies V, so P's 8-bit rounding cancels and a row
+            # of V = 1 gives exactly 1.
+            l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
         if UPCAST:
             p = p.to(tl.float32)
-        l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
         # Rescale, then let the dot accumulate into acc in place (no second accumulator in registers).
         acc = tl.dot(p, v, acc * alpha[:, None])
         m_i = m_new
@@ -224,10 +236,5 @@ def flash_attention_fp16(
         BLOCK_D=cfg.block_d,
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
-        # No FMA contraction: fused into one FMA, `s * scale - m` rounds differently from the maximum m it
-        # subtracts, so the top key of a row with huge logits could get p = 2^-32 instead of 1 and
-        # vanish in the P cast (rows of zeros; found by the fuzzer on an H200). Costs one extra
-        # multiply per score element.
-        enable_fp_fusion=False,
     )  # fmt: skip
     return o

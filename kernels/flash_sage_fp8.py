@@ -61,7 +61,7 @@ class SageConfig:
 
 # GPU tiles per (FP8 P·V?, padded head dim, key-length bucket): (BLOCK_M, BLOCK_N, num_warps,
 # num_stages, two_level). Chosen by the sweeps of bench/sweep_sage.py on an H100 (docs/perf.md, v3);
-# one bucket per head dim so far (N = 1k and 16k preferred the same tiles).
+# the first bucket that holds the call's key count applies.
 _ANY = 1 << 62
 GPU_TILES: dict[tuple[bool, int, int], tuple[int, int, int, int, bool]] = {
     # FP8 P·V: two-level accumulation everywhere. Accumulating inside the FP8 MMA lost up to 43 % of a
@@ -69,6 +69,10 @@ GPU_TILES: dict[tuple[bool, int, int], tuple[int, int, int, int, bool]] = {
     # and 6 % at 4k; with one MMA sum per key block added in fp32 the cost measured 0-5 %.
     (True, 32, _ANY): (64, 128, 4, 3, True),
     (True, 64, _ANY): (64, 128, 4, 3, True),
+    # Head dim 128 on an H200 (docs/perf.md "v12"): one warp group per program (two programs per SM)
+    # ran 4-5 % faster than 128 rows on 8 warps at 1k and 4k keys, non-causal (causal 4k: equal), but
+    # 3 % slower at 16k causal. The key tile, hence the K scales and the output bits, is the same.
+    (True, 128, 4096): (64, 128, 4, 3, True),
     (True, 128, _ANY): (128, 128, 8, 3, True),
     (True, 256, _ANY): (64, 64, 4, 2, True),
     (False, 32, _ANY): (64, 64, 4, 3, False),
@@ -264,8 +268,15 @@ def _sage_fp8_inner(
             else:
                 v = tl.load(v_base + v_offs, mask=offs_d[None, :] < D, other=0.0)
             p_op = p.to(V_DTYPE)
-            # The denominator sums the P that multiplies V (rounded to the input dtype).
-            l_i = l_i * alpha + tl.sum(p_op.to(tl.float32), axis=1)
+            if p_op.dtype == tl.bfloat16:
+                # The denominator sums the P that multiplies V: its 8-bit rounding then cancels between
+                # numerator and denominator (unrounded, rel-L2 rose from 1.08e-2 to 1.16e-2).
+                l_i = l_i * alpha + tl.sum(p_op.to(tl.float32), axis=1)
+            else:
+                # fp16 P: the denominator sums P before its rounding (FlashAttention's choice), with no
+                # measurable change in error; converting every score back to fp32 cost 4-6 % at head
+                # dim 128 and 12-14 % at 64 on an H200 (docs/perf.md "v12").
+                l_i = l_i * alpha + tl.sum(p, axis=1)
             if UPCAST:
                 p_op = p_op.to(tl.float32)
                 v = v.to(tl.float32)
@@ -505,7 +516,8 @@ def flash_attention_sage_qk_int8(
     """The Q·K^T half of :func:`flash_attention_sage_fp8` with P·V in q's dtype (fp32 accumulation).
 
     Same shapes, dtypes, head dims and K/Q scales as :func:`flash_attention_sage_fp8`; V is read in
-    place, unquantized, and P is rounded to q's dtype (the denominator sums the rounded P).
+    place, unquantized, and P is rounded to q's dtype for the dot; the denominator sums P unrounded for
+    fp16 and rounded for bf16 (whose 8-bit rounding then cancels).
     """
     return _attention(
         q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False, method="sage_qk_int8", config=config

@@ -17,14 +17,23 @@ def _qkv(seed, hq, hkv, nq, nk, d, dtype):
     )
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
-def test_rows_of_weights_sum_to_exactly_one(dtype, causal):
-    """V = 1 gives exactly 1: the denominator sums the very (rounded) P that multiplies V."""
-    q, k, _ = _qkv(3, 4, 2, 37, 70, 64, dtype)
+def test_bf16_rows_of_weights_sum_to_exactly_one(causal):
+    """bf16, V = 1 gives exactly 1: the denominator sums the very (rounded) P that multiplies V."""
+    q, k, _ = _qkv(3, 4, 2, 37, 70, 64, torch.bfloat16)
     v = torch.ones_like(k)
     out = flash_attention_fp16(q, k, v, causal=causal)
     assert torch.equal(out, torch.ones_like(out))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_fp16_rows_of_weights_sum_to_one_within_the_rounding_of_p(causal):
+    """fp16, V = 1: the denominator sums P before its rounding, the numerator the rounded P, so a row
+    gives 1 within one rounding of P (2^-11)."""
+    q, k, _ = _qkv(3, 4, 2, 37, 70, 64, torch.float16)
+    v = torch.ones_like(k)
+    out = flash_attention_fp16(q, k, v, causal=causal)
+    assert (out.double() - 1).abs().max() <= 2**-11
 
 
 @pytest.mark.parametrize(

@@ -118,3 +118,19 @@ def test_gpu_fp8_matches_emulation(method, n_q, n_k, d, causal):
     out = attention(q, k, v, causal=causal, method=method)
     # The hardware e4m3 casts and FP8 MMA against the float64 emulation: a few roundings at fp32 apart.
     assert rel_l2(out, EMULATIONS[method](q, k, v, causal=causal)) <= 2e-3
+
+
+@pytest.mark.parametrize("pv_fp8", [True, False])
+@pytest.mark.parametrize("head_dim", [32, 64, 96, 128, 256])
+def test_gpu_tiles_keep_the_key_tile_across_lengths(pv_fp8, head_dim):
+    """The key-length buckets change rows and warps only: the K scales are per key tile, so a bucket
+    that changed BLOCK_N would change the quantization (and the output) with the length."""
+    from kernels.flash_sage_fp8 import config_for
+
+    lengths = (1, 1024, 4096, 4097, 1 << 20)
+    cfgs = [config_for(head_dim, n_k, pv_fp8=pv_fp8, interpret=False) for n_k in lengths]
+    assert len({c.block_n for c in cfgs}) == 1
+    assert len({c.two_level for c in cfgs}) == 1
+    if pv_fp8 and head_dim == 128:
+        # H200, docs/perf.md "v12": one warp group per program up to 4096 keys, two beyond.
+        assert (cfgs[2].block_m, cfgs[2].num_warps, cfgs[3].block_m, cfgs[3].num_warps) == (64, 4, 128, 8)
