@@ -238,16 +238,18 @@ def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig, causal: bool = False
 def prefer_tma(head_dim: int, n_k: int, causal: bool) -> bool:
     """Whether :func:`kernels.flash_fp16.flash_attention_fp16` takes the TMA kernel on Hopper.
 
-    Only where the H200 measured it faster than the pointer kernel (docs/bench/fp16_tma_h200.md and,
-    since the pointer kernel's fp16 denominator sums unrounded P, docs/bench/fp16_pointer_v12_h200.md):
-    head dim 128 (96 pads to it) non-causal from 1k keys (1.13-1.16x) and causal from 4k keys
-    (1.04-1.11x). Head dim 64 no longer: the pointer kernel now runs as fast at 16k keys (406 against
-    408 TFLOPS) and faster at 4k (394 against 376) and 1k; head dim 32 was slower (0.80x at N = 2k).
+    Only where the H200 measured it faster than the pointer kernel (docs/bench/fp16_tma_h200.md):
+    head dim 128 (96 pads to it) non-causal from 1k keys (1.16-1.18x) and causal from 4k keys
+    (1.07-1.14x); head dim 64 non-causal from 4k keys (1.07-1.13x; 0.86x at 1k; causal 0.86-1.0x).
+    Head dim 32 was slower (0.92x at N = 2k). Since v12's faster pointer kernel, head dim 64 at 4k keys
+    and Nq = N runs 5 % faster on the pointer kernel (docs/bench/fp16_pointer_v12_h200.md), but with one
+    query per head (B 8, GQA 32:8, 4k keys) the pointer kernel took 1.32x the TMA kernel's time (`lowbit
+    check`, docs/bench/history_v12_h200_check.md): the rule stays.
     """
     block_d = max(32, triton.next_power_of_2(head_dim))
     if causal:
         return block_d == 128 and n_k >= 4096
-    return block_d == 128 and n_k >= 1024
+    return (block_d == 128 and n_k >= 1024) or (block_d == 64 and n_k >= 4096)
 
 
 def flash_attention_fp16_tma(
