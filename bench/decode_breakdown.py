@@ -54,6 +54,10 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", type=int, nargs="+", choices=(4, 8), default=[4, 8])
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (CPU interpreter)")
     args = parser.parse_args(argv)
+    if args.nk and min(args.nk) < 1:
+        parser.error(f"--nk: expected cache lengths of at least 1, got {args.nk}")
+    if args.shape and min(min(s) for s in args.shape) < 1:
+        parser.error(f"--shape: expected positive B HQ HKV D, got {args.shape}")
 
     import torch
     import triton
@@ -101,6 +105,8 @@ def main(argv=None) -> int:
                     split = median_us(lambda q=q, cache=cache: kv.decode_attention(q, cache))
                 finally:
                     kv._combine_splits_kernel = merge
+                if not recorder.launches:
+                    raise SystemExit(f"no merge was launched for {hq}/{hkv} heads, {n} keys: nothing to time")
                 grid, margs, mkw = recorder.launches[0]
                 # Alone, the merge waits on no primary grid: it runs without the dependent launch.
                 mkw = {key: val for key, val in mkw.items() if key not in ("PDL", "launch_pdl")}

@@ -51,3 +51,17 @@ def test_a_merge_that_does_not_reproduce_the_step_stops_the_run(tmp_path, monkey
     monkeypatch.setattr(kv, "_combine_splits_kernel", Drifting())
     with pytest.raises(SystemExit, match="did not reproduce"):
         breakdown.main(["--tiny", "--shape", "1", "4", "2", "64", "--bits", "4"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--nk", "0"], "--nk: expected cache lengths of at least 1"),
+        (["--shape", "1", "0", "1", "64"], "--shape: expected positive B HQ HKV D"),
+    ],
+)
+def test_bad_lengths_and_shapes_are_refused_by_name(argv, message, capsys):
+    breakdown = load_script("bench/decode_breakdown.py")
+    with pytest.raises(SystemExit):
+        breakdown.main(["--tiny", *argv])
+    assert message in capsys.readouterr().err
