@@ -32,7 +32,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -40,7 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.timing import benchmark_document, benchmark_record, environment  # noqa: E402
+from bench.timing import (  # noqa: E402
+    benchmark_document,
+    benchmark_record,
+    environment,
+    graph_samples_ms,
+    sdpa_backends,
+)
 
 KV_MODULE = "kernels/kv_cache.py"
 
@@ -141,14 +146,6 @@ def main(argv=None) -> int:
     out_dir = Path(os.environ.get("OUT", "ab_decode_out"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def timed(fn) -> list[float]:
-        """Samples in ms: CUDA-graph replays on a GPU; in the interpreter, one call's wall time."""
-        if interpret:
-            start = time.perf_counter()
-            fn()
-            return [(time.perf_counter() - start) * 1e3]
-        return sorted(float(t) for t in triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="all"))
-
     env = environment(interpret)
     gpu = env["gpu"]
     sms = 4 if interpret else torch.cuda.get_device_properties(0).multi_processor_count
@@ -178,20 +175,9 @@ def main(argv=None) -> int:
                 ref = attention_reference(q, k, v, dtype=torch.float32)
                 entries = []
                 if not interpret:
-                    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-                    for backend, name in (
-                        (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
-                        (SDPBackend.FLASH_ATTENTION, "sdpa_flash"),
-                    ):
-
-                        def sdpa(backend=backend, q=q, k=k, v=v):
-                            with sdpa_kernel(backend):
-                                return torch.nn.functional.scaled_dot_product_attention(
-                                    q, k, v, enable_gqa=True
-                                )
-
-                        entries.append((name, None, sdpa, fp16_bytes, None))
+                    backends = sdpa_backends(q, k, v, False, gqa=True)
+                    for name in ("sdpa_cudnn", "sdpa_flash"):
+                        entries.append((name, None, backends[name], fp16_bytes, None))
                 for vname, module in variants.items():
                     for bits in (8, 4):
                         cache = module.quantize_kv(k, v, bits=bits, **grouping)
@@ -212,7 +198,7 @@ def main(argv=None) -> int:
                         if emulated is not None and hasattr(emulated[0], "decode_emulate"):
                             e = emulated[0].decode_emulate(q, emulated[1]).double()
                             emu = error_metrics(out, e)["rel_l2"]
-                        samples = timed(fn)
+                        samples = graph_samples_ms(fn, interpret)
                     except Exception as exc:  # a variant or tile that fails is reported, not fatal
                         print(
                             f"nk={nk} nq={nq} {name} {cfg}: {type(exc).__name__}: {str(exc)[:200]}",

@@ -20,12 +20,13 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.timing import environment, graph_samples_ms, sdpa_backends  # noqa: E402
 
 GPU_SHAPES = ((1, 32, 8, 128), (1, 32, 4, 128), (1, 64, 8, 128), (1, 32, 1, 128))
 TINY_SHAPES = ((1, 4, 2, 64), (1, 8, 1, 64))
@@ -60,7 +61,6 @@ def main(argv=None) -> int:
         parser.error(f"--shape: expected positive B HQ HKV D, got {args.shape}")
 
     import torch
-    import triton
 
     import kernels.kv_cache as kv
     from kernels.backend import interpreting
@@ -75,17 +75,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def median_us(fn) -> float:
-        if interpret:
-            start = time.perf_counter()
-            fn()
-            return (time.perf_counter() - start) * 1e6
-        return statistics.median(triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="all")) * 1e3
-
-    def cudnn(q, k, v):
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            return torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        return statistics.median(graph_samples_ms(fn, interpret)) * 1e3
 
     rows = []
     merge = kv._combine_splits_kernel
@@ -121,7 +111,7 @@ def main(argv=None) -> int:
                     "merge_adds_us": whole - split,
                 }  # fmt: skip
                 if not interpret:
-                    row["sdpa_cudnn_us"] = median_us(lambda q=q, k=k, v=v: cudnn(q, k, v))
+                    row["sdpa_cudnn_us"] = median_us(sdpa_backends(q, k, v, False, gqa=True)["sdpa_cudnn"])
                     row["speedup_vs_cudnn"] = row["sdpa_cudnn_us"] / whole
                 rows.append(row)
                 print(
@@ -129,9 +119,8 @@ def main(argv=None) -> int:
                     f"{split:.2f}, merge alone {alone:.2f} ({margs[4]} splits)",
                     flush=True,
                 )
-    env = {"device": torch.cuda.get_device_name() if not interpret else "CPU (Triton interpreter)"}
-    env.update(torch=torch.__version__, triton=triton.__version__)
-    header = f"{env['device']}, torch {env['torch']}, triton {env['triton']}; Nq = 1, medians in us"
+    env = environment(interpret)
+    header = f"{env['gpu']}, torch {env['torch']}, triton {env['triton']}; Nq = 1, medians in us"
     lines = [
         header,
         "",

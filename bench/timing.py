@@ -1,6 +1,6 @@
-"""What the attention benchmarks share: SDPA's backends as callables, one timed and checked row, the
-environment a table is measured in, and rows in pytest-benchmark's JSON form, which ``lowbit ingest FILE
---commit SHA`` records into the history."""
+"""What the attention benchmarks share: SDPA's backends as callables, one timed and checked row,
+CUDA-graph timing samples, the environment a table is measured in, and rows in pytest-benchmark's
+JSON form, which ``lowbit ingest FILE --commit SHA`` records into the history."""
 
 from __future__ import annotations
 
@@ -12,19 +12,35 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 
-def _sdpa(sdpa_kernel, backend, q, k, v, causal):
+def _sdpa(sdpa_kernel, backend, q, k, v, causal, gqa):
     import torch
 
+    kwargs = {"enable_gqa": True} if gqa else {}
     with sdpa_kernel(backend):
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, **kwargs)
 
 
-def sdpa_backends(q, k, v, causal: bool) -> dict[str, Callable]:
-    """SDPA's flash and cuDNN backends on ``q``, ``k``, ``v`` as zero-argument callables (GPU only)."""
+def sdpa_backends(q, k, v, causal: bool, *, gqa: bool = False) -> dict[str, Callable]:
+    """SDPA's flash and cuDNN backends on ``q``, ``k``, ``v`` as zero-argument callables (GPU only);
+    ``gqa``: K and V may have fewer heads than Q (SDPA's ``enable_gqa``, as a decode cache has)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     backends = (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION))
-    return {name: functools.partial(_sdpa, sdpa_kernel, b, q, k, v, causal) for name, b in backends}
+    return {name: functools.partial(_sdpa, sdpa_kernel, b, q, k, v, causal, gqa) for name, b in backends}
+
+
+def graph_samples_ms(fn: Callable, interpret: bool) -> list[float]:
+    """Sorted samples of ``fn``'s time in ms: CUDA-graph replays on a GPU (GPU time without launch
+    overhead, do_bench_cudagraph); in the interpreter, one call's wall time."""
+    import time
+
+    import triton
+
+    if interpret:
+        start = time.perf_counter()
+        fn()
+        return [(time.perf_counter() - start) * 1e3]
+    return sorted(float(t) for t in triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="all"))
 
 
 def timed_row(
