@@ -26,11 +26,21 @@ from triton.testing import do_bench
 
 from kernels import attention
 from kernels import flash_sage_fp8 as sage
+from kernels import flash_sage_tma as sage_tma
 from kernels._validate import check_attention_inputs
 from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8
 from kernels.reference import attention_reference
 
 METHODS = ["fp16", "int8", "int8_qk_smooth", "sage_qk_int8", "sage_fp8"]
+# sage_qk_int8's two kernels by name (the method itself takes the TMA one on Hopper at head dim 128).
+QK_INT8_KERNELS = ("pointer", "tma")
+
+
+def qk_int8_kernel(kernel):
+    def fn(q, k, v, causal):
+        return sage.flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel=kernel)
+
+    return fn
 
 
 def rel(out, ref):
@@ -101,6 +111,16 @@ def accuracy(report, sage1):
                 rows.append(
                     ("k_outliers", m, D, causal, 2048, rel(attention(q, k, v, causal=causal, method=m), ref))
                 )
+            rows.append(
+                (
+                    "k_outliers",
+                    "sage_qk_int8[pointer]",
+                    D,
+                    causal,
+                    2048,
+                    rel(qk_int8_kernel("pointer")(q, k, v, causal), ref),
+                )
+            )
             if sage1:
                 rows.append(
                     (
@@ -133,6 +153,10 @@ def accuracy(report, sage1):
             rows.append(
                 ("vs_emulation", m, D, causal, nk, rel(attention(q, k, v, causal=causal, method=m), e))
             )
+            if m == "sage_qk_int8":
+                for kern in QK_INT8_KERNELS if D > 64 else ("pointer",):
+                    out = qk_int8_kernel(kern)(q, k, v, causal)
+                    rows.append(("vs_emulation", f"{m}[{kern}]", D, causal, nk, rel(out, e)))
     report["accuracy"] = [
         dict(zip(("family", "method", "D", "causal", "nk", "rel_l2"), r, strict=True)) for r in rows
     ]
@@ -160,10 +184,36 @@ def sage_kernel_only(q, k, v, causal, pv_fp8):
     )
 
 
+def tma_kernel_only(q, k, v, causal):
+    """``sage_qk_int8``'s TMA kernel on K, Q quantized beforehand, and Q's quantizer alone."""
+    shape = check_attention_inputs(q, k, v, causal=causal, sm_scale=None, head_dims=(96, 128), method="x")
+    cfg = sage.config_for(shape.head_dim, shape.n_k, pv_fp8=False)
+    qkv = sage.quantize_kv(k, v, cfg, quant_v=False)
+    tiles = sage_tma.tiles_for(causal, False)
+    qk_scale = shape.sm_scale * sage_tma.LOG2E
+    q8, c = sage_tma.quantize_q(q, tiles.block_m, cfg.block_d, qk_scale)
+    o = torch.empty_like(q)
+    grid, num_m = sage_tma.grid_for(shape, tiles.block_m)
+    sage_tma._ensure_allocator()
+
+    def kern():
+        sage_tma._sage_qk_int8_tma_kernel[grid](
+            q8, c, qkv.k8, qkv.k_scale, v, o, v.stride(0), v.stride(1), v.stride(2),
+            shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, qkv.k8.size(2), shape.head_dim,
+            num_m, MASK=shape.n_k % cfg.block_n != 0, CAUSAL=causal, UPCAST=False,
+            BLOCK_M=tiles.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
+            num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        )  # fmt: skip
+
+    return kern, lambda: sage_tma.quantize_q(q, tiles.block_m, cfg.block_d, qk_scale)
+
+
 def timings(report, sage1, shapes):
     impls = {"sdpa_flash": sdpa("flash"), "sdpa_cudnn": sdpa("cudnn")}
     for m in METHODS:
         impls[m] = (lambda mm: lambda q, k, v, c: attention(q, k, v, causal=c, method=mm))(m)
+    for kern in QK_INT8_KERNELS:
+        impls[f"sage_qk_int8[{kern}]"] = qk_int8_kernel(kern)
     if sage1:
         impls["sageattn-1.0.6"] = sage1
     rows = []
@@ -180,6 +230,10 @@ def timings(report, sage1, shapes):
             kern, quant = sage_kernel_only(q, k, v, causal, pv)
             row[name + "_kernel_only"] = time_fn(kern)
             row[name + "_quant_only"] = time_fn(quant)
+        if D > 64:
+            kern, quant_q = tma_kernel_only(q, k, v, causal)
+            row["sage_qk_int8[tma]_kernel_only"] = time_fn(kern)
+            row["sage_qk_int8[tma]_quant_q_only"] = time_fn(quant_q)
         rows.append(row)
         print(
             f"B={B} H={H} N={N} D={D} causal={causal}: "
@@ -234,7 +288,7 @@ def sweep(report, D, N, pv_fp8, B=1, H=32, tiles=TILES, stages_list=(2, 3, 4), t
 
 def ptx_report(report):
     found = []
-    for kern in (sage._sage_fp8_kernel, sage._quantize_kv_kernel):
+    for kern in (sage._sage_fp8_kernel, sage._quantize_kv_kernel, sage_tma._sage_qk_int8_tma_kernel):
         caches = getattr(kern, "device_caches", {})
         for dev_cache in caches.values():
             cache = dev_cache[0] if isinstance(dev_cache, tuple) else dev_cache

@@ -1,9 +1,10 @@
-"""Compile the fp16 TMA kernel for sm_90a on a machine without a GPU and check what Triton made of it.
+"""Compile the TMA kernels for sm_90a on a machine without a GPU and check what Triton made of them.
 
     python bench/tma_compile_check.py [--json FILE]
 
-For each shipped tile of ``kernels/flash_fp16_tma.py`` (causal or not, per head dim) this compiles
-``_flash_fp16_tma_kernel`` with Triton's bundled ptxas and reports: whether the loop was really warp
+For each shipped tile of ``kernels/flash_fp16_tma.py`` (causal or not, per head dim) and of
+``sage_qk_int8``'s TMA kernel (``kernels/flash_sage_tma.py``, head dim 128, fp16 and bf16) this compiles
+the kernel with Triton's bundled ptxas and reports: whether the loop was really warp
 specialized (``setmaxnreg`` in the PTX: Triton 3.6 drops the specialization silently when the loop
 body grows a branch), the wgmma and TMA instruction counts, registers, spill stack and shared memory.
 Exits 1 when a non-causal variant lost its warp specialization, a causal one gained it (it miscompiles
@@ -14,6 +15,7 @@ the causal mask on the GPU, docs/perf.md v7), any variant spills, or shared memo
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -31,6 +33,9 @@ INTS = (
     "stride_qb", "stride_qh", "stride_qn", "stride_kb", "stride_kh", "stride_kn", "stride_vb",
     "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "Nk", "D", "NUM_M_BLOCKS",
 )  # fmt: skip
+SAGE_INTS = (
+    "stride_vb", "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "NQ_PAD", "Nk", "NK_PAD", "D", "NUM_M_BLOCKS",
+)  # fmt: skip
 # Token strides and per-head offsets are multiples of 16 bytes on every launch (tma_eligible).
 ALIGNED = (
     "stride_qb",
@@ -46,20 +51,57 @@ ALIGNED = (
 
 
 def compile_variant(causal: bool, block_d: int, ragged: bool) -> dict:
+    """The fp16 TMA kernel's shipped tile for (causal, head dim), with or without the ragged-end mask."""
+    from kernels import flash_fp16_tma as tma
+
+    fn = tma._flash_fp16_tma_kernel
+    bm, bn, warps, stages = tma.TMA_TILES[(causal, block_d)]
+    signature = {n: "*fp16" for n in ("Q", "K", "V", "O")} | {n: "i32" for n in INTS} | {"qk_scale": "fp32"}
+    constexprs = dict(MASK=ragged, CAUSAL=causal, UPCAST=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d)
+    row = _compile(fn, signature, constexprs, ("Q", "K", "V", "O", *ALIGNED), warps, stages)
+    return {
+        "kernel": "fp16",
+        "causal": causal,
+        "head_dim": block_d,
+        "ragged": ragged,
+        "tile": [bm, bn, warps, stages],
+    } | row
+
+
+def compile_sage_variant(causal: bool, ragged: bool, dtype: str) -> dict:
+    """``sage_qk_int8``'s TMA kernel at head dim 128 (K scales per 128 keys, as on the GPU)."""
+    from kernels import flash_sage_tma as sage_tma
+
+    tiles = sage_tma.SAGE_TMA_TILES[causal]
+    signature = {"Q8": "*i8", "QC": "*fp32", "K8": "*i8", "KS": "*fp32", "V": f"*{dtype}", "O": f"*{dtype}"}
+    signature |= {n: "i32" for n in SAGE_INTS}
+    constexprs = dict(
+        MASK=int(ragged), CAUSAL=causal, UPCAST=False, BLOCK_M=tiles.block_m, BLOCK_N=128, BLOCK_D=128
+    )
+    aligned = ("Q8", "QC", "K8", "KS", "V", "O", "stride_vb", "stride_vh", "stride_vn")
+    row = _compile(
+        sage_tma._sage_qk_int8_tma_kernel, signature, constexprs, aligned, tiles.num_warps, tiles.num_stages
+    )
+    tile = [tiles.block_m, 128, tiles.num_warps, tiles.num_stages]
+    return {
+        "kernel": f"sage_qk_int8 {dtype}",
+        "causal": causal,
+        "head_dim": 128,
+        "ragged": ragged,
+        "tile": tile,
+    } | row
+
+
+def _compile(fn, signature: dict, constexprs: dict, aligned, warps: int, stages: int) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from bench.sass_counts import _tool
-    from kernels import flash_fp16_tma as tma
 
-    fn = tma._flash_fp16_tma_kernel
-    bm, bn, warps, stages = tma.TMA_TILES[(causal, block_d)]
     params = fn.arg_names
-    signature = {n: "*fp16" for n in ("Q", "K", "V", "O")} | {n: "i32" for n in INTS} | {"qk_scale": "fp32"}
-    constexprs = dict(MASK=ragged, CAUSAL=causal, UPCAST=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d)
-    signature |= {n: "constexpr" for n in constexprs}
-    attrs = {(params.index(n),): [["tt.divisibility", 16]] for n in ("Q", "K", "V", "O", *ALIGNED)}
+    signature = signature | {n: "constexpr" for n in constexprs}
+    attrs = {(params.index(n),): [["tt.divisibility", 16]] for n in aligned}
     kernel = triton.compile(
         ASTSource(
             fn, signature, constexprs={(params.index(n),): v for n, v in constexprs.items()}, attrs=attrs
@@ -75,10 +117,6 @@ def compile_variant(causal: bool, block_d: int, ragged: bool) -> dict:
     regs = re.search(r"REG:(\d+)", usage.stdout)
     stack = re.search(r"STACK:(\d+)", usage.stdout)
     return {
-        "causal": causal,
-        "head_dim": block_d,
-        "ragged": ragged,
-        "tile": [bm, bn, warps, stages],
         "warp_specialized": "setmaxnreg" in ptx,
         "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
         "tma_loads": len(re.findall(r"cp\.async\.bulk\.tensor", ptx)),
@@ -112,23 +150,33 @@ def main(argv=None) -> int:
 
     rows, failed = [], False
     print(
-        "| causal | head dim | ragged | tile | warp-specialized | wgmma | TMA loads | regs | stack | shared "
-        "| problems |"
+        "| kernel | causal | head dim | ragged | tile | warp-specialized | wgmma | TMA loads | regs | stack "
+        "| shared | problems |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for causal, block_d in sorted(TMA_TILES):
-        # The ragged-end mask only exists without causal (the causal mask covers the ragged end).
-        for ragged in (False,) if causal else (False, True):
-            r = compile_variant(causal, block_d, ragged)
-            r["problems"] = problems(r)
-            failed |= bool(r["problems"])
-            rows.append(r)
-            print(
-                f"| {causal} | {block_d} | {ragged} | {r['tile']} | {r['warp_specialized']} | {r['wgmma']} | "
-                f"{r['tma_loads']} | {r['registers']} | {r['stack']} | {r['shared']} | "
-                f"{'; '.join(r['problems'])} |",
-                flush=True,
-            )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    # The ragged-end mask only exists without causal (the causal mask covers the ragged end).
+    variants = [
+        functools.partial(compile_variant, causal, block_d, ragged)
+        for causal, block_d in sorted(TMA_TILES)
+        for ragged in ((False,) if causal else (False, True))
+    ]
+    variants += [
+        functools.partial(compile_sage_variant, causal, ragged, dtype)
+        for causal in (False, True)
+        for ragged in ((False,) if causal else (False, True))
+        for dtype in ("fp16", "bf16")
+    ]
+    for variant in variants:
+        r = variant()
+        r["problems"] = problems(r)
+        failed |= bool(r["problems"])
+        rows.append(r)
+        print(
+            f"| {r['kernel']} | {r['causal']} | {r['head_dim']} | {r['ragged']} | {r['tile']} | "
+            f"{r['warp_specialized']} | {r['wgmma']} | {r['tma_loads']} | {r['registers']} | {r['stack']} | "
+            f"{r['shared']} | {'; '.join(r['problems'])} |",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 1 if failed else 0

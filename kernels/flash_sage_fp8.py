@@ -40,6 +40,8 @@ import triton
 import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, check_attention_inputs, interpreting, upcast_dots
+from kernels.flash_fp16_tma import tma_eligible
+from kernels.flash_sage_tma import SAGE_TMA_BLOCK_D, launch_sage_qk_int8_tma
 from kernels.launch import LOG2E, grid_for, make_output, program_block
 
 FP8_MAX = 448.0
@@ -468,7 +470,18 @@ def launch_attention(
     )  # fmt: skip
 
 
-def _attention(q, k, v, *, causal, sm_scale, pv_fp8: bool, method: str, config: SageConfig | None):
+def _attention(
+    q,
+    k,
+    v,
+    *,
+    causal,
+    sm_scale,
+    pv_fp8: bool,
+    method: str,
+    config: SageConfig | None,
+    kernel: str = "pointer",
+):
     shape = check_attention_inputs(
         q, k, v, causal=causal, sm_scale=sm_scale, head_dims=HEAD_DIMS, method=method
     )
@@ -476,9 +489,41 @@ def _attention(q, k, v, *, causal, sm_scale, pv_fp8: bool, method: str, config: 
     if done:
         return o
     cfg = config or config_for(shape.head_dim, shape.n_k, pv_fp8=pv_fp8)
+    if kernel == "auto":
+        use_tma = (
+            not pv_fp8 and config is None and prefer_tma_qk_int8(cfg.block_d, causal, shape.n_q, q, v, o)
+        )
+        kernel = "tma" if use_tma else "pointer"
+    if kernel == "tma" and not interpreting() and not tma_eligible(q, v, o):
+        raise ValueError(
+            "q, v: expected tensors on an sm_90 GPU with 16-byte aligned data pointers and strides "
+            f"(kernel='tma'), got {q.device} with strides {q.stride()}, {v.stride()}"
+        )
+    if kernel == "tma" and cfg.block_d not in SAGE_TMA_BLOCK_D:
+        raise ValueError(
+            f"head dim: kernel='tma' runs head dims padding to {SAGE_TMA_BLOCK_D} (96, 128), "
+            f"got {shape.head_dim}"
+        )
     qkv = quantize_kv(k, v, cfg, quant_v=pv_fp8)
-    launch_attention(q, v, qkv, o, shape, causal=causal, cfg=cfg, pv_fp8=pv_fp8)
+    if kernel == "tma":
+        launch_sage_qk_int8_tma(
+            q, v, qkv.k8, qkv.k_scale, o, shape, block_n=cfg.block_n, block_d=cfg.block_d, causal=causal
+        )
+    else:
+        launch_attention(q, v, qkv, o, shape, causal=causal, cfg=cfg, pv_fp8=pv_fp8)
     return o
+
+
+def prefer_tma_qk_int8(block_d: int, causal: bool, n_q: int, *tensors: torch.Tensor) -> bool:
+    """Whether ``sage_qk_int8`` takes the TMA kernel (``kernel="auto"``): on an sm_90 GPU with operands
+    TMA accepts, head dims padding to 128, where an H200 measured it faster
+    (docs/bench/bench_sage_tma_v13_h200.md): non-causal at every length (1.04x at 1k keys, 1.15x at
+    4k, 1.19x at 16k; 1.15x with 128 queries on 16k keys; head dim 96 1.27x); causal from 16k queries
+    (1.05x; 8k 1.00x, 4k 0.95x, 1k 0.84x: the causal kernel is not warp-specialized and pays Q's own
+    launch)."""
+    if interpreting() or block_d not in SAGE_TMA_BLOCK_D or (causal and n_q < 16384):
+        return False
+    return tma_eligible(*tensors)
 
 
 def flash_attention_sage_fp8(
@@ -512,13 +557,30 @@ def flash_attention_sage_qk_int8(
     causal: bool = False,
     sm_scale: float | None = None,
     config: SageConfig | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """The Q·K^T half of :func:`flash_attention_sage_fp8` with P·V in q's dtype (fp32 accumulation).
 
     Same shapes, dtypes, head dims and K/Q scales as :func:`flash_attention_sage_fp8`; V is read in
     place, unquantized, and P is rounded to q's dtype for the dot; the denominator sums P unrounded for
     fp16 and rounded for bf16 (whose 8-bit rounding then cancels).
+
+    ``kernel``: ``"pointer"`` runs the portable kernel (Q quantized in its prologue); ``"tma"`` the
+    Hopper kernel of :mod:`kernels.flash_sage_tma` (Q quantized by a launch of its own, TMA loads, warp
+    specialized when not causal; same numerics), a ValueError where it cannot run (not sm_90, operands
+    TMA refuses, head dims other than 96/128); the CPU interpreter runs both. ``"auto"`` takes the TMA
+    kernel where :func:`prefer_tma_qk_int8` says so and no ``config`` is given.
     """
+    if kernel not in ("auto", "pointer", "tma"):
+        raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
+    if kernel == "auto":
+        block_d = (
+            max(32, triton.next_power_of_2(q.size(-1))) if isinstance(q, torch.Tensor) and q.dim() else 0
+        )
+        tensors = (q, v) if isinstance(q, torch.Tensor) and isinstance(v, torch.Tensor) else ()
+        use_tma = config is None and bool(tensors) and prefer_tma_qk_int8(block_d, *tensors)
+        kernel = "tma" if use_tma else "pointer"
     return _attention(
-        q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False, method="sage_qk_int8", config=config
-    )
+        q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False, method="sage_qk_int8", config=config,
+        kernel=kernel,
+    )  # fmt: skip

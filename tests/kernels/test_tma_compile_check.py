@@ -1,4 +1,4 @@
-"""bench/tma_compile_check.py: the fp16 TMA kernel compiles for sm_90a without a GPU, as designed."""
+"""bench/tma_compile_check.py: the TMA kernels (fp16, sage_qk_int8) compile for sm_90a without a GPU."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ def test_shipped_tiles_are_warp_specialized_exactly_when_not_causal(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())
-    assert {(r["causal"], r["head_dim"]) for r in rows} == {
-        (c, d) for c in (False, True) for d in (32, 64, 128)
-    }
+    assert {(r["kernel"], r["causal"], r["head_dim"]) for r in rows} == {
+        ("fp16", c, d) for c in (False, True) for d in (32, 64, 128)
+    } | {(f"sage_qk_int8 {t}", c, 128) for c in (False, True) for t in ("fp16", "bf16")}
     for r in rows:
         assert r["warp_specialized"] is not r["causal"]
         assert r["stack"] == 0 and r["wgmma"] > 0 and r["tma_loads"] > 0 and r["problems"] == []

@@ -1,0 +1,259 @@
+"""``sage_qk_int8`` on Hopper: the same method with TMA descriptors and warp specialization.
+
+Same numerics as the pointer kernel of :mod:`kernels.flash_sage_fp8` (INT8 Q·K^T with per-token Q and
+per-block K scales, P·V in q's dtype, fp32 accumulation), so the same float64 emulation judges both.
+What changes is how it runs:
+
+* Q is quantized by a launch of its own (:func:`quantize_q`), with the rounding the pointer kernel's
+  prologue uses; Triton 3.6's Hopper warp specialization crashes on work on the Q tile in registers
+  before the loop (docs/perf.md "v7"), so the attention kernel reads INT8 Q and its row factors
+  ``c = q_scale · sm_scale · log2(e)`` by TMA.
+* K (INT8, smoothed, padded to whole key blocks by :func:`kernels.flash_sage_fp8.quantize_kv`) and V
+  (the caller's, one 2-D descriptor per head: rows past Nk read as zeros) arrive by TMA; the output is
+  stored by TMA, which clips at Nq and D. Each key block's scale is one scalar load.
+* Non-causal: ``tl.range(..., warp_specialize=True)``: one producer warp group and two consumer groups
+  of 64 query rows. Causal: not warp-specialized (the pass miscompiles row-dependent masks, "v7"):
+  full key blocks, then the masked diagonal band.
+* Exponent: per block, ``mr = max_j raw_ij`` (an exact int32) and ``x = (raw - mr) · c + shift``, as in
+  the pointer kernel, so the key holding the maximum gets exactly ``exp2(shift)`` whatever the
+  compiler contracts; FP fusion stays on.
+
+Device-side descriptors need a scratch allocation per launch
+(:func:`kernels.flash_fp16_tma._ensure_allocator`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._validate import interpreting, upcast_dots
+from kernels.flash_fp16_tma import _ensure_allocator
+from kernels.launch import LOG2E, grid_for, program_block
+
+# Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
+_RAW_MASKED = tl.constexpr(-(2**30))
+
+
+@dataclass(frozen=True)
+class SageTmaTiles:
+    block_m: int
+    num_warps: int
+    num_stages: int
+
+
+# Per causal: (BLOCK_M, num_warps, num_stages); BLOCK_N is the K-scale block of the method's config
+# (kernels.flash_sage_fp8.config_for), so both kernels read the same quantized K. Non-causal:
+# num_warps is a consumer group's, the compiled kernel has 12 warps. Timed on an H200 at head dim 128
+# (docs/perf.md "v13").
+SAGE_TMA_TILES: dict[bool, SageTmaTiles] = {
+    False: SageTmaTiles(128, 4, 2),
+    True: SageTmaTiles(128, 8, 3),
+}
+# Padded head dims the TMA kernel runs: where it was measured faster than the pointer kernel.
+SAGE_TMA_BLOCK_D: tuple[int, ...] = (128,)
+
+
+def tiles_for(causal: bool, interpret: bool) -> SageTmaTiles:
+    """The TMA kernel's tiles; small ones (32 rows, one stage) in the CPU interpreter."""
+    return SageTmaTiles(32, 4, 1) if interpret else SAGE_TMA_TILES[causal]
+
+
+@triton.jit
+def _quantize_q_kernel(
+    Q, Q8, QC, stride_qb, stride_qh, stride_qn, Hq, Nq, NQ_PAD, D, qk_scale, NUM_M_BLOCKS,
+    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    # One program per (b, h, block of rows). Per-token INT8 with the rounding of
+    # kernels.quant.quantize_per_token (and of the pointer kernel's prologue); padded rows and columns
+    # are written as zeros, so the attention kernel reads whole tiles.
+    pid = tl.program_id(0)
+    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
+    b = bh // Hq
+    h = bh % Hq
+    offs_m = (pid % NUM_M_BLOCKS) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = tl.load(
+        Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
+        mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
+        other=0.0,
+    ).to(tl.float32)
+    qmax = tl.max(tl.abs(q), axis=1)
+    qinv = tl.where(
+        qmax > 0,
+        tl.math.div_rn(tl.full(qmax.shape, 127.0, tl.float32), tl.where(qmax > 0, qmax, 1.0)),
+        0.0,
+    )
+    qq = q * qinv[:, None]
+    qq = tl.where(qq >= 0, tl.floor(qq + 0.5), -tl.floor(-qq + 0.5))
+    q8 = tl.minimum(tl.maximum(qq, -127.0), 127.0).to(tl.int8)
+    tl.store(Q8 + (bh * NQ_PAD + offs_m[:, None]) * BLOCK_D + offs_d[None, :], q8)
+    c_row = tl.math.div_rn(qmax, tl.full(qmax.shape, 127.0, tl.float32)) * qk_scale
+    tl.store(QC + bh * NQ_PAD + offs_m, c_row)
+
+
+@triton.jit
+def _sage_tma_block(
+    acc, l_i, m_i, q8, c_row, dk, dv, KS, start_n, offs_m, offs_n, Nq, Nk,
+    MASK: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
+    k = dk.load([start_n, 0])
+    raw = tl.dot(q8, k.T, out_dtype=tl.int32)
+    if MASK == 1:
+        raw = tl.where((start_n + offs_n)[None, :] < Nk, raw, _RAW_MASKED)
+    if MASK == 2:
+        cols = start_n + offs_n
+        valid = (cols[None, :] < Nk) & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
+        raw = tl.where(valid, raw, _RAW_MASKED)
+    c = c_row * tl.load(KS + start_n // BLOCK_N)
+    mr = tl.max(raw, axis=1)
+    bmax = mr.to(tl.float32) * c
+    if MASK != 0:
+        bmax = tl.where(mr > _RAW_MASKED, bmax, float("-inf"))
+    m_new = tl.maximum(m_i, bmax)
+    # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.math.exp2(m_i - m_use)
+    # The block holding the running maximum gets shift 8 by selection (see the pointer kernel): P is
+    # p · 256, as the emulation has it; the epilogue's division by l cancels the factor.
+    shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
+    x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
+    if MASK != 0:
+        x = tl.where(raw > _RAW_MASKED, x, float("-inf"))
+    p = tl.math.exp2(x)
+    p_op = p.to(P_DTYPE)
+    if p_op.dtype == tl.bfloat16:
+        # bf16: the denominator sums the P that multiplies V, so its 8-bit rounding cancels.
+        l_i = l_i * alpha + tl.sum(p_op.to(tl.float32), axis=1)
+    else:
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+    v = dv.load([start_n, 0])
+    if UPCAST:
+        p_op = p_op.to(tl.float32)
+        v = v.to(tl.float32)
+    acc = tl.dot(p_op, v, acc * alpha[:, None])
+    return acc, l_i, m_new
+
+
+@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+def _sage_qk_int8_tma_kernel(
+    Q8, QC, K8, KS, V, O,
+    stride_vb, stride_vh, stride_vn,
+    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, NUM_M_BLOCKS,
+    MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+    Hkv = Hq // GROUP
+    bh_kv = b * Hkv + h // GROUP
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+
+    dq = tl.make_tensor_descriptor(
+        Q8 + bh * NQ_PAD * BLOCK_D,
+        shape=[NQ_PAD, BLOCK_D],
+        strides=[BLOCK_D, 1],
+        block_shape=[BLOCK_M, BLOCK_D],
+    )
+    dc = tl.make_tensor_descriptor(QC + bh * NQ_PAD, shape=[NQ_PAD], strides=[1], block_shape=[BLOCK_M])
+    dk = tl.make_tensor_descriptor(
+        K8 + bh_kv * NK_PAD * BLOCK_D,
+        shape=[NK_PAD, BLOCK_D],
+        strides=[BLOCK_D, 1],
+        block_shape=[BLOCK_N, BLOCK_D],
+    )
+    dv = tl.make_tensor_descriptor(
+        V + b * stride_vb + (h // GROUP) * stride_vh,
+        shape=[Nk, D],
+        strides=[stride_vn, 1],
+        block_shape=[BLOCK_N, BLOCK_D],
+    )
+    do = tl.make_tensor_descriptor(
+        O + bh * Nq * D, shape=[Nq, D], strides=[D, 1], block_shape=[BLOCK_M, BLOCK_D]
+    )
+    ks = KS + bh_kv * (NK_PAD // BLOCK_N)
+    q8 = dq.load([start_m, 0])
+    c_row = dc.load([start_m])
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    p_dtype = O.dtype.element_ty
+    if CAUSAL:
+        # Bottom-right causal, not warp-specialized: blocks every row sees in full, unmasked, then the
+        # diagonal band; blocks past `hi` are never visited.
+        hi = tl.minimum(Nk, start_m + BLOCK_M + Nk - Nq)
+        full = (tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0) // BLOCK_N) * BLOCK_N
+        for start_n in tl.range(0, full, BLOCK_N):
+            acc, l_i, m_i = _sage_tma_block(
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 0, UPCAST,
+                p_dtype, BLOCK_N,
+            )  # fmt: skip
+        for start_n in tl.range(full, hi, BLOCK_N):
+            acc, l_i, m_i = _sage_tma_block(
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 2, UPCAST,
+                p_dtype, BLOCK_N,
+            )  # fmt: skip
+    else:
+        # One loop, no branch in it: Triton 3.6 warp-specializes one loop per kernel. MASK masks the
+        # ragged end on every block.
+        for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
+            acc, l_i, m_i = _sage_tma_block(
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, MASK, UPCAST,
+                p_dtype, BLOCK_N,
+            )  # fmt: skip
+
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    do.store([start_m, 0], out.to(O.dtype.element_ty))
+
+
+def quantize_q(
+    q: torch.Tensor, block_m: int, block_d: int, qk_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token INT8 Q for the TMA kernel: ``(q8, c)``.
+
+    ``q8``: int8 (B·Hq, Nq_pad, block_d), zero padded to whole ``block_m`` row blocks and ``block_d``
+    columns; ``c``: float32 (B·Hq, Nq_pad), ``amax / 127 · qk_scale`` per row (``qk_scale`` is
+    sm_scale · log2(e)). ``q`` is only read.
+    """
+    B, H, Nq, D = q.shape
+    num_m = triton.cdiv(Nq, block_m)
+    nq_pad = num_m * block_m
+    q8 = torch.empty((B * H, nq_pad, block_d), dtype=torch.int8, device=q.device)
+    c = torch.empty((B * H, nq_pad), dtype=torch.float32, device=q.device)
+    _quantize_q_kernel[(B * H * num_m,)](
+        q, q8, c, q.stride(0), q.stride(1), q.stride(2), H, Nq, nq_pad, D, qk_scale, num_m,
+        BLOCK_M=block_m, BLOCK_D=block_d,
+    )  # fmt: skip
+    return q8, c
+
+
+def launch_sage_qk_int8_tma(
+    q, v, k8: torch.Tensor, k_scale: torch.Tensor, o, shape, *, block_n: int, block_d: int, causal: bool
+) -> None:
+    """Quantize Q and launch the TMA kernel on K already quantized by
+    :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per scale (``k8`` (B, Hkv,
+    Nk_pad, block_d), ``k_scale`` (B, Hkv, Nk_pad / block_n)); ``v`` and ``o`` must pass
+    :func:`kernels.flash_fp16_tma.tma_eligible` on a GPU."""
+    _ensure_allocator()
+    tiles = tiles_for(causal, interpreting())
+    qk_scale = shape.sm_scale * LOG2E
+    q8, c = quantize_q(q, tiles.block_m, block_d, qk_scale)
+    grid, num_m = grid_for(shape, tiles.block_m)
+    _sage_qk_int8_tma_kernel[grid](
+        q8, c, k8, k_scale, v, o,
+        v.stride(0), v.stride(1), v.stride(2),
+        shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim, num_m,
+        MASK=shape.n_k % block_n != 0,
+        CAUSAL=causal,
+        UPCAST=upcast_dots(q),
+        BLOCK_M=tiles.block_m,
+        BLOCK_N=block_n,
+        BLOCK_D=block_d,
+        num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
+    )  # fmt: skip

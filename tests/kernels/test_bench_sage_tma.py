@@ -1,0 +1,32 @@
+"""bench/bench_sage_tma.py on the CPU: every kernel choice and extra tile runs and lands in the table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.scripts import load_script
+
+
+@pytest.mark.interpreter
+def test_tiny_run_times_each_kernel_choice(tmp_path, monkeypatch):
+    bench = load_script("bench/bench_sage_tma.py")
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert bench.main(["--tiny", "--tiles", "two=1,32,4,2"]) == 0
+    rows = json.loads((tmp_path / "bench_sage_tma.json").read_text())["rows"]
+    by_causal = {c: {r["name"] for r in rows if r["causal"] is c} for c in (False, True)}
+    kernels = {"sage_qk_int8_pointer", "sage_qk_int8_tma", "sage_qk_int8_auto", "fp16"}
+    assert by_causal[False] == kernels
+    assert by_causal[True] == kernels | {"sage_qk_int8_tma_two"}
+    # INT8 Q and K: rel-L2 about 1e-2 on Gaussian inputs (the method's budget is 1.5e-2 at these sizes).
+    assert all(0 < r["rel_l2"] < (1e-3 if r["name"] == "fp16" else 2e-2) for r in rows)
+    assert "| 1 | 2:1 | 70 | 90 | 96 | True |" in (tmp_path / "bench_sage_tma.md").read_text()
+
+
+def test_tiles_are_refused_by_name_when_malformed():
+    bench = load_script("bench/bench_sage_tma.py")
+    assert bench.parse_tiles(["s3=0,128,4,3"]) == {"s3": (False, (128, 4, 3))}
+    for bad in ("s3=2,128,4,3", "=0,128,4,3", "s3=0,128,4", "s3=0,a,4,3"):
+        with pytest.raises(SystemExit, match="NAME=CAUSAL"):
+            bench.parse_tiles([bad])

@@ -1,0 +1,166 @@
+"""``sage_qk_int8``'s Hopper kernel (kernels/flash_sage_tma.py): TMA loads, warp specialization.
+
+The CPU interpreter runs the same kernel code (descriptors included; warp specialization is a compiler
+pass with no effect there), judged against the method's float64 emulation and the pointer kernel; the
+GPU tests check the dispatch and the compiled kernel's outputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import kernels.flash_sage_fp8 as sage
+from kernels.emulation import emulate_sage_qk_int8
+from kernels.flash_sage_fp8 import flash_attention_sage_qk_int8, prefer_tma_qk_int8
+from kernels.flash_sage_tma import quantize_q
+from kernels.quant import quantize_per_token_reference
+from kernels.reference import attention_reference
+from tests.kernels.cases import on_device, rel_l2
+
+
+def _randn(g, *shape, dtype=torch.float16, scale=1.0, bnhd=False):
+    if bnhd:  # (B, N, H, D) storage seen as (B, H, N, D): head and token strides swapped
+        b, h, n, d = shape
+        return on_device((torch.randn(b, n, h, d, generator=g) * scale).to(dtype)).transpose(1, 2)
+    return on_device((torch.randn(*shape, generator=g) * scale).to(dtype))
+
+
+def _emulation_tolerance(dtype: torch.dtype) -> float:
+    # fp32 summation order, exp2 in fp32 and the output's rounding to fp16 (2^-11) or bf16 (2^-8).
+    return 1e-3 if dtype == torch.float16 else 6e-3
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(
+    n_q=st.integers(1, 70),
+    n_k=st.integers(1, 100),
+    heads=st.sampled_from([(1, 1), (2, 1), (4, 2)]),
+    batch=st.integers(1, 2),
+    head_dim=st.sampled_from([96, 128]),
+    bf16=st.booleans(),
+    bnhd=st.booleans(),
+    causal=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+@example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, causal=False, seed=0)
+@example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, causal=True, seed=1)
+@example(n_q=70, n_k=20, heads=(2, 1), batch=1, head_dim=128, bf16=False, bnhd=False, causal=True, seed=2)
+def test_matches_its_emulation_and_the_pointer_kernel(
+    n_q, n_k, heads, batch, head_dim, bf16, bnhd, causal, seed
+):
+    """Ragged ends, GQA, strided V, head dim 96 padded to 128, bottom-right causal (blind rows zero).
+    K carries a common offset per channel, which smoothing must remove."""
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    g = torch.Generator().manual_seed(seed)
+    hq, hkv = heads
+    q = _randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
+    k = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    k = k + on_device((3.0 * torch.randn(head_dim, generator=g)).to(dtype))
+    v = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    k_before, v_before = k.clone(), v.clone()
+    out = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
+    assert torch.equal(k, k_before) and torch.equal(v, v_before), "inputs must not be modified"
+    assert out.shape == (batch, hq, n_q, head_dim) and out.is_contiguous() and out.dtype == dtype
+    assert not torch.isnan(out).any()
+    if causal and n_q > n_k:
+        assert torch.all(out[:, :, : n_q - n_k] == 0)
+    emu = emulate_sage_qk_int8(q, k, v, causal=causal)
+    assert rel_l2(out, emu) <= _emulation_tolerance(dtype)
+    pointer = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="pointer")
+    assert rel_l2(out, pointer) <= _emulation_tolerance(dtype)
+
+
+def test_q_quantizer_matches_the_reference_rounding():
+    """INT8 codes and scales of the Q launch are kernels.quant's per-token ones; padding is zero."""
+    g = torch.Generator().manual_seed(4)
+    q = _randn(g, 2, 3, 45, 96, scale=3.0)
+    q[0, 1, 7] = 0  # an all-zero row: codes 0, factor 0
+    q8, c = quantize_q(q, 32, 128, 0.5)
+    codes, scale = quantize_per_token_reference(q)
+    assert q8.shape == (6, 64, 128) and c.shape == (6, 64)
+    assert torch.equal(q8.view(2, 3, 64, 128)[:, :, :45, :96].cpu(), codes.to(torch.int8).cpu())
+    assert torch.all(q8.view(2, 3, 64, 128)[:, :, 45:] == 0) and torch.all(q8[..., 96:] == 0)
+    torch.testing.assert_close(c.view(2, 3, 64)[:, :, :45].cpu(), (scale.float() * 0.5).cpu(), rtol=0, atol=0)
+    assert c.view(2, 3, 64)[0, 1, 7] == 0
+
+
+def test_large_logits_pick_the_maximum_exactly():
+    """Logits around 1e9: the maximum is taken on the exact int32 dot, so each row is one-hot on its
+    maximum key with FP fusion on (the FMA bug of huge logits cannot occur)."""
+    g = torch.Generator().manual_seed(7)
+    q, k = _randn(g, 1, 1, 8, 128, scale=3e3), _randn(g, 1, 1, 40, 128, scale=3e3)
+    v = _randn(g, 1, 1, 40, 128)
+    out = flash_attention_sage_qk_int8(q, k, v, kernel="tma")
+    qd, kd, _ = sage_dequantized(q, k, v)
+    winner = (qd @ kd.transpose(-1, -2)).argmax(-1)
+    assert torch.equal(out, v[0, 0, winner[0, 0]].unsqueeze(0).unsqueeze(0))
+
+
+def sage_dequantized(q, k, v):
+    from kernels.emulation import dequantize_sage_qk_int8
+
+    return tuple(t.double() for t in dequantize_sage_qk_int8(q, k, v))
+
+
+def test_explicit_requests_never_fall_back():
+    g = torch.Generator().manual_seed(2)
+    q = _randn(g, 1, 2, 20, 64)
+    for empty in (q, q[:, :, :0]):  # an empty problem is no excuse for a bad argument
+        with pytest.raises(ValueError, match="'auto', 'pointer' or 'tma'"):
+            flash_attention_sage_qk_int8(empty, q, q, kernel="cuda")
+    with pytest.raises(ValueError, match=r"head dim.*kernel='tma'"):
+        flash_attention_sage_qk_int8(q, q, q, kernel="tma")
+    assert rel_l2(flash_attention_sage_qk_int8(q, q, q), attention_reference(q, q, q)) <= 2e-2
+
+
+def test_the_interpreter_never_prefers_the_tma_kernel():
+    t = on_device(torch.zeros(1, 1, 8, 128, dtype=torch.float16))
+    assert not prefer_tma_qk_int8(128, False, 1 << 20, t, t)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("block_d", "causal", "n_q", "expected"),
+    [(128, False, 1, True), (128, True, 16384, True), (128, True, 8192, False), (64, False, 16384, False)],
+)
+def test_gpu_dispatch_rule_follows_the_measurements(block_d, causal, n_q, expected):
+    t = torch.zeros(1, 1, 8, 128, dtype=torch.float16, device="cuda")
+    assert prefer_tma_qk_int8(block_d, causal, n_q, t) is (
+        expected and torch.cuda.get_device_capability()[0] == 9
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    ("n_q", "n_k", "heads", "dtype"),
+    [(4096, 4096, (4, 4), torch.float16), (300, 1000, (8, 2), torch.bfloat16)],
+)
+def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch):
+    """On sm_90 ``kernel="auto"`` runs the TMA kernel at head dim 128 (the launch is counted), within the
+    emulation's tolerance; elsewhere the forced kernel is refused by name."""
+    g = torch.Generator(device="cuda").manual_seed(n_k)
+    hq, hkv = heads
+    q = torch.randn(1, hq, n_q, 128, device="cuda", generator=g).to(dtype)
+    k, v = (torch.randn(1, hkv, n_k, 128, device="cuda", generator=g).to(dtype) for _ in range(2))
+    if torch.cuda.get_device_capability()[0] != 9:
+        with pytest.raises(ValueError, match="sm_90"):
+            flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
+        return
+    launches = []
+    real = sage.launch_sage_qk_int8_tma
+    monkeypatch.setattr(
+        sage, "launch_sage_qk_int8_tma", lambda *a, **kw: launches.append(1) or real(*a, **kw)
+    )
+    out = flash_attention_sage_qk_int8(q, k, v, causal=causal)
+    assert len(launches) == int(not causal or n_q >= 16384)
+    forced = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
+    assert len(launches) == 1 + int(not causal or n_q >= 16384)
+    emu = emulate_sage_qk_int8(q, k, v, causal=causal)
+    for o in (out, forced):
+        assert rel_l2(o, emu) <= _emulation_tolerance(dtype)
+    pointer = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="pointer")
+    assert rel_l2(forced, pointer) <= _emulation_tolerance(dtype)
