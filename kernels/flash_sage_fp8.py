@@ -573,13 +573,6 @@ def flash_attention_sage_qk_int8(
     """
     if kernel not in ("auto", "pointer", "tma"):
         raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
-    if kernel == "auto":
-        block_d = (
-            max(32, triton.next_power_of_2(q.size(-1))) if isinstance(q, torch.Tensor) and q.dim() else 0
-        )
-        tensors = (q, v) if isinstance(q, torch.Tensor) and isinstance(v, torch.Tensor) else ()
-        use_tma = config is None and bool(tensors) and prefer_tma_qk_int8(block_d, *tensors)
-        kernel = "tma" if use_tma else "pointer"
     return _attention(
         q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False, method="sage_qk_int8", config=config,
         kernel=kernel,

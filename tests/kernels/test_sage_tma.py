@@ -116,6 +116,30 @@ def test_explicit_requests_never_fall_back():
     assert rel_l2(flash_attention_sage_qk_int8(q, q, q), attention_reference(q, q, q)) <= 2e-2
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("preferred", [False, True])
+def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monkeypatch):
+    """``kernel="auto"`` calls :func:`prefer_tma_qk_int8` with the padded head dim, the causal flag, Nq and
+    the operands, and launches the kernel it names; an explicit ``config`` keeps the pointer kernel."""
+    asked, launched = [], []
+    monkeypatch.setattr(
+        sage,
+        "prefer_tma_qk_int8",
+        lambda block_d, causal, n_q, *t: asked.append((block_d, causal, n_q, len(t))) or preferred,
+    )
+    real = sage.launch_sage_qk_int8_tma
+    monkeypatch.setattr(
+        sage, "launch_sage_qk_int8_tma", lambda *a, **kw: launched.append(1) or real(*a, **kw)
+    )
+    g = torch.Generator().manual_seed(9)
+    q, k, v = _randn(g, 1, 2, 40, 96), _randn(g, 1, 1, 50, 96), _randn(g, 1, 1, 50, 96)
+    out = flash_attention_sage_qk_int8(q, k, v, causal=causal)
+    assert asked == [(128, causal, 40, 3)] and launched == ([1] if preferred else [])
+    assert rel_l2(out, emulate_sage_qk_int8(q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
+    flash_attention_sage_qk_int8(q, k, v, causal=causal, config=sage.config_for(96, 50, pv_fp8=False))
+    assert len(asked) == 1 and len(launched) == int(preferred)
+
+
 def test_the_interpreter_never_prefers_the_tma_kernel():
     t = on_device(torch.zeros(1, 1, 8, 128, dtype=torch.float16))
     assert not prefer_tma_qk_int8(128, False, 1 << 20, t, t)
