@@ -490,9 +490,7 @@ def _attention(
         return o
     cfg = config or config_for(shape.head_dim, shape.n_k, pv_fp8=pv_fp8)
     if kernel == "auto":
-        use_tma = (
-            not pv_fp8 and config is None and prefer_tma_qk_int8(cfg.block_d, causal, shape.n_q, q, v, o)
-        )
+        use_tma = not pv_fp8 and config is None and prefer_tma_qk_int8(cfg.block_d, causal, shape, q, v, o)
         kernel = "tma" if use_tma else "pointer"
     if kernel == "tma" and not interpreting() and not tma_eligible(q, v, o):
         raise ValueError(
@@ -514,16 +512,23 @@ def _attention(
     return o
 
 
-def prefer_tma_qk_int8(block_d: int, causal: bool, n_q: int, *tensors: torch.Tensor) -> bool:
-    """Whether ``sage_qk_int8`` takes the TMA kernel (``kernel="auto"``): on an sm_90 GPU with operands
-    TMA accepts, head dims padding to 128, where an H200 measured it faster
-    (docs/bench/bench_sage_tma_v13_h200.md): non-causal at every length (1.04x at 1k keys, 1.15x at
-    4k, 1.19x at 16k; 1.15x with 128 queries on 16k keys; head dim 96 1.27x); causal from 16k queries
-    (1.05x; 8k 1.00x, 4k 0.95x, 1k 0.84x: the causal kernel is not warp-specialized and pays Q's own
-    launch)."""
-    if interpreting() or block_d not in SAGE_TMA_BLOCK_D or (causal and n_q < 16384):
+def prefer_tma_qk_int8(block_d: int, causal: bool, shape, *tensors: torch.Tensor) -> bool:
+    """Whether ``sage_qk_int8`` takes the TMA kernel (``kernel="auto"``) for ``shape`` (an
+    :class:`~kernels._validate.AttentionShape`): on an sm_90 GPU with operands TMA accepts, head dims
+    padding to 128, where an H200 measured it faster (docs/bench/bench_sage_tma_v13_h200.md, perf.md v13).
+
+    Non-causal from 4k keys (1.15x at 4k, 1.19x at 16k, 1.15x with 128 queries on 16k keys; head dim 96
+    1.27x) or from 2^28 query-key pairs over the batch and heads (1.04x at B 16, H 32, 1k keys). Smaller
+    calls keep the pointer kernel: Q's own launch cost B 2, H 8, 1k keys 8 % (`lowbit check`). Causal
+    from 16k queries (1.05x; 8k 1.00x, 4k 0.95x, 1k 0.84x: the causal kernel is not warp-specialized).
+    """
+    if interpreting() or block_d not in SAGE_TMA_BLOCK_D:
         return False
-    return tma_eligible(*tensors)
+    if causal:
+        wanted = shape.n_q >= 16384
+    else:
+        wanted = shape.n_k >= 4096 or shape.batch * shape.heads_q * shape.n_q * shape.n_k >= 1 << 28
+    return wanted and tma_eligible(*tensors)
 
 
 def flash_attention_sage_fp8(

@@ -13,6 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import kernels.flash_sage_fp8 as sage
+from kernels._validate import AttentionShape
 from kernels.emulation import emulate_sage_qk_int8
 from kernels.flash_sage_fp8 import flash_attention_sage_qk_int8, prefer_tma_qk_int8
 from kernels.flash_sage_tma import quantize_q
@@ -125,7 +126,7 @@ def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monk
     monkeypatch.setattr(
         sage,
         "prefer_tma_qk_int8",
-        lambda block_d, causal, n_q, *t: asked.append((block_d, causal, n_q, len(t))) or preferred,
+        lambda block_d, causal, shape, *t: asked.append((block_d, causal, shape.n_q, len(t))) or preferred,
     )
     real = sage.launch_sage_qk_int8_tma
     monkeypatch.setattr(
@@ -142,19 +143,29 @@ def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monk
 
 def test_the_interpreter_never_prefers_the_tma_kernel():
     t = on_device(torch.zeros(1, 1, 8, 128, dtype=torch.float16))
-    assert not prefer_tma_qk_int8(128, False, 1 << 20, t, t)
+    assert not prefer_tma_qk_int8(128, False, _shape(1, 32, 16384, 16384), t, t)
+
+
+def _shape(batch, heads, n_q, n_k):
+    return AttentionShape(batch, heads, heads, n_q, n_k, 128, 128**-0.5)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(
-    ("block_d", "causal", "n_q", "expected"),
-    [(128, False, 1, True), (128, True, 16384, True), (128, True, 8192, False), (64, False, 16384, False)],
+    ("block_d", "causal", "shape", "expected"),
+    [
+        (128, False, _shape(8, 32, 1, 4096), True),
+        (128, False, _shape(16, 32, 1024, 1024), True),
+        (128, False, _shape(2, 8, 1024, 1024), False),
+        (128, True, _shape(1, 32, 16384, 16384), True),
+        (128, True, _shape(2, 32, 8192, 8192), False),
+        (64, False, _shape(1, 32, 16384, 16384), False),
+    ],
 )
-def test_gpu_dispatch_rule_follows_the_measurements(block_d, causal, n_q, expected):
+def test_gpu_dispatch_rule_follows_the_measurements(block_d, causal, shape, expected):
     t = torch.zeros(1, 1, 8, 128, dtype=torch.float16, device="cuda")
-    assert prefer_tma_qk_int8(block_d, causal, n_q, t) is (
-        expected and torch.cuda.get_device_capability()[0] == 9
-    )
+    hopper = torch.cuda.get_device_capability()[0] == 9
+    assert prefer_tma_qk_int8(block_d, causal, shape, t) is (expected and hopper)
 
 
 @pytest.mark.gpu
@@ -164,8 +175,9 @@ def test_gpu_dispatch_rule_follows_the_measurements(block_d, causal, n_q, expect
     [(4096, 4096, (4, 4), torch.float16), (300, 1000, (8, 2), torch.bfloat16)],
 )
 def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch):
-    """On sm_90 ``kernel="auto"`` runs the TMA kernel at head dim 128 (the launch is counted), within the
-    emulation's tolerance; elsewhere the forced kernel is refused by name."""
+    """On sm_90 ``kernel="auto"`` runs the TMA kernel where :func:`prefer_tma_qk_int8` says (the launches
+    are counted); the forced TMA kernel and auto are within the emulation's tolerance. Elsewhere the
+    forced kernel is refused by name."""
     g = torch.Generator(device="cuda").manual_seed(n_k)
     hq, hkv = heads
     q = torch.randn(1, hq, n_q, 128, device="cuda", generator=g).to(dtype)
@@ -180,9 +192,10 @@ def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch)
         sage, "launch_sage_qk_int8_tma", lambda *a, **kw: launches.append(1) or real(*a, **kw)
     )
     out = flash_attention_sage_qk_int8(q, k, v, causal=causal)
-    assert len(launches) == int(not causal or n_q >= 16384)
+    auto = prefer_tma_qk_int8(128, causal, _shape(1, hq, n_q, n_k), q)
+    assert len(launches) == int(auto)
     forced = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
-    assert len(launches) == 1 + int(not causal or n_q >= 16384)
+    assert len(launches) == 1 + int(auto)
     emu = emulate_sage_qk_int8(q, k, v, causal=causal)
     for o in (out, forced):
         assert rel_l2(o, emu) <= _emulation_tolerance(dtype)
