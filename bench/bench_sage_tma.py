@@ -1,14 +1,15 @@
-"""``sage_qk_int8``'s two kernels on Hopper: pointer loads vs TMA + warp specialization, in one run.
+"""The sage methods' two kernels on Hopper: pointer loads vs TMA + warp specialization, in one run.
 
     python bench/bench_sage_tma.py                              # GPU: hd 128, N 1k-16k, short queries
     python bench/bench_sage_tma.py --tiles s3=0,128,4,3         # also the TMA kernel with other tiles
     TRITON_INTERPRET=1 python bench/bench_sage_tma.py --tiny    # the same code paths on a CPU
 
-Times ``flash_attention_sage_qk_int8`` with ``kernel="pointer"``, ``kernel="tma"`` and ``kernel="auto"``
-(what callers get), each with its quantization, beside SDPA flash and cuDNN and the fp16 baseline; fp16
-inputs, do_bench medians, rel-L2 against FP32 on the first two heads. ``--tiles NAME=CAUSAL,BLOCK_M,
-WARPS,STAGES`` adds a row for the TMA kernel with those tiles (CAUSAL 0 or 1: which launches it
-replaces). Writes bench_sage_tma.json and bench_sage_tma.md under $OUT (or ./bench_sage_tma_out).
+Times ``flash_attention_sage_qk_int8`` and ``flash_attention_sage_fp8`` with ``kernel="pointer"``,
+``kernel="tma"`` and ``kernel="auto"`` (what callers get), each with its quantization, beside SDPA flash
+and cuDNN and the fp16 baseline; fp16 inputs, do_bench medians, rel-L2 against FP32 on the first two
+heads. ``--tiles NAME=CAUSAL,BLOCK_M,WARPS,STAGES`` adds a row per method for the TMA kernel with those
+tiles (CAUSAL 0 or 1: which launches it replaces).
+Writes bench_sage_tma.json and bench_sage_tma.md under $OUT (or ./bench_sage_tma_out).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     from kernels import flash_sage_tma
     from kernels.backend import interpreting
     from kernels.flash_fp16 import flash_attention_fp16
-    from kernels.flash_sage_fp8 import flash_attention_sage_qk_int8
+    from kernels.flash_sage_fp8 import flash_attention_sage_fp8, flash_attention_sage_qk_int8
     from kernels.reference import attention_reference
 
     interpret = interpreting()
@@ -101,16 +102,17 @@ def main(argv=None) -> int:
         # Bottom-right causal: query i sees keys up to i + Nk - Nq.
         pairs = sum(min(Nk, i + Nk - Nq + 1) for i in range(Nq)) if causal else Nq * Nk
         flops = 4 * B * Hq * pairs * D
+        methods = {"sage_qk_int8": flash_attention_sage_qk_int8, "sage_fp8": flash_attention_sage_fp8}
         fns = {
-            f"sage_qk_int8_{kernel}": functools.partial(
-                flash_attention_sage_qk_int8, q, k, v, causal=causal, kernel=kernel
-            )
+            f"{method}_{kernel}": functools.partial(fn, q, k, v, causal=causal, kernel=kernel)
+            for method, fn in methods.items()
             for kernel in KERNELS
         }
         for name, (tile_causal, tiles) in extra_tiles.items():
             if tile_causal == causal:
-                tma = functools.partial(flash_attention_sage_qk_int8, q, k, v, causal=causal, kernel="tma")
-                fns[f"sage_qk_int8_tma_{name}"] = with_tiles(causal, tiles, tma)
+                for method, fn in methods.items():
+                    tma = functools.partial(fn, q, k, v, causal=causal, kernel="tma")
+                    fns[f"{method}_tma_{name}"] = with_tiles(causal, tiles, tma)
         fns["fp16"] = functools.partial(flash_attention_fp16, q, k, v, causal=causal)
         if not interpret:
             fns |= sdpa_backends(q, k, v, causal and Nq == Nk, gqa=group > 1)
@@ -132,38 +134,33 @@ def main(argv=None) -> int:
 
 
 def to_markdown(rows: list[dict], header: str, extra: list[str]) -> str:
-    """TFLOPS-equivalent per shape; the TMA kernel and auto as ratios of the pointer kernel and cuDNN."""
+    """TFLOPS-equivalent per shape; each method's TMA kernel as a ratio of its pointer kernel."""
     shapes: dict[tuple, dict[str, dict]] = {}
     for r in rows:
         key = (r["B"], r["Hq"], r["Hkv"], r["Nq"], r["Nk"], r["D"], r["causal"])
         shapes.setdefault(key, {})[r["name"]] = r
-    names = [
-        "sdpa_flash",
-        "sdpa_cudnn",
-        "fp16",
-        "sage_qk_int8_pointer",
-        "sage_qk_int8_tma",
-        "sage_qk_int8_auto",
-    ]
-    names += [f"sage_qk_int8_tma_{e}" for e in extra]
-    heads = ["SDPA flash", "SDPA cuDNN", "fp16", "pointer", "TMA", "auto", *extra]
+    names, heads = ["sdpa_flash", "sdpa_cudnn", "fp16"], ["SDPA flash", "SDPA cuDNN", "fp16"]
+    for method, short in (("sage_qk_int8", "qk_int8"), ("sage_fp8", "fp8")):
+        names += [f"{method}_{k}" for k in (*KERNELS, *(f"tma_{e}" for e in extra))]
+        heads += [f"{short} {k}" for k in (*KERNELS, *(f"tma {e}" for e in extra))]
     lines = [
         header,
         "",
         "| B | Hq:Hkv | Nq | Nk | D | causal | "
         + " | ".join(heads)
-        + " | TMA / pointer | auto / cuDNN | rel-L2 auto |",
-        "|" + "---|" * (6 + len(heads) + 3),
+        + " | qk_int8 TMA / pointer | fp8 TMA / pointer | qk_int8 auto / cuDNN | rel-L2 qk_int8 / fp8 |",
+        "|" + "---|" * (6 + len(heads) + 4),
     ]
     nan = {"tflops": float("nan"), "rel_l2": float("nan")}
     for (B, Hq, Hkv, Nq, Nk, D, causal), by in shapes.items():
         t = {name: by.get(name, nan)["tflops"] for name in names}
         cells = " | ".join(f"{t[n]:.0f}" for n in names)
+        rel = [by.get(f"{m}_auto", nan)["rel_l2"] for m in ("sage_qk_int8", "sage_fp8")]
         lines.append(
             f"| {B} | {Hq}:{Hkv} | {Nq} | {Nk} | {D} | {causal} | {cells} | "
             f"{t['sage_qk_int8_tma'] / t['sage_qk_int8_pointer']:.2f}x | "
-            f"{t['sage_qk_int8_auto'] / t['sdpa_cudnn']:.2f}x | "
-            f"{by.get('sage_qk_int8_auto', nan)['rel_l2']:.1e} |"
+            f"{t['sage_fp8_tma'] / t['sage_fp8_pointer']:.2f}x | "
+            f"{t['sage_qk_int8_auto'] / t['sdpa_cudnn']:.2f}x | {rel[0]:.1e} / {rel[1]:.1e} |"
         )
     return "\n".join(lines) + "\n"
 

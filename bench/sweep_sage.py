@@ -197,10 +197,10 @@ def tma_kernel_only(q, k, v, causal):
     sage_tma._ensure_allocator()
 
     def kern():
-        sage_tma._sage_qk_int8_tma_kernel[grid](
-            q8, c, qkv.k8, qkv.k_scale, v, o, v.stride(0), v.stride(1), v.stride(2),
+        sage_tma._sage_tma_kernel[grid](
+            q8, c, qkv.k8, qkv.k_scale, v, qkv.k_scale, o, v.stride(0), v.stride(1), v.stride(2),
             shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, qkv.k8.size(2), shape.head_dim,
-            num_m, MASK=shape.n_k % cfg.block_n != 0, CAUSAL=causal, UPCAST=False,
+            num_m, MASK=shape.n_k % cfg.block_n != 0, CAUSAL=causal, UPCAST=False, PV_FP8=False, FP8=False,
             BLOCK_M=tiles.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
             num_warps=tiles.num_warps, num_stages=tiles.num_stages,
         )  # fmt: skip
@@ -288,7 +288,7 @@ def sweep(report, D, N, pv_fp8, B=1, H=32, tiles=TILES, stages_list=(2, 3, 4), t
 
 def ptx_report(report):
     found = []
-    for kern in (sage._sage_fp8_kernel, sage._quantize_kv_kernel, sage_tma._sage_qk_int8_tma_kernel):
+    for kern in (sage._sage_fp8_kernel, sage._quantize_kv_kernel, sage_tma._sage_tma_kernel):
         caches = getattr(kern, "device_caches", {})
         for dev_cache in caches.values():
             cache = dev_cache[0] if isinstance(dev_cache, tuple) else dev_cache

@@ -2,10 +2,10 @@
 
     python bench/tma_compile_check.py [--json FILE]
 
-For each shipped tile of ``kernels/flash_fp16_tma.py`` (causal or not, per head dim) and of
-``sage_qk_int8``'s TMA kernel (``kernels/flash_sage_tma.py``, head dim 128, fp16 and bf16) this compiles
-the kernel with Triton's bundled ptxas and reports: whether the loop was really warp
-specialized (``setmaxnreg`` in the PTX: Triton 3.6 drops the specialization silently when the loop
+For each shipped tile of ``kernels/flash_fp16_tma.py`` (causal or not, per head dim) and of the sage
+methods' TMA kernel (``kernels/flash_sage_tma.py``: ``sage_qk_int8`` and ``sage_fp8``, head dim 128,
+fp16 and bf16) this compiles the kernel with Triton's bundled ptxas and reports: whether the loop was
+really warp specialized (``setmaxnreg`` in the PTX: Triton 3.6 drops the specialization silently when the loop
 body grows a branch), the wgmma and TMA instruction counts, registers, spill stack and shared memory.
 Exits 1 when a non-causal variant lost its warp specialization, a causal one gained it (it miscompiles
 the causal mask on the GPU, docs/perf.md v7), any variant spills, or shared memory exceeds Hopper's
@@ -68,28 +68,26 @@ def compile_variant(causal: bool, block_d: int, ragged: bool) -> dict:
     } | row
 
 
-def compile_sage_variant(causal: bool, ragged: bool, dtype: str) -> dict:
-    """``sage_qk_int8``'s TMA kernel at head dim 128 (K scales per 128 keys, as on the GPU)."""
+def compile_sage_variant(causal: bool, ragged: bool, dtype: str, pv_fp8: bool = False) -> dict:
+    """The sage methods' TMA kernel at head dim 128 (K scales per 128 keys, as on the GPU):
+    ``sage_qk_int8`` (V in ``dtype``) or, with ``pv_fp8``, ``sage_fp8`` (e4m3 V^T)."""
     from kernels import flash_sage_tma as sage_tma
 
     tiles = sage_tma.SAGE_TMA_TILES[causal]
-    signature = {"Q8": "*i8", "QC": "*fp32", "K8": "*i8", "KS": "*fp32", "V": f"*{dtype}", "O": f"*{dtype}"}
-    signature |= {n: "i32" for n in SAGE_INTS}
+    v_type = "*fp8e4nv" if pv_fp8 else f"*{dtype}"
+    signature = {"Q8": "*i8", "QC": "*fp32", "K8": "*i8", "KS": "*fp32", "V": v_type, "VS": "*fp32"}
+    signature |= {"O": f"*{dtype}"} | {n: "i32" for n in SAGE_INTS}
     constexprs = dict(
-        MASK=int(ragged), CAUSAL=causal, UPCAST=False, BLOCK_M=tiles.block_m, BLOCK_N=128, BLOCK_D=128
-    )
-    aligned = ("Q8", "QC", "K8", "KS", "V", "O", "stride_vb", "stride_vh", "stride_vn")
+        MASK=int(ragged), CAUSAL=causal, UPCAST=False, PV_FP8=pv_fp8, FP8=pv_fp8,
+        BLOCK_M=tiles.block_m, BLOCK_N=128, BLOCK_D=128,
+    )  # fmt: skip
+    aligned = ("Q8", "QC", "K8", "KS", "V", "VS", "O", "stride_vb", "stride_vh", "stride_vn")
     row = _compile(
-        sage_tma._sage_qk_int8_tma_kernel, signature, constexprs, aligned, tiles.num_warps, tiles.num_stages
+        sage_tma._sage_tma_kernel, signature, constexprs, aligned, tiles.num_warps, tiles.num_stages
     )
     tile = [tiles.block_m, 128, tiles.num_warps, tiles.num_stages]
-    return {
-        "kernel": f"sage_qk_int8 {dtype}",
-        "causal": causal,
-        "head_dim": 128,
-        "ragged": ragged,
-        "tile": tile,
-    } | row
+    name = f"sage_fp8 {dtype}" if pv_fp8 else f"sage_qk_int8 {dtype}"
+    return {"kernel": name, "causal": causal, "head_dim": 128, "ragged": ragged, "tile": tile} | row
 
 
 def _compile(fn, signature: dict, constexprs: dict, aligned, warps: int, stages: int) -> dict:
@@ -161,7 +159,8 @@ def main(argv=None) -> int:
         for ragged in ((False,) if causal else (False, True))
     ]
     variants += [
-        functools.partial(compile_sage_variant, causal, ragged, dtype)
+        functools.partial(compile_sage_variant, causal, ragged, dtype, pv_fp8)
+        for pv_fp8 in (False, True)
         for causal in (False, True)
         for ragged in ((False,) if causal else (False, True))
         for dtype in ("fp16", "bf16")

@@ -26,9 +26,9 @@ and the V channel absmax). Rows that see no key (bottom-right causal with Nq > N
 
 CPU interpreter: Triton 3.6's interpreter mis-rounds fp8 casts (a mantissa carry into the next binade
 is dropped), so under ``TRITON_INTERPRET=1`` the same kernels round P and V to the e4m3 grid in fp32
-arithmetic (:func:`_round_e4m3`, round to nearest even, saturating at 448), V is stored as fp16 (every
-e4m3 value is exact in fp16) and the P·V dot runs in fp32. The operands are the same values the GPU's
-FP8 MMA multiplies; only the cast instruction differs.
+arithmetic (:func:`kernels.fp8_round.round_e4m3_fp32`, round to nearest even, saturating at 448), V is
+stored as fp16 (every e4m3 value is exact in fp16) and the P·V dot runs in fp32. The operands are the
+same values the GPU's FP8 MMA multiplies; only the cast instruction differs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, check_attention_inputs, interpreting, upcast_dots
 from kernels.flash_fp16_tma import tma_eligible
-from kernels.flash_sage_tma import SAGE_TMA_BLOCK_D, launch_sage_qk_int8_tma
+from kernels.flash_sage_tma import SAGE_TMA_BLOCK_D, launch_sage_tma
+from kernels.fp8_round import round_e4m3_fp32
 from kernels.launch import LOG2E, grid_for, make_output, program_block
 
 FP8_MAX = 448.0
@@ -99,24 +100,6 @@ def config_for(head_dim: int, n_k: int, *, pv_fp8: bool = True, interpret: bool 
         if fp8 == pv_fp8 and d == block_d and n_k <= bound:
             return SageConfig(bm, bn, block_d, warps, stages, two)
     raise ValueError(f"head dim: expected one of {', '.join(map(str, HEAD_DIMS))}, got {head_dim}")
-
-
-@triton.jit
-def _round_e4m3(x):
-    """Round fp32 ``x`` to the nearest e4m3 value (ties to even, saturating at ±448), in fp32.
-
-    Used only in the CPU interpreter (see the module docstring). An e4m3 number has 3 mantissa bits and
-    exponents down to -6 (subnormals below, in steps of 2^-9): the quantum is 2^(max(e, -6) - 3).
-    """
-    a = tl.abs(x)
-    e = ((a.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
-    e = tl.maximum(e, -6)
-    quantum = ((e - 3 + 127) << 23).to(tl.float32, bitcast=True)
-    y = a / quantum
-    # Adding and removing 1.5 * 2^23 rounds to an integer, ties to even, in fp32 (|y| < 16 here).
-    r = (y + 12582912.0) - 12582912.0
-    r = tl.minimum(r * quantum, 448.0)
-    return tl.where(x < 0, -r, r)
 
 
 @triton.jit
@@ -189,7 +172,7 @@ def _quantize_kv_kernel(
         if FP8:
             tl.store(vt_ptrs, vq.to(tl.float8e4nv))
         else:
-            tl.store(vt_ptrs, _round_e4m3(vq).to(tl.float16))
+            tl.store(vt_ptrs, round_e4m3_fp32(vq).to(tl.float16))
 
 
 @triton.jit
@@ -260,7 +243,7 @@ def _sage_fp8_inner(
             if FP8:
                 p_op = p.to(tl.float8e4nv)
             else:
-                p_op = _round_e4m3(p)
+                p_op = round_e4m3_fp32(p)
                 v = v.to(tl.float32)
         else:
             # The caller's V in its own dtype; padded keys are not in memory, so the ragged end is masked.
@@ -489,13 +472,16 @@ def _attention(
     if done:
         return o
     cfg = config or config_for(shape.head_dim, shape.n_k, pv_fp8=pv_fp8)
+    # The TMA kernel reads V (sage_qk_int8: the caller's; sage_fp8: quantize_kv's V^T) and writes O by
+    # TMA; Q goes through its own quantizer's pointer loads, so its strides are free.
+    tma_operands = (o,) if pv_fp8 else (v, o)
     if kernel == "auto":
-        use_tma = not pv_fp8 and config is None and prefer_tma_qk_int8(cfg.block_d, causal, shape, q, v, o)
+        use_tma = config is None and prefer_tma_sage(pv_fp8, cfg.block_d, causal, shape, *tma_operands)
         kernel = "tma" if use_tma else "pointer"
-    if kernel == "tma" and not interpreting() and not tma_eligible(q, v, o):
+    if kernel == "tma" and not interpreting() and not tma_eligible(*tma_operands):
         raise ValueError(
-            "q, v: expected tensors on an sm_90 GPU with 16-byte aligned data pointers and strides "
-            f"(kernel='tma'), got {q.device} with strides {q.stride()}, {v.stride()}"
+            "kernel='tma': expected an sm_90 GPU and a V with 16-byte aligned data pointer and strides, "
+            f"got {v.device} with V strides {v.stride()}"
         )
     if kernel == "tma" and cfg.block_d not in SAGE_TMA_BLOCK_D:
         raise ValueError(
@@ -504,31 +490,44 @@ def _attention(
         )
     qkv = quantize_kv(k, v, cfg, quant_v=pv_fp8)
     if kernel == "tma":
-        launch_sage_qk_int8_tma(
-            q, v, qkv.k8, qkv.k_scale, o, shape, block_n=cfg.block_n, block_d=cfg.block_d, causal=causal
-        )
+        launch_sage_tma(
+            q, qkv.v_t if pv_fp8 else v, qkv.k8, qkv.k_scale, qkv.v_scale, o, shape,
+            block_n=cfg.block_n, block_d=cfg.block_d, causal=causal,
+        )  # fmt: skip
     else:
         launch_attention(q, v, qkv, o, shape, causal=causal, cfg=cfg, pv_fp8=pv_fp8)
     return o
 
 
-def prefer_tma_qk_int8(block_d: int, causal: bool, shape, *tensors: torch.Tensor) -> bool:
-    """Whether ``sage_qk_int8`` takes the TMA kernel (``kernel="auto"``) for ``shape`` (an
-    :class:`~kernels._validate.AttentionShape`): on an sm_90 GPU with operands TMA accepts, head dims
-    padding to 128, where an H200 measured it faster (docs/bench/bench_sage_tma_v13_h200.md, perf.md v13).
+def prefer_tma_sage(pv_fp8: bool, block_d: int, causal: bool, shape, *tensors: torch.Tensor) -> bool:
+    """Whether ``sage_qk_int8`` (``pv_fp8`` False) or ``sage_fp8`` takes the TMA kernel (``kernel="auto"``)
+    for ``shape`` (an :class:`~kernels._validate.AttentionShape`): on an sm_90 GPU with operands TMA
+    accepts, head dims padding to 128, where an H200 measured it faster (perf.md v13).
 
-    Non-causal from 4k keys (1.15x at 4k, 1.19x at 16k, 1.15x with 128 queries on 16k keys; head dim 96
-    1.27x) or from 2^28 query-key pairs over the batch and heads (1.04x at B 16, H 32, 1k keys). Smaller
-    calls keep the pointer kernel: Q's own launch cost B 2, H 8, 1k keys 8 % (`lowbit check`). Causal
-    from 16k queries (1.05x; 8k 1.00x, 4k 0.95x, 1k 0.84x: the causal kernel is not warp-specialized).
+    ``sage_qk_int8`` (docs/bench/bench_sage_tma_v13_h200.md): non-causal from 4k keys (1.15x at 4k,
+    1.19x at 16k, 1.15x with 128 queries on 16k keys; head dim 96 1.27x) or from 2^28 query-key pairs
+    over the batch and heads (1.04x at B 16, H 32, 1k keys). Smaller calls keep the pointer kernel: Q's
+    own launch cost B 2, H 8, 1k keys 8 % (`lowbit check`). Causal from 16k queries (1.05x; 8k 1.00x,
+    4k 0.95x, 1k 0.84x: the causal kernel is not warp-specialized).
+
+    ``sage_fp8`` (docs/bench/bench_sage_tma_fp8_v13_h200.md): non-causal from 16k queries and 16k keys
+    (1.04x, head dim 96 1.05x); its pointer kernel stays ahead elsewhere (4k 0.95x, 1k 0.86x, 128
+    queries on 16k keys 0.98x, causal 0.83-0.89x).
     """
     if interpreting() or block_d not in SAGE_TMA_BLOCK_D:
         return False
-    if causal:
+    if pv_fp8:
+        wanted = not causal and shape.n_q >= 16384 and shape.n_k >= 16384
+    elif causal:
         wanted = shape.n_q >= 16384
     else:
         wanted = shape.n_k >= 4096 or shape.batch * shape.heads_q * shape.n_q * shape.n_k >= 1 << 28
     return wanted and tma_eligible(*tensors)
+
+
+def _check_kernel(kernel) -> None:
+    if kernel not in ("auto", "pointer", "tma"):
+        raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
 
 
 def flash_attention_sage_fp8(
@@ -539,6 +538,7 @@ def flash_attention_sage_fp8(
     causal: bool = False,
     sm_scale: float | None = None,
     config: SageConfig | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """INT8 Q·K^T (per-token Q, per-block K after smoothing) and FP8 e4m3 P·V (per-channel V scales).
 
@@ -547,11 +547,14 @@ def flash_attention_sage_fp8(
     in the kernel; K one fp32 scale per ``BLOCK_N`` keys of K minus its per-head mean; V one fp32 scale
     per (b, h, d), ``amax / 448``; P is ``p · 256`` rounded to e4m3. Quantization is part of the call
     (two torch reductions and one Triton launch before the attention kernel). ``config`` overrides the
-    tile choice (for sweeps). Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype.
+    tile choice (for sweeps). Returns a contiguous (B, Hq, Nq, D) tensor in q's dtype. ``kernel``: as
+    for :func:`flash_attention_sage_qk_int8` (the TMA kernel reads quantize_kv's V^T).
     """
+    _check_kernel(kernel)
     return _attention(
-        q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=True, method="sage_fp8", config=config
-    )
+        q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=True, method="sage_fp8", config=config,
+        kernel=kernel,
+    )  # fmt: skip
 
 
 def flash_attention_sage_qk_int8(
@@ -574,10 +577,9 @@ def flash_attention_sage_qk_int8(
     Hopper kernel of :mod:`kernels.flash_sage_tma` (Q quantized by a launch of its own, TMA loads, warp
     specialized when not causal; same numerics), a ValueError where it cannot run (not sm_90, operands
     TMA refuses, head dims other than 96/128); the CPU interpreter runs both. ``"auto"`` takes the TMA
-    kernel where :func:`prefer_tma_qk_int8` says so and no ``config`` is given.
+    kernel where :func:`prefer_tma_sage` says so and no ``config`` is given.
     """
-    if kernel not in ("auto", "pointer", "tma"):
-        raise ValueError(f"kernel: expected 'auto', 'pointer' or 'tma', got {kernel!r}")
+    _check_kernel(kernel)
     return _attention(
         q, k, v, causal=causal, sm_scale=sm_scale, pv_fp8=False, method="sage_qk_int8", config=config,
         kernel=kernel,

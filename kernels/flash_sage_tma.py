@@ -1,7 +1,8 @@
-"""``sage_qk_int8`` on Hopper: the same method with TMA descriptors and warp specialization.
+"""``sage_qk_int8`` and ``sage_fp8`` on Hopper: the same methods with TMA descriptors and warp specialization.
 
 Same numerics as the pointer kernel of :mod:`kernels.flash_sage_fp8` (INT8 Q·K^T with per-token Q and
-per-block K scales, P·V in q's dtype, fp32 accumulation), so the same float64 emulation judges both.
+per-block K scales; P·V in q's dtype with fp32 accumulation, or in e4m3 against V^T with per-channel V
+scales and two-level accumulation), so the same float64 emulations judge both.
 What changes is how it runs:
 
 * Q is quantized by a launch of its own (:func:`quantize_q`), with the rounding the pointer kernel's
@@ -32,6 +33,7 @@ import triton.language as tl
 
 from kernels._validate import interpreting, upcast_dots
 from kernels.flash_fp16_tma import _ensure_allocator
+from kernels.fp8_round import round_e4m3_fp32
 from kernels.launch import LOG2E, grid_for, program_block
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
@@ -98,7 +100,8 @@ def _quantize_q_kernel(
 @triton.jit
 def _sage_tma_block(
     acc, l_i, m_i, q8, c_row, dk, dv, KS, start_n, offs_m, offs_n, Nq, Nk,
-    MASK: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASK: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr, PV_FP8: tl.constexpr,
+    FP8: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
     k = dk.load([start_n, 0])
@@ -125,27 +128,40 @@ def _sage_tma_block(
     if MASK != 0:
         x = tl.where(raw > _RAW_MASKED, x, float("-inf"))
     p = tl.math.exp2(x)
-    p_op = p.to(P_DTYPE)
-    if p_op.dtype == tl.bfloat16:
-        # bf16: the denominator sums the P that multiplies V, so its 8-bit rounding cancels.
-        l_i = l_i * alpha + tl.sum(p_op.to(tl.float32), axis=1)
-    else:
+    if PV_FP8:
+        # sage_fp8: P (p · 256) rounded to e4m3 against V^T's e4m3 tile (keys contiguous: transposed it
+        # is the K-major operand Hopper's FP8 MMA needs); the denominator sums P unrounded. Each block's
+        # MMA sum is added to the fp32 accumulator (two-level; the FP8 MMA accumulator keeps ~22 bits).
         l_i = l_i * alpha + tl.sum(p, axis=1)
-    v = dv.load([start_n, 0])
-    if UPCAST:
-        p_op = p_op.to(tl.float32)
-        v = v.to(tl.float32)
-    acc = tl.dot(p_op, v, acc * alpha[:, None])
+        v = dv.load([0, start_n]).T
+        if FP8:
+            p_op = p.to(tl.float8e4nv)
+        else:
+            p_op = round_e4m3_fp32(p)
+            v = v.to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p_op, v)
+    else:
+        p_op = p.to(P_DTYPE)
+        if p_op.dtype == tl.bfloat16:
+            # bf16: the denominator sums the P that multiplies V, so its 8-bit rounding cancels.
+            l_i = l_i * alpha + tl.sum(p_op.to(tl.float32), axis=1)
+        else:
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = dv.load([start_n, 0])
+        if UPCAST:
+            p_op = p_op.to(tl.float32)
+            v = v.to(tl.float32)
+        acc = tl.dot(p_op, v, acc * alpha[:, None])
     return acc, l_i, m_new
 
 
 @triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
-def _sage_qk_int8_tma_kernel(
-    Q8, QC, K8, KS, V, O,
+def _sage_tma_kernel(
+    Q8, QC, K8, KS, V, VS, O,
     stride_vb, stride_vh, stride_vn,
     Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, NUM_M_BLOCKS,
-    MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
+    FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     Hkv = Hq // GROUP
@@ -166,12 +182,21 @@ def _sage_qk_int8_tma_kernel(
         strides=[BLOCK_D, 1],
         block_shape=[BLOCK_N, BLOCK_D],
     )
-    dv = tl.make_tensor_descriptor(
-        V + b * stride_vb + (h // GROUP) * stride_vh,
-        shape=[Nk, D],
-        strides=[stride_vn, 1],
-        block_shape=[BLOCK_N, BLOCK_D],
-    )
+    if PV_FP8:
+        # V^T quantized by kernels.flash_sage_fp8.quantize_kv: (BLOCK_D, NK_PAD) per head, zero padded.
+        dv = tl.make_tensor_descriptor(
+            V + bh_kv * BLOCK_D * NK_PAD,
+            shape=[BLOCK_D, NK_PAD],
+            strides=[NK_PAD, 1],
+            block_shape=[BLOCK_D, BLOCK_N],
+        )
+    else:
+        dv = tl.make_tensor_descriptor(
+            V + b * stride_vb + (h // GROUP) * stride_vh,
+            shape=[Nk, D],
+            strides=[stride_vn, 1],
+            block_shape=[BLOCK_N, BLOCK_D],
+        )
     do = tl.make_tensor_descriptor(
         O + bh * Nq * D, shape=[Nq, D], strides=[D, 1], block_shape=[BLOCK_M, BLOCK_D]
     )
@@ -191,12 +216,12 @@ def _sage_qk_int8_tma_kernel(
         for start_n in tl.range(0, full, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 0, UPCAST,
-                p_dtype, BLOCK_N,
+                p_dtype, PV_FP8, FP8, BLOCK_N,
             )  # fmt: skip
         for start_n in tl.range(full, hi, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 2, UPCAST,
-                p_dtype, BLOCK_N,
+                p_dtype, PV_FP8, FP8, BLOCK_N,
             )  # fmt: skip
     else:
         # One loop, no branch in it: Triton 3.6 warp-specializes one loop per kernel. MASK masks the
@@ -204,10 +229,18 @@ def _sage_qk_int8_tma_kernel(
         for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, MASK, UPCAST,
-                p_dtype, BLOCK_N,
+                p_dtype, PV_FP8, FP8, BLOCK_N,
             )  # fmt: skip
 
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)
+    if PV_FP8:
+        # V's per-channel scales (amax / 448) multiply each column; P's factor 256 cancels in 1 / l.
+        dvs = tl.make_tensor_descriptor(
+            VS + bh_kv * BLOCK_D, shape=[BLOCK_D], strides=[1], block_shape=[BLOCK_D]
+        )
+        out = acc * (dvs.load([0])[None, :] * inv_l[:, None])
+    else:
+        out = acc * inv_l[:, None]
     do.store([start_m, 0], out.to(O.dtype.element_ty))
 
 
@@ -232,25 +265,33 @@ def quantize_q(
     return q8, c
 
 
-def launch_sage_qk_int8_tma(
-    q, v, k8: torch.Tensor, k_scale: torch.Tensor, o, shape, *, block_n: int, block_d: int, causal: bool
-) -> None:
-    """Quantize Q and launch the TMA kernel on K already quantized by
-    :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per scale (``k8`` (B, Hkv,
-    Nk_pad, block_d), ``k_scale`` (B, Hkv, Nk_pad / block_n)); ``v`` and ``o`` must pass
-    :func:`kernels.flash_fp16_tma.tma_eligible` on a GPU."""
+def launch_sage_tma(
+    q, v, k8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor | None, o, shape, *,
+    block_n: int, block_d: int, causal: bool,
+) -> None:  # fmt: skip
+    """Quantize Q and launch the TMA kernel on K (and V) already quantized by
+    :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per K scale: ``k8`` (B, Hkv, Nk_pad,
+    block_d) int8, ``k_scale`` (B, Hkv, Nk_pad / block_n) fp32.
+
+    ``v_scale`` None: ``sage_qk_int8``, ``v`` is the caller's (B, Hkv, Nk, D) V in q's dtype and must
+    pass :func:`kernels.flash_fp16_tma.tma_eligible` on a GPU. Else ``sage_fp8``: ``v`` is quantize_kv's
+    V^T (B, Hkv, block_d, Nk_pad), e4m3 (fp16 holding e4m3 values in the interpreter), and ``v_scale``
+    (B, Hkv, block_d) fp32. ``o`` is a contiguous (B, Hq, Nq, D) output."""
     _ensure_allocator()
     tiles = tiles_for(causal, interpreting())
     qk_scale = shape.sm_scale * LOG2E
     q8, c = quantize_q(q, tiles.block_m, block_d, qk_scale)
     grid, num_m = grid_for(shape, tiles.block_m)
-    _sage_qk_int8_tma_kernel[grid](
-        q8, c, k8, k_scale, v, o,
+    pv_fp8 = v_scale is not None
+    _sage_tma_kernel[grid](
+        q8, c, k8, k_scale, v, v_scale if pv_fp8 else k_scale, o,
         v.stride(0), v.stride(1), v.stride(2),
         shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim, num_m,
         MASK=shape.n_k % block_n != 0,
         CAUSAL=causal,
         UPCAST=upcast_dots(q),
+        PV_FP8=pv_fp8,
+        FP8=pv_fp8 and not interpreting(),
         BLOCK_M=tiles.block_m,
         BLOCK_N=block_n,
         BLOCK_D=block_d,

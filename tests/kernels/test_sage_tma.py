@@ -1,4 +1,4 @@
-"""``sage_qk_int8``'s Hopper kernel (kernels/flash_sage_tma.py): TMA loads, warp specialization.
+"""The sage methods' Hopper kernel (kernels/flash_sage_tma.py): TMA loads, warp specialization.
 
 The CPU interpreter runs the same kernel code (descriptors included; warp specialization is a compiler
 pass with no effect there), judged against the method's float64 emulation and the pointer kernel; the
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import kernels.flash_sage_fp8 as sage
 from kernels._validate import AttentionShape
-from kernels.emulation import emulate_sage_qk_int8
-from kernels.flash_sage_fp8 import flash_attention_sage_qk_int8, prefer_tma_qk_int8
+from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8
+from kernels.flash_sage_fp8 import flash_attention_sage_fp8, flash_attention_sage_qk_int8, prefer_tma_sage
 from kernels.flash_sage_tma import quantize_q
 from kernels.quant import quantize_per_token_reference
 from kernels.reference import attention_reference
@@ -74,6 +74,37 @@ def test_matches_its_emulation_and_the_pointer_kernel(
     assert rel_l2(out, pointer) <= _emulation_tolerance(dtype)
 
 
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(
+    n_q=st.integers(1, 70),
+    n_k=st.integers(1, 100),
+    heads=st.sampled_from([(1, 1), (2, 1), (4, 2)]),
+    head_dim=st.sampled_from([96, 128]),
+    bf16=st.booleans(),
+    causal=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+@example(n_q=70, n_k=33, heads=(2, 1), head_dim=96, bf16=False, causal=True, seed=3)
+def test_sage_fp8_matches_its_emulation_and_the_pointer_kernel(n_q, n_k, heads, head_dim, bf16, causal, seed):
+    """``sage_fp8`` on the TMA kernel: V^T's e4m3 tiles by descriptor, P rounded to e4m3 on the
+    interpreter's exact grid, V's channel scales in the epilogue."""
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    g = torch.Generator().manual_seed(seed)
+    hq, hkv = heads
+    q = _randn(g, 1, hq, n_q, head_dim, dtype=dtype)
+    k, v = (
+        _randn(g, 1, hkv, n_k, head_dim, dtype=dtype),
+        _randn(g, 1, hkv, n_k, head_dim, dtype=dtype, scale=4.0),
+    )
+    out = flash_attention_sage_fp8(q, k, v, causal=causal, kernel="tma")
+    assert out.shape == q.shape and out.dtype == dtype and not torch.isnan(out).any()
+    if causal and n_q > n_k:
+        assert torch.all(out[:, :, : n_q - n_k] == 0)
+    assert rel_l2(out, emulate_sage_fp8(q, k, v, causal=causal)) <= _emulation_tolerance(dtype)
+    pointer = flash_attention_sage_fp8(q, k, v, causal=causal, kernel="pointer")
+    assert rel_l2(out, pointer) <= _emulation_tolerance(dtype)
+
+
 def test_q_quantizer_matches_the_reference_rounding():
     """INT8 codes and scales of the Q launch are kernels.quant's per-token ones; padding is zero."""
     g = torch.Generator().manual_seed(4)
@@ -120,22 +151,22 @@ def test_explicit_requests_never_fall_back():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("preferred", [False, True])
 def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monkeypatch):
-    """``kernel="auto"`` calls :func:`prefer_tma_qk_int8` with the padded head dim, the causal flag, Nq and
+    """``kernel="auto"`` calls :func:`prefer_tma_sage` with the padded head dim, the causal flag, Nq and
     the operands, and launches the kernel it names; an explicit ``config`` keeps the pointer kernel."""
     asked, launched = [], []
     monkeypatch.setattr(
         sage,
-        "prefer_tma_qk_int8",
-        lambda block_d, causal, shape, *t: asked.append((block_d, causal, shape.n_q, len(t))) or preferred,
+        "prefer_tma_sage",
+        lambda pv_fp8, block_d, causal, shape, *t: (
+            asked.append((pv_fp8, block_d, causal, shape.n_q, len(t))) or preferred
+        ),
     )
-    real = sage.launch_sage_qk_int8_tma
-    monkeypatch.setattr(
-        sage, "launch_sage_qk_int8_tma", lambda *a, **kw: launched.append(1) or real(*a, **kw)
-    )
+    real = sage.launch_sage_tma
+    monkeypatch.setattr(sage, "launch_sage_tma", lambda *a, **kw: launched.append(1) or real(*a, **kw))
     g = torch.Generator().manual_seed(9)
     q, k, v = _randn(g, 1, 2, 40, 96), _randn(g, 1, 1, 50, 96), _randn(g, 1, 1, 50, 96)
     out = flash_attention_sage_qk_int8(q, k, v, causal=causal)
-    assert asked == [(128, causal, 40, 3)] and launched == ([1] if preferred else [])
+    assert asked == [(False, 128, causal, 40, 2)] and launched == ([1] if preferred else [])
     assert rel_l2(out, emulate_sage_qk_int8(q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
     flash_attention_sage_qk_int8(q, k, v, causal=causal, config=sage.config_for(96, 50, pv_fp8=False))
     assert len(asked) == 1 and len(launched) == int(preferred)
@@ -143,7 +174,7 @@ def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monk
 
 def test_the_interpreter_never_prefers_the_tma_kernel():
     t = on_device(torch.zeros(1, 1, 8, 128, dtype=torch.float16))
-    assert not prefer_tma_qk_int8(128, False, _shape(1, 32, 16384, 16384), t, t)
+    assert not prefer_tma_sage(False, 128, False, _shape(1, 32, 16384, 16384), t, t)
 
 
 def _shape(batch, heads, n_q, n_k):
@@ -165,7 +196,23 @@ def _shape(batch, heads, n_q, n_k):
 def test_gpu_dispatch_rule_follows_the_measurements(block_d, causal, shape, expected):
     t = torch.zeros(1, 1, 8, 128, dtype=torch.float16, device="cuda")
     hopper = torch.cuda.get_device_capability()[0] == 9
-    assert prefer_tma_qk_int8(block_d, causal, shape, t) is (expected and hopper)
+    assert prefer_tma_sage(False, block_d, causal, shape, t) is (expected and hopper)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("causal", "shape", "expected"),
+    [
+        (False, _shape(1, 32, 16384, 16384), True),
+        (True, _shape(1, 32, 16384, 16384), False),
+        (False, _shape(4, 32, 4096, 4096), False),
+        (False, _shape(1, 32, 128, 16384), False),
+    ],
+)
+def test_gpu_sage_fp8_dispatch_rule_follows_the_measurements(causal, shape, expected):
+    t = torch.zeros(1, 1, 8, 128, dtype=torch.float16, device="cuda")
+    hopper = torch.cuda.get_device_capability()[0] == 9
+    assert prefer_tma_sage(True, 128, causal, shape, t) is (expected and hopper)
 
 
 @pytest.mark.gpu
@@ -175,7 +222,7 @@ def test_gpu_dispatch_rule_follows_the_measurements(block_d, causal, shape, expe
     [(4096, 4096, (4, 4), torch.float16), (300, 1000, (8, 2), torch.bfloat16)],
 )
 def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch):
-    """On sm_90 ``kernel="auto"`` runs the TMA kernel where :func:`prefer_tma_qk_int8` says (the launches
+    """On sm_90 ``kernel="auto"`` runs the TMA kernel where :func:`prefer_tma_sage` says (the launches
     are counted); the forced TMA kernel and auto are within the emulation's tolerance. Elsewhere the
     forced kernel is refused by name."""
     g = torch.Generator(device="cuda").manual_seed(n_k)
@@ -187,12 +234,10 @@ def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch)
             flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
         return
     launches = []
-    real = sage.launch_sage_qk_int8_tma
-    monkeypatch.setattr(
-        sage, "launch_sage_qk_int8_tma", lambda *a, **kw: launches.append(1) or real(*a, **kw)
-    )
+    real = sage.launch_sage_tma
+    monkeypatch.setattr(sage, "launch_sage_tma", lambda *a, **kw: launches.append(1) or real(*a, **kw))
     out = flash_attention_sage_qk_int8(q, k, v, causal=causal)
-    auto = prefer_tma_qk_int8(128, causal, _shape(1, hq, n_q, n_k), q)
+    auto = prefer_tma_sage(False, 128, causal, _shape(1, hq, n_q, n_k), q)
     assert len(launches) == int(auto)
     forced = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
     assert len(launches) == 1 + int(auto)
@@ -201,3 +246,31 @@ def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch)
         assert rel_l2(o, emu) <= _emulation_tolerance(dtype)
     pointer = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="pointer")
     assert rel_l2(forced, pointer) <= _emulation_tolerance(dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("n_q", "n_k", "heads", "dtype", "causal"),
+    [
+        (4096, 4096, (4, 2), torch.float16, False),
+        (300, 1000, (8, 2), torch.bfloat16, True),
+        (777, 1500, (2, 2), torch.float16, False),
+    ],
+)
+def test_gpu_sage_fp8_tma_matches_its_emulation(n_q, n_k, heads, dtype, causal):
+    """The hardware e4m3 casts and FP8 MMA (two-level) against the float64 emulation, as the pointer
+    kernel is held (tests/kernels/test_sage_fp8.py)."""
+    g = torch.Generator(device="cuda").manual_seed(n_q + n_k)
+    hq, hkv = heads
+    q = torch.randn(1, hq, n_q, 128, device="cuda", generator=g).to(dtype)
+    k, v = (torch.randn(1, hkv, n_k, 128, device="cuda", generator=g).to(dtype) for _ in range(2))
+    if torch.cuda.get_device_capability()[0] != 9:
+        with pytest.raises(ValueError, match="sm_90"):
+            flash_attention_sage_fp8(q, k, v, causal=causal, kernel="tma")
+        return
+    out = flash_attention_sage_fp8(q, k, v, causal=causal, kernel="tma")
+    assert rel_l2(out, emulate_sage_fp8(q, k, v, causal=causal)) <= (
+        2e-3 if dtype == torch.float16 else 1.5e-2
+    )
+    pointer = flash_attention_sage_fp8(q, k, v, causal=causal, kernel="pointer")
+    assert rel_l2(out, pointer) <= (2e-3 if dtype == torch.float16 else 1.5e-2)
