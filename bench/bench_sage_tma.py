@@ -7,8 +7,8 @@
 Times ``flash_attention_sage_qk_int8`` and ``flash_attention_sage_fp8`` with ``kernel="pointer"``,
 ``kernel="tma"`` and ``kernel="auto"`` (what callers get), each with its quantization, beside SDPA flash
 and cuDNN and the fp16 baseline; fp16 inputs, do_bench medians, rel-L2 against FP32 on the first two
-heads. ``--tiles NAME=CAUSAL,BLOCK_M,WARPS,STAGES`` adds a row per method for the TMA kernel with those
-tiles (CAUSAL 0 or 1: which launches it replaces).
+heads. ``--tiles NAME=CAUSAL,BLOCK_M,WARPS,STAGES[,BLOCK_N]`` adds a row per method for the TMA kernel
+with those tiles (CAUSAL 0 or 1: which launches it replaces; BLOCK_N divides the K-scale block).
 Writes bench_sage_tma.json and bench_sage_tma.md under $OUT (or ./bench_sage_tma_out).
 """
 
@@ -39,23 +39,29 @@ TINY_SHAPES = ((1, 2, 2, 64, 64, 128, False), (1, 2, 1, 70, 90, 96, True))
 KERNELS = ("pointer", "tma", "auto")
 
 
-def parse_tiles(specs: list[str]) -> dict[str, tuple[bool, tuple[int, int, int]]]:
-    """``NAME=CAUSAL,BLOCK_M,WARPS,STAGES`` -> {name: (causal, (block_m, warps, stages))}."""
+def parse_tiles(specs: list[str]) -> dict[str, tuple[bool, tuple[int, ...]]]:
+    """``NAME=CAUSAL,BLOCK_M,WARPS,STAGES[,BLOCK_N]`` -> {name: (causal, (block_m, warps, stages[, block_n]))}
+    (the tiles of :class:`kernels.flash_sage_tma.SageTmaTiles`)."""
     out = {}
     for spec in specs:
         name, _, values = spec.partition("=")
         parts = values.split(",")
-        if not name or len(parts) != 4 or not all(p.strip().isdigit() for p in parts) or parts[0] not in "01":
-            raise SystemExit(f"--tiles: expected NAME=CAUSAL(0|1),BLOCK_M,WARPS,STAGES, got {spec!r}")
-        causal, block_m, warps, stages = (int(p) for p in parts)
-        out[name] = (bool(causal), (block_m, warps, stages))
+        ok = len(parts) in (4, 5) and all(p.strip().isdigit() for p in parts) and parts[0] in ("0", "1")
+        if not name or not ok:
+            raise SystemExit(
+                f"--tiles: expected NAME=CAUSAL(0|1),BLOCK_M,WARPS,STAGES[,BLOCK_N], got {spec!r}"
+            )
+        causal, *tiles = (int(p) for p in parts)
+        out[name] = (bool(causal), tuple(tiles))
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (CPU interpreter)")
-    parser.add_argument("--tiles", action="append", default=[], metavar="NAME=CAUSAL,BLOCK_M,WARPS,STAGES")
+    parser.add_argument(
+        "--tiles", action="append", default=[], metavar="NAME=CAUSAL,BLOCK_M,WARPS,STAGES[,BLOCK_N]"
+    )
     args = parser.parse_args(argv)
     extra_tiles = parse_tiles(args.tiles)
 
@@ -111,6 +117,8 @@ def main(argv=None) -> int:
         for name, (tile_causal, tiles) in extra_tiles.items():
             if tile_causal == causal:
                 for method, fn in methods.items():
+                    if method == "sage_fp8" and len(tiles) == 4:
+                        continue  # its key step is its K-scale block (kernels.flash_sage_tma)
                     tma = functools.partial(fn, q, k, v, causal=causal, kernel="tma")
                     fns[f"{method}_tma_{name}"] = with_tiles(causal, tiles, tma)
         fns["fp16"] = functools.partial(flash_attention_fp16, q, k, v, causal=causal)

@@ -201,7 +201,7 @@ def tma_kernel_only(q, k, v, causal):
             q8, c, qkv.k8, qkv.k_scale, v, qkv.k_scale, o, v.stride(0), v.stride(1), v.stride(2),
             shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, qkv.k8.size(2), shape.head_dim,
             num_m, MASK=shape.n_k % cfg.block_n != 0, CAUSAL=causal, UPCAST=False, PV_FP8=False, FP8=False,
-            BLOCK_M=tiles.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
+            BLOCK_M=tiles.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d, K_BLOCK=cfg.block_n,
             num_warps=tiles.num_warps, num_stages=tiles.num_stages,
         )  # fmt: skip
 

@@ -79,13 +79,13 @@ def compile_sage_variant(causal: bool, ragged: bool, dtype: str, pv_fp8: bool = 
     signature |= {"O": f"*{dtype}"} | {n: "i32" for n in SAGE_INTS}
     constexprs = dict(
         MASK=int(ragged), CAUSAL=causal, UPCAST=False, PV_FP8=pv_fp8, FP8=pv_fp8,
-        BLOCK_M=tiles.block_m, BLOCK_N=128, BLOCK_D=128,
+        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n or 128, BLOCK_D=128, K_BLOCK=128,
     )  # fmt: skip
     aligned = ("Q8", "QC", "K8", "KS", "V", "VS", "O", "stride_vb", "stride_vh", "stride_vn")
     row = _compile(
         sage_tma._sage_tma_kernel, signature, constexprs, aligned, tiles.num_warps, tiles.num_stages
     )
-    tile = [tiles.block_m, 128, tiles.num_warps, tiles.num_stages]
+    tile = [tiles.block_m, tiles.block_n or 128, tiles.num_warps, tiles.num_stages]
     name = f"sage_fp8 {dtype}" if pv_fp8 else f"sage_qk_int8 {dtype}"
     return {"kernel": name, "causal": causal, "head_dim": 128, "ragged": ragged, "tile": tile} | row
 

@@ -45,6 +45,9 @@ class SageTmaTiles:
     block_m: int
     num_warps: int
     num_stages: int
+    # Keys per loop step; None: the K-scale block (a step must not straddle two K scales; sage_fp8's
+    # must be the block).
+    block_n: int | None = None
 
 
 # Per causal: (BLOCK_M, num_warps, num_stages); BLOCK_N is the K-scale block of the method's config
@@ -101,7 +104,7 @@ def _quantize_q_kernel(
 def _sage_tma_block(
     acc, l_i, m_i, q8, c_row, dk, dv, KS, start_n, offs_m, offs_n, Nq, Nk,
     MASK: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr, PV_FP8: tl.constexpr,
-    FP8: tl.constexpr, BLOCK_N: tl.constexpr,
+    FP8: tl.constexpr, BLOCK_N: tl.constexpr, K_BLOCK: tl.constexpr,
 ):  # fmt: skip
     # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
     k = dk.load([start_n, 0])
@@ -112,7 +115,7 @@ def _sage_tma_block(
         cols = start_n + offs_n
         valid = (cols[None, :] < Nk) & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
         raw = tl.where(valid, raw, _RAW_MASKED)
-    c = c_row * tl.load(KS + start_n // BLOCK_N)
+    c = c_row * tl.load(KS + start_n // K_BLOCK)
     mr = tl.max(raw, axis=1)
     bmax = mr.to(tl.float32) * c
     if MASK != 0:
@@ -162,6 +165,7 @@ def _sage_tma_kernel(
     Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, NUM_M_BLOCKS,
     MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
     FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    K_BLOCK: tl.constexpr,
 ):  # fmt: skip
     bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
     Hkv = Hq // GROUP
@@ -200,7 +204,7 @@ def _sage_tma_kernel(
     do = tl.make_tensor_descriptor(
         O + bh * Nq * D, shape=[Nq, D], strides=[D, 1], block_shape=[BLOCK_M, BLOCK_D]
     )
-    ks = KS + bh_kv * (NK_PAD // BLOCK_N)
+    ks = KS + bh_kv * (NK_PAD // K_BLOCK)
     q8 = dq.load([start_m, 0])
     c_row = dc.load([start_m])
 
@@ -216,12 +220,12 @@ def _sage_tma_kernel(
         for start_n in tl.range(0, full, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 0, UPCAST,
-                p_dtype, PV_FP8, FP8, BLOCK_N,
+                p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
         for start_n in tl.range(full, hi, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 2, UPCAST,
-                p_dtype, PV_FP8, FP8, BLOCK_N,
+                p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
     else:
         # One loop, no branch in it: Triton 3.6 warp-specializes one loop per kernel. MASK masks the
@@ -229,7 +233,7 @@ def _sage_tma_kernel(
         for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, MASK, UPCAST,
-                p_dtype, PV_FP8, FP8, BLOCK_N,
+                p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
 
     inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)
@@ -283,18 +287,29 @@ def launch_sage_tma(
     q8, c = quantize_q(q, tiles.block_m, block_d, qk_scale)
     grid, num_m = grid_for(shape, tiles.block_m)
     pv_fp8 = v_scale is not None
+    step = tiles.block_n or block_n
+    if block_n % step or (pv_fp8 and step != block_n):
+        # sage_fp8 rounds P to e4m3 against the running maximum of each step, as its emulation does per
+        # K-scale block; a shorter step moves that maximum and the roundings (1e-2 in the interpreter).
+        want = (
+            f"the K-scale block {block_n} (sage_fp8)"
+            if pv_fp8
+            else f"a divisor of the K-scale block {block_n}"
+        )
+        raise ValueError(f"tiles.block_n: expected {want}, got {step}")
     _sage_tma_kernel[grid](
         q8, c, k8, k_scale, v, v_scale if pv_fp8 else k_scale, o,
         v.stride(0), v.stride(1), v.stride(2),
         shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim, num_m,
-        MASK=shape.n_k % block_n != 0,
+        MASK=shape.n_k % step != 0,
         CAUSAL=causal,
         UPCAST=upcast_dots(q),
         PV_FP8=pv_fp8,
         FP8=pv_fp8 and not interpreting(),
         BLOCK_M=tiles.block_m,
-        BLOCK_N=block_n,
+        BLOCK_N=step,
         BLOCK_D=block_d,
+        K_BLOCK=block_n,
         num_warps=tiles.num_warps,
         num_stages=tiles.num_stages,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import kernels.flash_sage_fp8 as sage
+import kernels.flash_sage_tma as sage_tma
 from kernels._validate import AttentionShape
 from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8
 from kernels.flash_sage_fp8 import flash_attention_sage_fp8, flash_attention_sage_qk_int8, prefer_tma_sage
@@ -274,3 +275,19 @@ def test_gpu_sage_fp8_tma_matches_its_emulation(n_q, n_k, heads, dtype, causal):
     )
     pointer = flash_attention_sage_fp8(q, k, v, causal=causal, kernel="pointer")
     assert rel_l2(out, pointer) <= (2e-3 if dtype == torch.float16 else 1.5e-2)
+
+
+def test_key_steps_shorter_than_the_k_scale_block(monkeypatch):
+    """``sage_qk_int8``: a loop step of half the K-scale block (tiles.block_n) reads each block's scale
+    twice, same method. ``sage_fp8`` refuses it: its e4m3 P follows the running maximum of each step."""
+    monkeypatch.setattr(sage_tma, "tiles_for", lambda causal, interpret: sage_tma.SageTmaTiles(32, 4, 1, 16))
+    g = torch.Generator().manual_seed(11)
+    q, k, v = _randn(g, 1, 2, 40, 128), _randn(g, 1, 1, 77, 128), _randn(g, 1, 1, 77, 128)
+    for causal in (False, True):
+        out = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
+        assert rel_l2(out, emulate_sage_qk_int8(q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
+    with pytest.raises(ValueError, match=r"the K-scale block 32 \(sage_fp8\), got 16"):
+        flash_attention_sage_fp8(q, k, v, kernel="tma")
+    monkeypatch.setattr(sage_tma, "tiles_for", lambda causal, interpret: sage_tma.SageTmaTiles(32, 4, 1, 64))
+    with pytest.raises(ValueError, match="a divisor of the K-scale block 32, got 64"):
+        flash_attention_sage_qk_int8(q, k, v, kernel="tma")
