@@ -479,10 +479,10 @@ def _attention(
         use_tma = config is None and prefer_tma_sage(pv_fp8, cfg.block_d, causal, shape, *tma_operands)
         kernel = "tma" if use_tma else "pointer"
     if kernel == "tma" and not interpreting() and not tma_eligible(*tma_operands):
-        raise ValueError(
-            "kernel='tma': expected an sm_90 GPU and a V with 16-byte aligned data pointer and strides, "
-            f"got {v.device} with V strides {v.stride()}"
+        want = (
+            "an sm_90 GPU" if pv_fp8 else "an sm_90 GPU and a V with 16-byte aligned data pointer and strides"
         )
+        raise ValueError(f"kernel='tma': expected {want}, got {v.device} with V strides {v.stride()}")
     if kernel == "tma" and cfg.block_d not in SAGE_TMA_BLOCK_D:
         raise ValueError(
             f"head dim: kernel='tma' runs head dims padding to {SAGE_TMA_BLOCK_D} (96, 128), "
