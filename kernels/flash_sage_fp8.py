@@ -44,6 +44,7 @@ from kernels.flash_fp16_tma import tma_eligible
 from kernels.flash_sage_tma import SAGE_TMA_BLOCK_D, launch_sage_tma
 from kernels.fp8_round import round_e4m3_fp32
 from kernels.launch import LOG2E, grid_for, make_output, program_block
+from kernels.quant import round_per_token_int8
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
@@ -323,16 +324,8 @@ def _sage_fp8_kernel(
         mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
         other=0.0,
     ).to(tl.float32)
-    qmax = tl.max(tl.abs(q), axis=1)
-    qinv = tl.where(
-        qmax > 0,
-        tl.math.div_rn(tl.full(qmax.shape, 127.0, tl.float32), tl.where(qmax > 0, qmax, 1.0)),
-        0.0,
-    )
-    qq = q * qinv[:, None]
-    qq = tl.where(qq >= 0, tl.floor(qq + 0.5), -tl.floor(-qq + 0.5))
-    q8 = tl.minimum(tl.maximum(qq, -127.0), 127.0).to(tl.int8)
-    c_row = tl.math.div_rn(qmax, tl.full(qmax.shape, 127.0, tl.float32)) * qk_scale
+    q8, q_scale = round_per_token_int8(q)
+    c_row = q_scale * qk_scale
 
     k_base = K8 + bh_kv * NK_PAD * BLOCK_D
     ks_base = KS + bh_kv * (NK_PAD // BLOCK_N)

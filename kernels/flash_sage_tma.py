@@ -35,6 +35,7 @@ from kernels._validate import interpreting, upcast_dots
 from kernels.flash_fp16_tma import _ensure_allocator
 from kernels.fp8_round import round_e4m3_fp32
 from kernels.launch import LOG2E, grid_for, program_block
+from kernels.quant import round_per_token_int8
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
 _RAW_MASKED = tl.constexpr(-(2**30))
@@ -86,18 +87,9 @@ def _quantize_q_kernel(
         mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
         other=0.0,
     ).to(tl.float32)
-    qmax = tl.max(tl.abs(q), axis=1)
-    qinv = tl.where(
-        qmax > 0,
-        tl.math.div_rn(tl.full(qmax.shape, 127.0, tl.float32), tl.where(qmax > 0, qmax, 1.0)),
-        0.0,
-    )
-    qq = q * qinv[:, None]
-    qq = tl.where(qq >= 0, tl.floor(qq + 0.5), -tl.floor(-qq + 0.5))
-    q8 = tl.minimum(tl.maximum(qq, -127.0), 127.0).to(tl.int8)
+    q8, q_scale = round_per_token_int8(q)
     tl.store(Q8 + (bh * NQ_PAD + offs_m[:, None]) * BLOCK_D + offs_d[None, :], q8)
-    c_row = tl.math.div_rn(qmax, tl.full(qmax.shape, 127.0, tl.float32)) * qk_scale
-    tl.store(QC + bh * NQ_PAD + offs_m, c_row)
+    tl.store(QC + bh * NQ_PAD + offs_m, q_scale * qk_scale)
 
 
 @triton.jit

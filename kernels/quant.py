@@ -29,6 +29,23 @@ QMAX = 127.0
 
 
 @triton.jit
+def round_per_token_int8(x):
+    """Symmetric INT8 per row of the fp32 tile ``x``: ``(codes, scale)``, int8 codes and fp32
+    ``amax / 127`` with ``x ≈ codes * scale[:, None]``. The rounding every per-token INT8 quantizer of
+    the kernels shares (this module's launch, and the sage kernels' Q)."""
+    amax = tl.max(tl.abs(x), axis=1)
+    # Guard: an all-zero row gets scale 0 and multiplier 0, so it quantizes to zeros (no 0/0).
+    inv = tl.where(
+        amax > 0, tl.math.div_rn(tl.full(amax.shape, 127.0, tl.float32), tl.where(amax > 0, amax, 1.0)), 0.0
+    )
+    q = x * inv[:, None]
+    # Round half away from zero, then clamp (|q| <= 127 already holds up to rounding of inv).
+    q = tl.where(q >= 0, tl.floor(q + 0.5), -tl.floor(-q + 0.5))
+    q = tl.minimum(tl.maximum(q, -127.0), 127.0)
+    return q.to(tl.int8), tl.math.div_rn(amax, tl.full(amax.shape, 127.0, tl.float32))
+
+
+@triton.jit
 def _quantize_per_token_kernel(
     X,
     C,
@@ -60,20 +77,10 @@ def _quantize_per_token_kernel(
     if HAS_CENTER:
         c = tl.load(C + bh * D + offs_d, mask=offs_d < D, other=0.0)
         x = tl.where(mask, x - c[None, :], 0.0)
-    amax = tl.max(tl.abs(x), axis=1)
-    # Guard: an all-zero token gets scale 0 and multiplier 0, so it quantizes to zeros (no 0/0).
-    inv = tl.where(
-        amax > 0, tl.math.div_rn(tl.full(amax.shape, 127.0, tl.float32), tl.where(amax > 0, amax, 1.0)), 0.0
-    )
-    q = x * inv[:, None]
-    # Round half away from zero, then clamp (|q| <= 127 already holds up to rounding of inv).
-    q = tl.where(q >= 0, tl.floor(q + 0.5), -tl.floor(-q + 0.5))
-    q = tl.minimum(tl.maximum(q, -127.0), 127.0)
+    q, scale = round_per_token_int8(x)
     y_ptrs = Y + bh * N * D + offs_t[:, None].to(tl.int64) * D + offs_d[None, :]
-    tl.store(y_ptrs, q.to(tl.int8), mask=mask)
-    tl.store(
-        S + bh * N + offs_t, tl.math.div_rn(amax, tl.full(amax.shape, 127.0, tl.float32)), mask=offs_t < N
-    )
+    tl.store(y_ptrs, q, mask=mask)
+    tl.store(S + bh * N + offs_t, scale, mask=offs_t < N)
 
 
 @triton.jit

@@ -62,6 +62,15 @@ def on_device(t: torch.Tensor) -> torch.Tensor:
     return t.to(DEVICE)
 
 
+def seeded_randn(g, *shape, dtype=torch.float16, scale=1.0, bnhd=False) -> torch.Tensor:
+    """N(0, scale^2) values of ``shape`` from the CPU generator ``g``, in ``dtype``, on the test device.
+    ``bnhd``: stored as (B, N, H, D) and seen as (B, H, N, D), head and token strides swapped."""
+    if bnhd:
+        b, h, n, d = shape
+        return on_device((torch.randn(b, n, h, d, generator=g) * scale).to(dtype)).transpose(1, 2)
+    return on_device((torch.randn(*shape, generator=g) * scale).to(dtype))
+
+
 def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
     """The harness's relative L2 (NaN/Inf output gives inf, so it never passes a budget)."""
     return error_metrics(out, ref.double())["rel_l2"]

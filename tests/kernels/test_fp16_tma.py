@@ -15,14 +15,7 @@ import kernels.flash_fp16 as fp16_module
 from kernels.flash_fp16 import flash_attention_fp16
 from kernels.flash_fp16_tma import TMA_HEAD_DIMS, flash_attention_fp16_tma, prefer_tma, tma_eligible
 from kernels.reference import attention_reference
-from tests.kernels.cases import on_device, rel_l2
-
-
-def _randn(g, *shape, dtype=torch.float16, scale=1.0, bnhd=False):
-    if bnhd:  # (B, N, H, D) storage seen as (B, H, N, D): head and token strides swapped
-        b, h, n, d = shape
-        return on_device((torch.randn(b, n, h, d, generator=g) * scale).to(dtype)).transpose(1, 2)
-    return on_device((torch.randn(*shape, generator=g) * scale).to(dtype))
+from tests.kernels.cases import on_device, rel_l2, seeded_randn
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -46,9 +39,9 @@ def test_matches_fp32_and_the_pointer_kernel(n_q, n_k, heads, batch, head_dim, b
     dtype = torch.bfloat16 if bf16 else torch.float16
     g = torch.Generator().manual_seed(seed)
     hq, hkv = heads
-    q = _randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
-    k = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
-    v = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    q = seeded_randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
+    k = seeded_randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    v = seeded_randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
     out = flash_attention_fp16_tma(q, k, v, causal=causal)
     ref = attention_reference(q, k, v, causal=causal)
     assert out.shape == (batch, hq, n_q, head_dim) and out.is_contiguous()
@@ -67,7 +60,7 @@ def test_rows_of_weights_sum_to_one_within_the_rounding_of_p(dtype, ulp):
     """V = 1: the denominator sums P before its rounding to the input dtype, the numerator the rounded P,
     so a row gives 1 within one rounding of P (the pointer kernel gives exactly 1 for bf16)."""
     g = torch.Generator().manual_seed(3)
-    q, k = _randn(g, 1, 4, 37, 64, dtype=dtype), _randn(g, 1, 2, 70, 64, dtype=dtype)
+    q, k = seeded_randn(g, 1, 4, 37, 64, dtype=dtype), seeded_randn(g, 1, 2, 70, 64, dtype=dtype)
     out = flash_attention_fp16_tma(q, k, torch.ones_like(k))
     assert (out.double() - 1).abs().max() <= ulp
 
@@ -76,8 +69,8 @@ def test_large_logits_pick_the_maximum_exactly():
     """Logits around 3e9: the maximum is kept in raw dot units, so its weight is exactly 1 with FP fusion
     on, and every row is one-hot on its max key (as in the pointer kernel)."""
     g = torch.Generator().manual_seed(7)
-    q, k = _randn(g, 1, 1, 8, 64, scale=6e3), _randn(g, 1, 1, 40, 64, scale=6e3)
-    v = _randn(g, 1, 1, 40, 64)
+    q, k = seeded_randn(g, 1, 1, 8, 64, scale=6e3), seeded_randn(g, 1, 1, 40, 64, scale=6e3)
+    v = seeded_randn(g, 1, 1, 40, 64)
     out = flash_attention_fp16_tma(q, k, v)
     winner = (q.double() @ k.double().transpose(-1, -2)).argmax(-1)
     assert torch.equal(out, v[0, 0, winner[0, 0]].unsqueeze(0).unsqueeze(0))
@@ -146,7 +139,7 @@ def test_gpu_fp16_dispatches_to_tma_and_falls_back_only_on_layout(causal, monkey
 
 def test_explicit_kernel_requests_never_fall_back():
     g = torch.Generator().manual_seed(2)
-    q = _randn(g, 1, 2, 20, 64)
+    q = seeded_randn(g, 1, 2, 20, 64)
     for empty in (q, q[:, :, :0]):  # an empty problem is no excuse for a bad argument
         with pytest.raises(ValueError, match="'auto', 'pointer' or 'tma'"):
             flash_attention_fp16(empty, q, q, kernel="cuda")

@@ -20,14 +20,7 @@ from kernels.flash_sage_fp8 import flash_attention_sage_fp8, flash_attention_sag
 from kernels.flash_sage_tma import quantize_q
 from kernels.quant import quantize_per_token_reference
 from kernels.reference import attention_reference
-from tests.kernels.cases import on_device, rel_l2
-
-
-def _randn(g, *shape, dtype=torch.float16, scale=1.0, bnhd=False):
-    if bnhd:  # (B, N, H, D) storage seen as (B, H, N, D): head and token strides swapped
-        b, h, n, d = shape
-        return on_device((torch.randn(b, n, h, d, generator=g) * scale).to(dtype)).transpose(1, 2)
-    return on_device((torch.randn(*shape, generator=g) * scale).to(dtype))
+from tests.kernels.cases import on_device, rel_l2, seeded_randn
 
 
 def _emulation_tolerance(dtype: torch.dtype) -> float:
@@ -58,10 +51,10 @@ def test_matches_its_emulation_and_the_pointer_kernel(
     dtype = torch.bfloat16 if bf16 else torch.float16
     g = torch.Generator().manual_seed(seed)
     hq, hkv = heads
-    q = _randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
-    k = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    q = seeded_randn(g, batch, hq, n_q, head_dim, dtype=dtype, bnhd=bnhd)
+    k = seeded_randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
     k = k + on_device((3.0 * torch.randn(head_dim, generator=g)).to(dtype))
-    v = _randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
+    v = seeded_randn(g, batch, hkv, n_k, head_dim, dtype=dtype, bnhd=bnhd)
     k_before, v_before = k.clone(), v.clone()
     out = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
     assert torch.equal(k, k_before) and torch.equal(v, v_before), "inputs must not be modified"
@@ -92,10 +85,10 @@ def test_sage_fp8_matches_its_emulation_and_the_pointer_kernel(n_q, n_k, heads, 
     dtype = torch.bfloat16 if bf16 else torch.float16
     g = torch.Generator().manual_seed(seed)
     hq, hkv = heads
-    q = _randn(g, 1, hq, n_q, head_dim, dtype=dtype)
+    q = seeded_randn(g, 1, hq, n_q, head_dim, dtype=dtype)
     k, v = (
-        _randn(g, 1, hkv, n_k, head_dim, dtype=dtype),
-        _randn(g, 1, hkv, n_k, head_dim, dtype=dtype, scale=4.0),
+        seeded_randn(g, 1, hkv, n_k, head_dim, dtype=dtype),
+        seeded_randn(g, 1, hkv, n_k, head_dim, dtype=dtype, scale=4.0),
     )
     out = flash_attention_sage_fp8(q, k, v, causal=causal, kernel="tma")
     assert out.shape == q.shape and out.dtype == dtype and not torch.isnan(out).any()
@@ -109,7 +102,7 @@ def test_sage_fp8_matches_its_emulation_and_the_pointer_kernel(n_q, n_k, heads, 
 def test_q_quantizer_matches_the_reference_rounding():
     """INT8 codes and scales of the Q launch are kernels.quant's per-token ones; padding is zero."""
     g = torch.Generator().manual_seed(4)
-    q = _randn(g, 2, 3, 45, 96, scale=3.0)
+    q = seeded_randn(g, 2, 3, 45, 96, scale=3.0)
     q[0, 1, 7] = 0  # an all-zero row: codes 0, factor 0
     q8, c = quantize_q(q, 32, 128, 0.5)
     codes, scale = quantize_per_token_reference(q)
@@ -124,8 +117,8 @@ def test_large_logits_pick_the_maximum_exactly():
     """Logits around 1e9: the maximum is taken on the exact int32 dot, so each row is one-hot on its
     maximum key with FP fusion on (the FMA bug of huge logits cannot occur)."""
     g = torch.Generator().manual_seed(7)
-    q, k = _randn(g, 1, 1, 8, 128, scale=3e3), _randn(g, 1, 1, 40, 128, scale=3e3)
-    v = _randn(g, 1, 1, 40, 128)
+    q, k = seeded_randn(g, 1, 1, 8, 128, scale=3e3), seeded_randn(g, 1, 1, 40, 128, scale=3e3)
+    v = seeded_randn(g, 1, 1, 40, 128)
     out = flash_attention_sage_qk_int8(q, k, v, kernel="tma")
     qd, kd, _ = sage_dequantized(q, k, v)
     winner = (qd @ kd.transpose(-1, -2)).argmax(-1)
@@ -140,7 +133,7 @@ def sage_dequantized(q, k, v):
 
 def test_explicit_requests_never_fall_back():
     g = torch.Generator().manual_seed(2)
-    q = _randn(g, 1, 2, 20, 64)
+    q = seeded_randn(g, 1, 2, 20, 64)
     for empty in (q, q[:, :, :0]):  # an empty problem is no excuse for a bad argument
         with pytest.raises(ValueError, match="'auto', 'pointer' or 'tma'"):
             flash_attention_sage_qk_int8(empty, q, q, kernel="cuda")
@@ -165,7 +158,7 @@ def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monk
     real = sage.launch_sage_tma
     monkeypatch.setattr(sage, "launch_sage_tma", lambda *a, **kw: launched.append(1) or real(*a, **kw))
     g = torch.Generator().manual_seed(9)
-    q, k, v = _randn(g, 1, 2, 40, 96), _randn(g, 1, 1, 50, 96), _randn(g, 1, 1, 50, 96)
+    q, k, v = seeded_randn(g, 1, 2, 40, 96), seeded_randn(g, 1, 1, 50, 96), seeded_randn(g, 1, 1, 50, 96)
     out = flash_attention_sage_qk_int8(q, k, v, causal=causal)
     assert asked == [(False, 128, causal, 40, 2)] and launched == ([1] if preferred else [])
     assert rel_l2(out, emulate_sage_qk_int8(q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
@@ -216,6 +209,14 @@ def test_gpu_sage_fp8_dispatch_rule_follows_the_measurements(causal, shape, expe
     assert prefer_tma_sage(True, 128, causal, shape, t) is (expected and hopper)
 
 
+def _gpu_inputs(seed, hq, hkv, n_q, n_k, dtype):
+    """Fresh N(0, 1) q, k, v at head dim 128 from a CUDA generator."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(1, hq, n_q, 128, device="cuda", generator=g).to(dtype)
+    k, v = (torch.randn(1, hkv, n_k, 128, device="cuda", generator=g).to(dtype) for _ in range(2))
+    return q, k, v
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
@@ -226,10 +227,8 @@ def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch)
     """On sm_90 ``kernel="auto"`` runs the TMA kernel where :func:`prefer_tma_sage` says (the launches
     are counted); the forced TMA kernel and auto are within the emulation's tolerance. Elsewhere the
     forced kernel is refused by name."""
-    g = torch.Generator(device="cuda").manual_seed(n_k)
     hq, hkv = heads
-    q = torch.randn(1, hq, n_q, 128, device="cuda", generator=g).to(dtype)
-    k, v = (torch.randn(1, hkv, n_k, 128, device="cuda", generator=g).to(dtype) for _ in range(2))
+    q, k, v = _gpu_inputs(n_k, hq, hkv, n_q, n_k, dtype)
     if torch.cuda.get_device_capability()[0] != 9:
         with pytest.raises(ValueError, match="sm_90"):
             flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
@@ -261,10 +260,8 @@ def test_gpu_dispatch_and_emulation(causal, n_q, n_k, heads, dtype, monkeypatch)
 def test_gpu_sage_fp8_tma_matches_its_emulation(n_q, n_k, heads, dtype, causal):
     """The hardware e4m3 casts and FP8 MMA (two-level) against the float64 emulation, as the pointer
     kernel is held (tests/kernels/test_sage_fp8.py)."""
-    g = torch.Generator(device="cuda").manual_seed(n_q + n_k)
     hq, hkv = heads
-    q = torch.randn(1, hq, n_q, 128, device="cuda", generator=g).to(dtype)
-    k, v = (torch.randn(1, hkv, n_k, 128, device="cuda", generator=g).to(dtype) for _ in range(2))
+    q, k, v = _gpu_inputs(n_q + n_k, hq, hkv, n_q, n_k, dtype)
     if torch.cuda.get_device_capability()[0] != 9:
         with pytest.raises(ValueError, match="sm_90"):
             flash_attention_sage_fp8(q, k, v, causal=causal, kernel="tma")
@@ -282,7 +279,7 @@ def test_key_steps_shorter_than_the_k_scale_block(monkeypatch):
     twice, same method. ``sage_fp8`` refuses it: its e4m3 P follows the running maximum of each step."""
     monkeypatch.setattr(sage_tma, "tiles_for", lambda causal, interpret: sage_tma.SageTmaTiles(32, 4, 1, 16))
     g = torch.Generator().manual_seed(11)
-    q, k, v = _randn(g, 1, 2, 40, 128), _randn(g, 1, 1, 77, 128), _randn(g, 1, 1, 77, 128)
+    q, k, v = seeded_randn(g, 1, 2, 40, 128), seeded_randn(g, 1, 1, 77, 128), seeded_randn(g, 1, 1, 77, 128)
     for causal in (False, True):
         out = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
         assert rel_l2(out, emulate_sage_qk_int8(q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
