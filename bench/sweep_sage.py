@@ -189,23 +189,17 @@ def tma_kernel_only(q, k, v, causal):
     shape = check_attention_inputs(q, k, v, causal=causal, sm_scale=None, head_dims=(96, 128), method="x")
     cfg = sage.config_for(shape.head_dim, shape.n_k, pv_fp8=False)
     qkv = sage.quantize_kv(k, v, cfg, quant_v=False)
-    tiles = sage_tma.tiles_for(causal, False)
+    block_m = sage_tma.tiles_for(causal, False).block_m
     qk_scale = shape.sm_scale * sage_tma.LOG2E
-    q8, c = sage_tma.quantize_q(q, tiles.block_m, cfg.block_d, qk_scale)
+    q8, c = sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale)
     o = torch.empty_like(q)
-    grid, num_m = sage_tma.grid_for(shape, tiles.block_m)
-    sage_tma._ensure_allocator()
-
-    def kern():
-        sage_tma._sage_tma_kernel[grid](
-            q8, c, qkv.k8, qkv.k_scale, v, qkv.k_scale, o, v.stride(0), v.stride(1), v.stride(2),
-            shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, qkv.k8.size(2), shape.head_dim,
-            num_m, MASK=shape.n_k % cfg.block_n != 0, CAUSAL=causal, UPCAST=False, PV_FP8=False, FP8=False,
-            BLOCK_M=tiles.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d, K_BLOCK=cfg.block_n,
-            num_warps=tiles.num_warps, num_stages=tiles.num_stages,
-        )  # fmt: skip
-
-    return kern, lambda: sage_tma.quantize_q(q, tiles.block_m, cfg.block_d, qk_scale)
+    return (
+        lambda: sage_tma.launch_sage_tma_kernel(
+            q8, c, v, qkv.k8, qkv.k_scale, None, o, shape, block_n=cfg.block_n, block_d=cfg.block_d,
+            causal=causal,
+        ),
+        lambda: sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale),
+    )  # fmt: skip
 
 
 def timings(report, sage1, shapes):

@@ -265,18 +265,32 @@ def launch_sage_tma(
     q, v, k8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor | None, o, shape, *,
     block_n: int, block_d: int, causal: bool,
 ) -> None:  # fmt: skip
-    """Quantize Q and launch the TMA kernel on K (and V) already quantized by
-    :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per K scale: ``k8`` (B, Hkv, Nk_pad,
-    block_d) int8, ``k_scale`` (B, Hkv, Nk_pad / block_n) fp32.
+    """Quantize Q (:func:`quantize_q`) and launch the TMA kernel (:func:`launch_sage_tma_kernel`) on K
+    (and V) already quantized by :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per
+    K scale."""
+    tiles = tiles_for(causal, interpreting())
+    q8, c = quantize_q(q, tiles.block_m, block_d, shape.sm_scale * LOG2E)
+    launch_sage_tma_kernel(
+        q8, c, v, k8, k_scale, v_scale, o, shape,
+        block_n=block_n, block_d=block_d, causal=causal, upcast=upcast_dots(q),
+    )  # fmt: skip
+
+
+def launch_sage_tma_kernel(
+    q8, c, v, k8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor | None, o, shape, *,
+    block_n: int, block_d: int, causal: bool, upcast: bool = False,
+) -> None:  # fmt: skip
+    """The attention launch alone, on Q from :func:`quantize_q` (with :func:`tiles_for`'s ``block_m``)
+    and K (and V) from :func:`kernels.flash_sage_fp8.quantize_kv`: ``k8`` (B, Hkv, Nk_pad, block_d) int8,
+    ``k_scale`` (B, Hkv, Nk_pad / block_n) fp32.
 
     ``v_scale`` None: ``sage_qk_int8``, ``v`` is the caller's (B, Hkv, Nk, D) V in q's dtype and must
     pass :func:`kernels.flash_fp16_tma.tma_eligible` on a GPU. Else ``sage_fp8``: ``v`` is quantize_kv's
     V^T (B, Hkv, block_d, Nk_pad), e4m3 (fp16 holding e4m3 values in the interpreter), and ``v_scale``
-    (B, Hkv, block_d) fp32. ``o`` is a contiguous (B, Hq, Nq, D) output."""
+    (B, Hkv, block_d) fp32. ``o`` is a contiguous (B, Hq, Nq, D) output. ``upcast``: dots in fp32 (the
+    interpreter's bf16, :func:`kernels._validate.upcast_dots`)."""
     _ensure_allocator()
     tiles = tiles_for(causal, interpreting())
-    qk_scale = shape.sm_scale * LOG2E
-    q8, c = quantize_q(q, tiles.block_m, block_d, qk_scale)
     grid, num_m = grid_for(shape, tiles.block_m)
     pv_fp8 = v_scale is not None
     step = tiles.block_n or block_n
@@ -295,7 +309,7 @@ def launch_sage_tma(
         shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim, num_m,
         MASK=shape.n_k % step != 0,
         CAUSAL=causal,
-        UPCAST=upcast_dots(q),
+        UPCAST=upcast,
         PV_FP8=pv_fp8,
         FP8=pv_fp8 and not interpreting(),
         BLOCK_M=tiles.block_m,
