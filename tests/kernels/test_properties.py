@@ -9,20 +9,20 @@ from hypothesis import strategies as st
 
 from kernels import REGISTRY, attention
 from kernels.reference import attention_reference
-from tests.kernels.cases import on_device, rel_l2
+from tests.kernels.cases import on_device, rel_l2, seeded_randn
 
 METHODS = sorted(REGISTRY)
-
-
-def _randn(g, *shape, dtype=torch.float16):
-    return on_device(torch.randn(*shape, generator=g).to(dtype))
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_inputs_unchanged_and_reruns_bit_identical(method):
     g = torch.Generator().manual_seed(1)
     # A common offset on K makes smoothing (int8_qk_smooth) actually subtract something.
-    q, k, v = _randn(g, 1, 4, 33, 64), _randn(g, 1, 2, 47, 64) + 2.0, _randn(g, 1, 2, 47, 64)
+    q, k, v = (
+        seeded_randn(g, 1, 4, 33, 64),
+        seeded_randn(g, 1, 2, 47, 64) + 2.0,
+        seeded_randn(g, 1, 2, 47, 64),
+    )
     copies = [t.clone() for t in (q, k, v)]
     first = attention(q, k, v, causal=True, method=method)
     second = attention(q, k, v, causal=True, method=method)
@@ -36,9 +36,9 @@ def test_strided_inputs_match_contiguous_copies(method):
     g = torch.Generator().manual_seed(2)
     # q in (B, N, H, D) layout seen as (B, H, N, D); k, v every other token of a longer buffer;
     # both keep the last dimension contiguous, which is all the API asks for.
-    q = _randn(g, 2, 19, 4, 32, dtype=torch.bfloat16).transpose(1, 2)
-    k = _randn(g, 2, 2, 90, 32, dtype=torch.bfloat16)[:, :, ::2]
-    v = _randn(g, 2, 2, 90, 48, dtype=torch.bfloat16)[:, :, 1::2, 8:40]
+    q = seeded_randn(g, 2, 19, 4, 32, dtype=torch.bfloat16).transpose(1, 2)
+    k = seeded_randn(g, 2, 2, 90, 32, dtype=torch.bfloat16)[:, :, ::2]
+    v = seeded_randn(g, 2, 2, 90, 48, dtype=torch.bfloat16)[:, :, 1::2, 8:40]
     assert not q.is_contiguous() and not k.is_contiguous() and not v.is_contiguous()
     strided = attention(q, k, v, causal=True, method=method)
     dense = attention(q.contiguous(), k.contiguous(), v.contiguous(), causal=True, method=method)
@@ -50,7 +50,7 @@ def test_strided_inputs_match_contiguous_copies(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_fully_masked_rows_are_zero_and_all_zero_tokens_are_safe(method):
     g = torch.Generator().manual_seed(3)
-    q, k, v = _randn(g, 1, 2, 40, 32), _randn(g, 1, 2, 24, 32), _randn(g, 1, 2, 24, 32)
+    q, k, v = seeded_randn(g, 1, 2, 40, 32), seeded_randn(g, 1, 2, 24, 32), seeded_randn(g, 1, 2, 24, 32)
     # Padding tokens: all-zero queries and keys (absmax 0 in the quantizers), an all-zero V channel.
     q[:, :, 30:] = 0
     k[:, :, 5:9] = 0
@@ -71,7 +71,7 @@ def test_fully_masked_rows_are_zero_and_all_zero_tokens_are_safe(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_all_zero_keys_give_mean_of_values(method):
     g = torch.Generator().manual_seed(4)
-    q, v = _randn(g, 1, 1, 9, 64), _randn(g, 1, 1, 20, 64)
+    q, v = seeded_randn(g, 1, 1, 9, 64), seeded_randn(g, 1, 1, 20, 64)
     k = on_device(torch.zeros(1, 1, 20, 64, dtype=torch.float16))
     out = attention(q, k, v, method=method)
     expect = v.double().mean(dim=2, keepdim=True).expand_as(out)
@@ -82,7 +82,7 @@ def test_all_zero_keys_give_mean_of_values(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_custom_sm_scale(method):
     g = torch.Generator().manual_seed(5)
-    q, k, v = _randn(g, 1, 2, 30, 96), _randn(g, 1, 1, 50, 96), _randn(g, 1, 1, 50, 96)
+    q, k, v = seeded_randn(g, 1, 2, 30, 96), seeded_randn(g, 1, 1, 50, 96), seeded_randn(g, 1, 1, 50, 96)
     out = attention(q, k, v, sm_scale=0.3, method=method)
     ref = attention_reference(q, k, v, sm_scale=0.3)
     assert rel_l2(out, ref) <= REGISTRY[method].budget_for("saturating", q.dtype).max_rel_l2
@@ -104,9 +104,9 @@ def test_fuzz_small_shapes(method, n_q, n_k, group, head_dim, bf16, causal, seed
     dtype = torch.bfloat16 if bf16 else torch.float16
     g = torch.Generator().manual_seed(seed)
     hq, hkv = group
-    q = _randn(g, 1, hq, n_q, head_dim, dtype=dtype)
-    k = _randn(g, 1, hkv, n_k, head_dim, dtype=dtype)
-    v = _randn(g, 1, hkv, n_k, head_dim, dtype=dtype)
+    q = seeded_randn(g, 1, hq, n_q, head_dim, dtype=dtype)
+    k = seeded_randn(g, 1, hkv, n_k, head_dim, dtype=dtype)
+    v = seeded_randn(g, 1, hkv, n_k, head_dim, dtype=dtype)
     out = attention(q, k, v, causal=causal, method=method)
     ref = attention_reference(q, k, v, causal=causal)
     budget = REGISTRY[method].budget_for("gaussian", dtype)
