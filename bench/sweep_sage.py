@@ -195,7 +195,8 @@ def tma_kernel_only(q, k, v, causal):
     o = torch.empty_like(q)
     return (
         lambda: sage_tma.launch_sage_tma_kernel(
-            q8, c, v, qkv.k8, qkv.k_scale, None, o, shape, block_n=cfg.block_n, block_d=cfg.block_d,
+            q8, c, v, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, None, o, shape, block_n=cfg.block_n,
+            block_d=cfg.block_d,
             causal=causal,
         ),
         lambda: sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale),

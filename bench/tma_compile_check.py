@@ -4,12 +4,13 @@
 
 For each shipped tile of ``kernels/flash_fp16_tma.py`` (causal or not, per head dim) and of the sage
 methods' TMA kernel (``kernels/flash_sage_tma.py``: ``sage_qk_int8`` and ``sage_fp8``, head dim 128,
-fp16 and bf16) this compiles the kernel with Triton's bundled ptxas and reports: whether the loop was
-really warp specialized (``setmaxnreg`` in the PTX: Triton 3.6 drops the specialization silently when the loop
-body grows a branch), the wgmma and TMA instruction counts, registers, spill stack and shared memory.
-Exits 1 when a non-causal variant lost its warp specialization, a causal one gained it (it miscompiles
-the causal mask on the GPU, docs/perf.md v7), any variant spills, or shared memory exceeds Hopper's
-227 KB per block.
+fp16 and bf16, and its second launch for heads with a wide K block, fp16) this compiles the kernel with
+Triton's bundled ptxas and reports: whether the loop was really warp specialized (``setmaxnreg`` in the
+PTX: Triton 3.6 drops the specialization silently when the kernel grows a branch in the loop or a second
+loop), the wgmma and TMA instruction counts, registers, spill stack and shared memory. Exits 1 when a
+non-causal first launch lost its warp specialization, a causal one or a wide pass gained it (it
+miscompiles the causal mask on the GPU, docs/perf.md v7), any variant spills, or shared memory exceeds
+Hopper's 227 KB per block.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ INTS = (
 )  # fmt: skip
 SAGE_INTS = (
     "stride_vb", "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "NQ_PAD", "Nk", "NK_PAD", "D", "NUM_M_BLOCKS",
+    "NUM_ITEMS",
 )  # fmt: skip
 # Token strides and per-head offsets are multiples of 16 bytes on every launch (tma_eligible).
 ALIGNED = (
@@ -68,25 +70,38 @@ def compile_variant(causal: bool, block_d: int, ragged: bool) -> dict:
     } | row
 
 
-def compile_sage_variant(causal: bool, ragged: bool, dtype: str, pv_fp8: bool = False) -> dict:
+def compile_sage_variant(
+    causal: bool, ragged: bool, dtype: str, pv_fp8: bool = False, wide_pass: bool = False
+) -> dict:
     """The sage methods' TMA kernel at head dim 128 (K scales per 128 keys, as on the GPU):
-    ``sage_qk_int8`` (V in ``dtype``) or, with ``pv_fp8``, ``sage_fp8`` (e4m3 V^T)."""
+    ``sage_qk_int8`` (V in ``dtype``) or, with ``pv_fp8``, ``sage_fp8`` (e4m3 V^T). ``wide_pass``: the
+    second launch for heads with a wide K block, on the causal tiles, not warp-specialized."""
     from kernels import flash_sage_tma as sage_tma
 
-    tiles = sage_tma.SAGE_TMA_TILES[causal]
+    tiles = sage_tma.SAGE_TMA_TILES[causal or wide_pass]
     v_type = "*fp8e4nv" if pv_fp8 else f"*{dtype}"
-    signature = {"Q8": "*i8", "QC": "*fp32", "K8": "*i8", "KS": "*fp32", "V": v_type, "VS": "*fp32"}
+    signature = {
+        "Q8": "*i8",
+        "QC": "*fp32",
+        "K8": "*i8",
+        "KS": "*fp32",
+        "KSH": "*i32",
+        "WH": "*i32",
+        "V": v_type,
+        "VS": "*fp32",
+    }
     signature |= {"O": f"*{dtype}"} | {n: "i32" for n in SAGE_INTS}
     constexprs = dict(
         MASK=int(ragged), CAUSAL=causal, UPCAST=False, PV_FP8=pv_fp8, FP8=pv_fp8,
-        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n or 128, BLOCK_D=128, K_BLOCK=128,
+        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n or 128, BLOCK_D=128, K_BLOCK=128, WIDE_PASS=wide_pass,
     )  # fmt: skip
-    aligned = ("Q8", "QC", "K8", "KS", "V", "VS", "O", "stride_vb", "stride_vh", "stride_vn")
+    aligned = ("Q8", "QC", "K8", "KS", "KSH", "WH", "V", "VS", "O", "stride_vb", "stride_vh", "stride_vn")
     row = _compile(
         sage_tma._sage_tma_kernel, signature, constexprs, aligned, tiles.num_warps, tiles.num_stages
     )
     tile = [tiles.block_m, tiles.block_n or 128, tiles.num_warps, tiles.num_stages]
-    name = f"sage_fp8 {dtype}" if pv_fp8 else f"sage_qk_int8 {dtype}"
+    name = (f"sage_fp8 {dtype}" if pv_fp8 else f"sage_qk_int8 {dtype}") + (" wide pass" if wide_pass else "")
+    row["expect_warp_specialized"] = not (causal or wide_pass)
     return {"kernel": name, "causal": causal, "head_dim": 128, "ragged": ragged, "tile": tile} | row
 
 
@@ -126,8 +141,10 @@ def _compile(fn, signature: dict, constexprs: dict, aligned, warps: int, stages:
 
 def problems(r: dict) -> list[str]:
     out = []
-    if r["warp_specialized"] == r["causal"]:
-        out.append("warp specialization " + ("present (causal)" if r["causal"] else "lost"))
+    expect = r.get("expect_warp_specialized", not r["causal"])
+    if r["warp_specialized"] != expect:
+        where = "causal" if r["causal"] else "wide pass"
+        out.append("warp specialization lost" if expect else f"warp specialization present ({where})")
     if r["stack"]:
         out.append(f"{r['stack']} bytes of spill stack")
     if r["shared"] > HOPPER_SHARED_BYTES:
@@ -164,6 +181,12 @@ def main(argv=None) -> int:
         for causal in (False, True)
         for ragged in ((False,) if causal else (False, True))
         for dtype in ("fp16", "bf16")
+    ]
+    variants += [
+        functools.partial(compile_sage_variant, causal, ragged, "fp16", pv_fp8, wide_pass=True)
+        for pv_fp8 in (False, True)
+        for causal in (False, True)
+        for ragged in ((False,) if causal else (False, True))
     ]
     for variant in variants:
         r = variant()

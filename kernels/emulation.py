@@ -50,19 +50,34 @@ def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int):
     """K smoothed and INT8 per block of ``block_n`` keys, V e4m3 per channel, as the kernel stores them.
 
     Returns float64 ``(k_int, k_scale_per_key, v_e4m3, v_scale)``: ``k_int`` (B, H, Nk, D) integers,
-    ``k_scale_per_key`` (B, H, Nk) (each block's scale repeated over its keys), ``v_e4m3`` (B, H, Nk, D)
+    ``k_scale_per_key`` (B, H, Nk) (each block's scale; in a wide block over each key's power of two
+    2^e, e the most, up to ``K_SHIFT_MAX``, that keeps the key's codes within range), ``v_e4m3`` (B, H, Nk, D)
     e4m3 values of ``v / v_scale``, ``v_scale`` (B, H, D) = amax / 448.
     """
+    from kernels.flash_sage_fp8 import K_SHIFT_MAX, K_WIDE_MIN
+
     B, H, Nk, D = k.shape
     kc = k.float() - torch.mean(k, dim=2, dtype=torch.float32)[:, :, None, :]
     num_n = -(-Nk // block_n)
     pad = num_n * block_n - Nk
     kp = torch.nn.functional.pad(kc, (0, 0, 0, pad)).reshape(B, H, num_n, block_n, D)
-    amax = kp.abs().amax(dim=(3, 4))
+    amax_key = kp.abs().amax(dim=4)
+    amax = amax_key.amax(dim=3)
     inv = _true_inverse(amax, 127.0)
-    k_int = _round_half_away(kp * inv[..., None, None]).clamp(-127, 127)
+    # A wide block (kernels.flash_sage_fp8.K_WIDE_MIN): each key's power of two 2^e, the largest in
+    # [0, K_SHIFT_MAX] with amax_key * 2^e <= amax, from the fp32 bits as the quantizer computes it
+    # (exponent difference, less one where the key's mantissa exceeds the block's); all-zero keys take
+    # e = 0. Other blocks: e = 0 for every key.
+    tb = amax.view(torch.int32)[..., None]
+    xb = amax_key.view(torch.int32)
+    e = ((tb >> 23) & 0xFF) - ((xb >> 23) & 0xFF) - ((tb & 0x7FFFFF) < (xb & 0x7FFFFF)).int()
+    e = torch.where(amax_key > 0, e.clamp(0, K_SHIFT_MAX.value), 0)
+    e = torch.where((e.amax(dim=3) >= K_WIDE_MIN.value)[..., None], e, 0)
+    pow2 = (e + 127).bitwise_left_shift(23).view(torch.float32)
+    k_int = _round_half_away(kp * inv[..., None, None] * pow2[..., None]).clamp(-127, 127)
     k_int = k_int.reshape(B, H, num_n * block_n, D)[:, :, :Nk].double()
-    k_scale = (amax / 127.0).repeat_interleave(block_n, dim=2)[:, :, :Nk].double()
+    key_scale = (amax / 127.0)[..., None] / pow2.double()
+    k_scale = key_scale.reshape(B, H, num_n * block_n)[:, :, :Nk].double()
     vamax = v.float().abs().amax(dim=2)
     vinv = _true_inverse(vamax, FP8_MAX)
     v_e4m3 = round_e4m3(v.float() * vinv[:, :, None, :])

@@ -7,6 +7,11 @@ Numerics (SageAttention-2 style, written for Triton):
 * K is quantized to INT8 with **one scale per block** of ``BLOCK_N`` keys (the kernel's key tile), so
   a logit costs one multiply: ``s = raw · c_i`` with ``c_i = q_scale[i] · k_scale[block] · sm_scale ·
   log2(e)`` (softmax runs on ``exp2``).
+* A **wide** block (one key at least 2^``K_WIDE_MIN`` below the block's largest by absmax: heavy-tailed
+  keys) would leave such keys a few codes; there each key's codes carry 2^e (e <= 7) and its raw dot is
+  shifted back onto the block's grid, so the row maximum stays an exact integer. The block's scale is
+  stored negated as the flag. The kernels ignore the shifts in their first launch (no branch in its
+  loop); a second launch redoes only the heads that hold a wide block. Gaussian keys have none.
 * Q is quantized per token to INT8 **inside the attention kernel's prologue** (no launch, no HBM copy).
 * The running row maximum is kept from the raw integer dot: per block ``mr = max_j raw_ij`` (exact, an
   int32), the exponent is ``(raw - mr) · c + (mr · c - m)``. The first factor is an exact integer, so
@@ -43,14 +48,33 @@ from kernels._validate import HEAD_DIMS, check_attention_inputs, interpreting, u
 from kernels.flash_fp16_tma import tma_eligible
 from kernels.flash_sage_tma import SAGE_TMA_BLOCK_D, launch_sage_tma
 from kernels.fp8_round import round_e4m3_fp32
-from kernels.launch import LOG2E, grid_for, make_output, program_block
+from kernels.launch import (
+    LOG2E,
+    WIDE_CHUNK,
+    grid_for,
+    item_block,
+    make_output,
+    program_block,
+    strided_grid,
+    wide_items,
+)
 from kernels.quant import round_per_token_int8
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
 P_EXP = 8.0
-# Sentinel for masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
+# Sentinel for masked raw dot values: below any real INT8 dot, shifted (|raw| <= 127 * 127 * 256 < 2^22,
+# times at most 2^K_SHIFT_MAX).
 _RAW_MASKED = -(2**30)
+# A "wide" key block: one whose smallest nonzero key (by absmax) is at least 2^K_WIDE_MIN below its
+# largest, so one block scale would leave that key a few codes (a Pareto-tailed key flattens its block's
+# other scores). In a wide block each key's codes carry 2^e, 0 <= e <= K_SHIFT_MAX, below the block's
+# scale; the kernels shift that block's raw dots left by K_SHIFT_MAX - e, its stored scale carries
+# 2^-K_SHIFT_MAX and is negated as the flag. 7 keeps a shifted head dim 256 dot within 2^30. Other blocks
+# (every Gaussian block measured) keep one scale and no shift: their numerics and speed are unchanged.
+K_SHIFT_MAX = tl.constexpr(7)
+K_SHIFT_SCALE = tl.constexpr(2.0**-7)
+K_WIDE_MIN = tl.constexpr(3)
 
 
 @dataclass(frozen=True)
@@ -104,6 +128,16 @@ def config_for(head_dim: int, n_k: int, *, pv_fp8: bool = True, interpret: bool 
 
 
 @triton.jit
+def _pow2_below(top, x):
+    """The largest e in [0, K_SHIFT_MAX] with x * 2^e <= top, for positive fp32 ``x`` and ``top``:
+    exponent difference less one where x's mantissa exceeds top's (exact, no division)."""
+    tb = top.to(tl.int32, bitcast=True)
+    xb = x.to(tl.int32, bitcast=True)
+    e = ((tb >> 23) & 0xFF) - ((xb >> 23) & 0xFF) - ((tb & 0x7FFFFF) < (xb & 0x7FFFFF)).to(tl.int32)
+    return tl.minimum(tl.maximum(e, 0), K_SHIFT_MAX)
+
+
+@triton.jit
 def _quantize_kv_kernel(
     K,
     V,
@@ -111,6 +145,8 @@ def _quantize_kv_kernel(
     VA,
     K8,
     KS,
+    KSH,
+    WH,
     VT,
     stride_kb,
     stride_kh,
@@ -148,14 +184,24 @@ def _quantize_kv_kernel(
     ).to(tl.float32)
     center = tl.load(KC + bh * D + offs_d, mask=dmask, other=0.0)
     k = tl.where(mask, k - center[None, :], 0.0)
-    amax = tl.max(tl.max(tl.abs(k), axis=1), axis=0)
+    amax_key = tl.max(tl.abs(k), axis=1)
+    amax = tl.max(amax_key, axis=0)
     amax_safe = tl.where(amax > 0, amax, 1.0)
     inv = tl.where(amax > 0, tl.math.div_rn(amax_safe * 0.0 + 127.0, amax_safe), 0.0)
-    kq = k * inv
+    # Each key's power of two 2^e: the largest with amax_key * 2^e <= amax (e <= K_SHIFT_MAX), from the
+    # fp32 bits (no division), as kernels.emulation computes it; all-zero keys (padding included) take
+    # e = 0. Used only if the block is wide (K_WIDE_MIN).
+    e = tl.where(amax_key > 0, _pow2_below(amax, amax_key), 0)
+    wide = tl.max(e, axis=0) >= K_WIDE_MIN
+    # inv * 2^e is exact, so k * (inv * 2^e) rounds as (k * inv) * 2^e: one multiply per code.
+    kq = k * (inv * ((tl.where(wide, e, 0) + 127) << 23).to(tl.float32, bitcast=True))[:, None]
     kq = tl.where(kq >= 0, tl.floor(kq + 0.5), -tl.floor(-kq + 0.5))
     kq = tl.minimum(tl.maximum(kq, -127.0), 127.0)
     tl.store(K8 + (bh * NK_PAD + offs_n[:, None]) * BLOCK_D + offs_d[None, :], kq.to(tl.int8))
-    tl.store(KS + bh * NUM_N_BLOCKS + nb, tl.math.div_rn(amax, amax * 0.0 + 127.0))
+    tl.store(KSH + bh * NK_PAD + offs_n, tl.where(wide, K_SHIFT_MAX - e, 0))
+    scale = tl.math.div_rn(amax, amax * 0.0 + 127.0)
+    tl.store(KS + bh * NUM_N_BLOCKS + nb, tl.where(wide, -(scale * K_SHIFT_SCALE), scale))
+    tl.atomic_max(WH + bh, 1, mask=wide)
     if QUANT_V:
         v = tl.load(
             V + b * stride_vb + h * stride_vh + offs_n[:, None].to(tl.int64) * stride_vn + offs_d[None, :],
@@ -185,6 +231,7 @@ def _sage_fp8_inner(
     c_row,
     k_base,
     ks_base,
+    sh_base,
     v_base,
     k_offs,
     v_offs,
@@ -199,6 +246,7 @@ def _sage_fp8_inner(
     D,
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
+    WIDE: tl.constexpr,
     PV_FP8: tl.constexpr,
     FP8: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -211,13 +259,17 @@ def _sage_fp8_inner(
         k = tl.load(k_base + k_offs)
         ks = tl.load(ks_base)
         raw = tl.dot(q8, tl.trans(k), out_dtype=tl.int32)
+        if WIDE:  # noqa: SIM102 (a constexpr: without it the kernel has no branch here)
+            if ks < 0:
+                # A wide block (see K_WIDE_MIN): each key's shift puts its dot on the block's grid.
+                raw = raw << tl.load(sh_base + offs_n)[None, :]
         if MASKED:
             cols = start_n + offs_n
             valid = cols[None, :] < Nk
             if CAUSAL:
                 valid = valid & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
             raw = tl.where(valid, raw, -(2**30))
-        c = c_row * ks
+        c = c_row * tl.abs(ks)  # a wide block's scale is negated (its flag)
         mr = tl.max(raw, axis=1)
         bmax = mr.to(tl.float32) * c
         if MASKED:
@@ -275,15 +327,18 @@ def _sage_fp8_inner(
         m_i = m_new
         k_base += BLOCK_N * BLOCK_D
         ks_base += 1
+        sh_base += BLOCK_N
         v_base += v_step
-    return acc, l_i, m_i, k_base, ks_base, v_base
+    return acc, l_i, m_i, k_base, ks_base, sh_base, v_base
 
 
-@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS", "NUM_ITEMS"])
 def _sage_fp8_kernel(
     Q,
     K8,
     KS,
+    KSH,
+    WH,
     VT,
     VS,
     O,
@@ -302,6 +357,7 @@ def _sage_fp8_kernel(
     D,
     qk_scale,
     NUM_M_BLOCKS,
+    NUM_ITEMS,
     CAUSAL: tl.constexpr,
     PV_FP8: tl.constexpr,
     FP8: tl.constexpr,
@@ -310,9 +366,74 @@ def _sage_fp8_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    WIDE_PASS: tl.constexpr,
 ):
-    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
-    bh_kv = b * Hkv + h // GROUP
+    # WIDE_PASS: the second launch, which redoes the query blocks of heads holding a wide K block
+    # (K_WIDE_MIN) with loops that apply each key's shift; the others' blocks cost a load of their head's
+    # flag. The branch in the loop costs registers the first launch's loop has none to spare for
+    # (it spills at head dim 128), so that launch ignores the shifts (in a wide head its output is
+    # overwritten).
+    if WIDE_PASS:
+        # A strided grid over the NUM_ITEMS query blocks (kernels.launch.wide_items).
+        for chunk in range(0, NUM_ITEMS, tl.num_programs(0) * WIDE_CHUNK):
+            if wide_items(WH, chunk, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, WIDE_CHUNK):
+                for j in range(0, WIDE_CHUNK):
+                    item = tl.program_id(0) + chunk + j * tl.num_programs(0)
+                    bh, b, h, start_m = item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M)
+                    bh_kv = b * Hkv + h // GROUP
+                    if (item < NUM_ITEMS) & (tl.load(WH + bh_kv, mask=item < NUM_ITEMS, other=0) != 0):
+                        _sage_fp8_program(
+                            Q, K8, KS, KSH, VT, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh,
+                            stride_vn, Hq, Hkv, GROUP, Nq, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m, bh_kv,
+                            CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, BLOCK_M, BLOCK_N, BLOCK_D, WIDE_PASS,
+                        )  # fmt: skip
+    else:
+        bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+        _sage_fp8_program(
+            Q, K8, KS, KSH, VT, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh, stride_vn,
+            Hq, Hkv, GROUP, Nq, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m, b * Hkv + h // GROUP,
+            CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, BLOCK_M, BLOCK_N, BLOCK_D, WIDE_PASS,
+        )  # fmt: skip
+
+
+@triton.jit
+def _sage_fp8_program(
+    Q,
+    K8,
+    KS,
+    KSH,
+    VT,
+    VS,
+    O,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    Hq,
+    Hkv,
+    GROUP,
+    Nq,
+    Nk,
+    NK_PAD,
+    D,
+    qk_scale,
+    bh,
+    b,
+    h,
+    start_m,
+    bh_kv,
+    CAUSAL: tl.constexpr,
+    PV_FP8: tl.constexpr,
+    FP8: tl.constexpr,
+    UPCAST: tl.constexpr,
+    TWO_LEVEL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    WIDE_PASS: tl.constexpr,
+):
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -329,6 +450,7 @@ def _sage_fp8_kernel(
 
     k_base = K8 + bh_kv * NK_PAD * BLOCK_D
     ks_base = KS + bh_kv * (NK_PAD // BLOCK_N)
+    sh_base = KSH + bh_kv * NK_PAD
     k_offs = offs_n[:, None] * BLOCK_D + offs_d[None, :]
     if PV_FP8:
         v_base = VT + bh_kv * BLOCK_D * NK_PAD
@@ -352,14 +474,16 @@ def _sage_fp8_kernel(
         hi = Nk
         full = Nk
     full = (full // BLOCK_N) * BLOCK_N
-    acc, l_i, m_i, k_base, ks_base, v_base = _sage_fp8_inner(
-        acc, l_i, m_i, q8, c_row, k_base, ks_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n, offs_d,
-        0, full, Nq, Nk, D, False, CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
+    acc, l_i, m_i, k_base, ks_base, sh_base, v_base = _sage_fp8_inner(
+        acc, l_i, m_i, q8, c_row, k_base, ks_base, sh_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n,
+        offs_d,
+        0, full, Nq, Nk, D, False, CAUSAL, WIDE_PASS, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
         BLOCK_N, BLOCK_D,
     )  # fmt: skip
-    acc, l_i, m_i, k_base, ks_base, v_base = _sage_fp8_inner(
-        acc, l_i, m_i, q8, c_row, k_base, ks_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n, offs_d,
-        full, hi, Nq, Nk, D, True, CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
+    acc, l_i, m_i, k_base, ks_base, sh_base, v_base = _sage_fp8_inner(
+        acc, l_i, m_i, q8, c_row, k_base, ks_base, sh_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n,
+        offs_d,
+        full, hi, Nq, Nk, D, True, CAUSAL, WIDE_PASS, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
         BLOCK_N, BLOCK_D,
     )  # fmt: skip
 
@@ -379,9 +503,22 @@ class QuantizedKV:
     """K and V as the ``sage_*`` kernels read them (see :func:`quantize_kv`)."""
 
     k8: torch.Tensor  # int8 (B, Hkv, Nk_pad, BLOCK_D), K - mean, zero padded
-    k_scale: torch.Tensor  # float32 (B, Hkv, Nk_pad / BLOCK_N), one scale per key block
+    # float32 (B, Hkv, Nk_pad / BLOCK_N), one scale per key block; a wide block's (K_WIDE_MIN) is negated
+    # and carries 2^-K_SHIFT_MAX.
+    k_scale: torch.Tensor
+    k_shift: torch.Tensor  # int32 (B, Hkv, Nk_pad), per key K_SHIFT_MAX - e in a wide block, else 0
+    wide_heads: torch.Tensor  # int32 (B, Hkv), 1 where the head holds a wide block, else 0
     v_t: torch.Tensor | None  # e4m3 (fp16 in the interpreter) (B, Hkv, BLOCK_D, Nk_pad), V / v_scale
     v_scale: torch.Tensor | None  # float32 (B, Hkv, BLOCK_D), amax / 448 per channel (0 in padding)
+
+
+def _quantize_kv_options(cfg: SageConfig, quant_v: bool) -> dict:
+    """K alone in 128 x 128 tiles: 168 registers (no spill) keep three programs per SM; the per-key powers
+    of two took ptxas to 179, two per SM, and the launch 25 % longer on an H200. Smaller tiles need
+    fewer, and a cap there made the launch 25 % slower (docs/perf.md "v14")."""
+    if quant_v or interpreting() or cfg.block_n * cfg.block_d < 128 * 128:
+        return {}
+    return {"maxnreg": 168}
 
 
 def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: bool = True) -> QuantizedKV:
@@ -403,6 +540,8 @@ def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: b
     center = torch.mean(k, dim=2, dtype=torch.float32).contiguous()
     k8 = torch.empty((B, H, nk_pad, cfg.block_d), dtype=torch.int8, device=k.device)
     ks = torch.empty((B, H, num_n), dtype=torch.float32, device=k.device)
+    ksh = torch.empty((B, H, nk_pad), dtype=torch.int32, device=k.device)
+    wide_heads = torch.zeros((B, H), dtype=torch.int32, device=k.device)
     if quant_v:
         vamax = torch.linalg.vector_norm(v, ord=float("inf"), dim=2, dtype=torch.float32).contiguous()
         v_dtype = torch.float8_e4m3fn if fp8 else torch.float16
@@ -410,16 +549,17 @@ def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: b
     else:
         vamax, v_t = center, k8
     _quantize_kv_kernel[(num_n * B * H,)](
-        k, v, center, vamax, k8, ks, v_t,
+        k, v, center, vamax, k8, ks, ksh, wide_heads, v_t,
         k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         H, Nk, nk_pad, D, num_n,
         FP8=fp8, QUANT_V=quant_v, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
+        **_quantize_kv_options(cfg, quant_v),
     )  # fmt: skip
     if not quant_v:
-        return QuantizedKV(k8, ks, None, None)
+        return QuantizedKV(k8, ks, ksh, wide_heads, None, None)
     v_scale = torch.zeros((B, H, cfg.block_d), dtype=torch.float32, device=k.device)
     v_scale[..., :D] = vamax / FP8_MAX
-    return QuantizedKV(k8, ks, v_t, v_scale)
+    return QuantizedKV(k8, ks, ksh, wide_heads, v_t, v_scale)
 
 
 def launch_attention(
@@ -428,22 +568,26 @@ def launch_attention(
     """The attention launch alone, on K/V already quantized by :func:`quantize_kv` with ``cfg``."""
     grid, num_m = grid_for(shape, cfg.block_m)
     v_op = qkv.v_t if pv_fp8 else v
-    _sage_fp8_kernel[grid](
-        q, qkv.k8, qkv.k_scale, v_op, qkv.v_scale if pv_fp8 else qkv.k_scale, o,
-        q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
-        shape.heads_q, shape.heads_kv, shape.group, shape.n_q, shape.n_k, qkv.k8.size(2), shape.head_dim,
-        shape.sm_scale * LOG2E, num_m,
-        CAUSAL=causal,
-        PV_FP8=pv_fp8,
-        FP8=not interpreting(),
-        UPCAST=upcast_dots(q),
-        TWO_LEVEL=cfg.two_level,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_D=cfg.block_d,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )  # fmt: skip
+    # The second launch redoes the heads with a wide K block (see _sage_fp8_kernel).
+    for wide_pass in (False, True):
+        _sage_fp8_kernel[strided_grid(grid[0], o.device) if wide_pass else grid](
+            q, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, v_op,
+            qkv.v_scale if pv_fp8 else qkv.k_scale, o,
+            q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
+            shape.heads_q, shape.heads_kv, shape.group, shape.n_q, shape.n_k, qkv.k8.size(2), shape.head_dim,
+            shape.sm_scale * LOG2E, num_m, grid[0],
+            CAUSAL=causal,
+            PV_FP8=pv_fp8,
+            FP8=not interpreting(),
+            UPCAST=upcast_dots(q),
+            TWO_LEVEL=cfg.two_level,
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_D=cfg.block_d,
+            WIDE_PASS=wide_pass,
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+        )  # fmt: skip
 
 
 def _attention(
@@ -484,8 +628,8 @@ def _attention(
     qkv = quantize_kv(k, v, cfg, quant_v=pv_fp8)
     if kernel == "tma":
         launch_sage_tma(
-            q, qkv.v_t if pv_fp8 else v, qkv.k8, qkv.k_scale, qkv.v_scale, o, shape,
-            block_n=cfg.block_n, block_d=cfg.block_d, causal=causal,
+            q, qkv.v_t if pv_fp8 else v, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, qkv.v_scale,
+            o, shape, block_n=cfg.block_n, block_d=cfg.block_d, causal=causal,
         )  # fmt: skip
     else:
         launch_attention(q, v, qkv, o, shape, causal=causal, cfg=cfg, pv_fp8=pv_fp8)

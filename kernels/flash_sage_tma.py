@@ -34,7 +34,15 @@ import triton.language as tl
 from kernels._validate import interpreting, upcast_dots
 from kernels.flash_fp16_tma import _ensure_allocator
 from kernels.fp8_round import round_e4m3_fp32
-from kernels.launch import LOG2E, grid_for, program_block
+from kernels.launch import (
+    LOG2E,
+    WIDE_CHUNK,
+    grid_for,
+    item_block,
+    program_block,
+    strided_grid,
+    wide_items,
+)
 from kernels.quant import round_per_token_int8
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
@@ -94,20 +102,26 @@ def _quantize_q_kernel(
 
 @triton.jit
 def _sage_tma_block(
-    acc, l_i, m_i, q8, c_row, dk, dv, KS, start_n, offs_m, offs_n, Nq, Nk,
-    MASK: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr, PV_FP8: tl.constexpr,
-    FP8: tl.constexpr, BLOCK_N: tl.constexpr, K_BLOCK: tl.constexpr,
+    acc, l_i, m_i, q8, c_row, dk, dv, KS, KSH, start_n, offs_m, offs_n, Nq, Nk,
+    MASK: tl.constexpr, WIDE: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr,
+    PV_FP8: tl.constexpr, FP8: tl.constexpr, BLOCK_N: tl.constexpr, K_BLOCK: tl.constexpr,
 ):  # fmt: skip
     # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
+    # WIDE: whether the head may hold wide K blocks (kernels.flash_sage_fp8.K_WIDE_MIN).
     k = dk.load([start_n, 0])
     raw = tl.dot(q8, k.T, out_dtype=tl.int32)
+    ks = tl.load(KS + start_n // K_BLOCK)
+    if WIDE:  # noqa: SIM102 (a constexpr: without it the kernel has no branch here)
+        if ks < 0:
+            # A wide block: each key's shift puts its dot on the block's grid.
+            raw = raw << tl.load(KSH + start_n + offs_n)[None, :]
     if MASK == 1:
         raw = tl.where((start_n + offs_n)[None, :] < Nk, raw, _RAW_MASKED)
     if MASK == 2:
         cols = start_n + offs_n
         valid = (cols[None, :] < Nk) & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
         raw = tl.where(valid, raw, _RAW_MASKED)
-    c = c_row * tl.load(KS + start_n // K_BLOCK)
+    c = c_row * tl.abs(ks)  # a wide block's scale is negated (its flag)
     mr = tl.max(raw, axis=1)
     bmax = mr.to(tl.float32) * c
     if MASK != 0:
@@ -150,18 +164,53 @@ def _sage_tma_block(
     return acc, l_i, m_new
 
 
-@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS", "NUM_ITEMS"])
 def _sage_tma_kernel(
-    Q8, QC, K8, KS, V, VS, O,
+    Q8, QC, K8, KS, KSH, WH, V, VS, O,
     stride_vb, stride_vh, stride_vn,
-    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, NUM_M_BLOCKS,
+    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, NUM_M_BLOCKS, NUM_ITEMS,
     MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
     FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    K_BLOCK: tl.constexpr,
+    K_BLOCK: tl.constexpr, WIDE_PASS: tl.constexpr,
 ):  # fmt: skip
-    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+    # WIDE_PASS: the second launch, which redoes the query blocks of heads holding a wide K block
+    # (kernels.flash_sage_fp8.K_WIDE_MIN) with loops that apply each key's shift; the others' blocks cost
+    # a load of their head's flag. Triton 3.6 warp-specializes a loop only if it is the kernel's one
+    # loop and has no branch, and the branch cost the causal loop 55 registers, so the first launch
+    # ignores the shifts (in a wide head its output is overwritten).
     Hkv = Hq // GROUP
-    bh_kv = b * Hkv + h // GROUP
+    if WIDE_PASS:
+        # A strided grid over the NUM_ITEMS query blocks (kernels.launch.wide_items).
+        for chunk in range(0, NUM_ITEMS, tl.num_programs(0) * WIDE_CHUNK):
+            if wide_items(WH, chunk, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, WIDE_CHUNK):
+                for j in range(0, WIDE_CHUNK):
+                    item = tl.program_id(0) + chunk + j * tl.num_programs(0)
+                    bh, b, h, start_m = item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M)
+                    bh_kv = b * Hkv + h // GROUP
+                    if (item < NUM_ITEMS) & (tl.load(WH + bh_kv, mask=item < NUM_ITEMS, other=0) != 0):
+                        _sage_tma_program(
+                            Q8, QC, K8, KS, KSH, V, VS, O, stride_vb, stride_vh, stride_vn,
+                            Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,
+                            MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
+                        )  # fmt: skip
+    else:
+        bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+        _sage_tma_program(
+            Q8, QC, K8, KS, KSH, V, VS, O, stride_vb, stride_vh, stride_vn,
+            Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, b * Hkv + h // GROUP,
+            MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
+        )  # fmt: skip
+
+
+@triton.jit
+def _sage_tma_program(
+    Q8, QC, K8, KS, KSH, V, VS, O,
+    stride_vb, stride_vh, stride_vn,
+    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,
+    MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
+    FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    K_BLOCK: tl.constexpr, WIDE_PASS: tl.constexpr,
+):  # fmt: skip
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
 
@@ -197,6 +246,7 @@ def _sage_tma_kernel(
         O + bh * Nq * D, shape=[Nq, D], strides=[D, 1], block_shape=[BLOCK_M, BLOCK_D]
     )
     ks = KS + bh_kv * (NK_PAD // K_BLOCK)
+    ksh = KSH + bh_kv * NK_PAD
     q8 = dq.load([start_m, 0])
     c_row = dc.load([start_m])
 
@@ -211,21 +261,26 @@ def _sage_tma_kernel(
         full = (tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0) // BLOCK_N) * BLOCK_N
         for start_n in tl.range(0, full, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 0, UPCAST,
-                p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 0, WIDE_PASS,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
         for start_n in tl.range(full, hi, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, 2, UPCAST,
-                p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 2, WIDE_PASS,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+            )  # fmt: skip
+    elif WIDE_PASS:
+        for start_n in tl.range(0, Nk, BLOCK_N):
+            acc, l_i, m_i = _sage_tma_block(
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 1,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
     else:
-        # One loop, no branch in it: Triton 3.6 warp-specializes one loop per kernel. MASK masks the
-        # ragged end on every block.
+        # One loop, no branch in it (see WIDE_PASS). MASK masks the ragged end on every block.
         for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, start_n, offs_m, offs_n, Nq, Nk, MASK, UPCAST,
-                p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 0,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
 
     inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)
@@ -262,8 +317,8 @@ def quantize_q(
 
 
 def launch_sage_tma(
-    q, v, k8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor | None, o, shape, *,
-    block_n: int, block_d: int, causal: bool,
+    q, v, k8: torch.Tensor, k_scale: torch.Tensor, k_shift: torch.Tensor, wide_heads: torch.Tensor,
+    v_scale: torch.Tensor | None, o, shape, *, block_n: int, block_d: int, causal: bool,
 ) -> None:  # fmt: skip
     """Quantize Q (:func:`quantize_q`) and launch the TMA kernel (:func:`launch_sage_tma_kernel`) on K
     (and V) already quantized by :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per
@@ -271,18 +326,22 @@ def launch_sage_tma(
     tiles = tiles_for(causal, interpreting())
     q8, c = quantize_q(q, tiles.block_m, block_d, shape.sm_scale * LOG2E)
     launch_sage_tma_kernel(
-        q8, c, v, k8, k_scale, v_scale, o, shape,
+        q8, c, v, k8, k_scale, k_shift, wide_heads, v_scale, o, shape,
         block_n=block_n, block_d=block_d, causal=causal, upcast=upcast_dots(q),
     )  # fmt: skip
 
 
 def launch_sage_tma_kernel(
-    q8, c, v, k8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor | None, o, shape, *,
-    block_n: int, block_d: int, causal: bool, upcast: bool = False,
+    q8, c, v, k8: torch.Tensor, k_scale: torch.Tensor, k_shift: torch.Tensor, wide_heads: torch.Tensor,
+    v_scale: torch.Tensor | None, o, shape, *, block_n: int, block_d: int, causal: bool,
+    upcast: bool = False,
 ) -> None:  # fmt: skip
     """The attention launch alone, on Q from :func:`quantize_q` (with :func:`tiles_for`'s ``block_m``)
     and K (and V) from :func:`kernels.flash_sage_fp8.quantize_kv`: ``k8`` (B, Hkv, Nk_pad, block_d) int8,
-    ``k_scale`` (B, Hkv, Nk_pad / block_n) fp32.
+    ``k_scale`` (B, Hkv, Nk_pad / block_n) fp32 (negated for a wide block), ``k_shift`` (B, Hkv, Nk_pad)
+    int32 (each key's left shift in a wide block), ``wide_heads`` (B, Hkv) int32 (1 for a head holding a
+    wide block). A second launch of the kernel (``WIDE_PASS``) redoes the heads that hold a wide block;
+    with none it costs a launch of two programs per SM that read the head flags.
 
     ``v_scale`` None: ``sage_qk_int8``, ``v`` is the caller's (B, Hkv, Nk, D) V in q's dtype and must
     pass :func:`kernels.flash_fp16_tma.tma_eligible` on a GPU. Else ``sage_fp8``: ``v`` is quantize_kv's
@@ -303,10 +362,13 @@ def launch_sage_tma_kernel(
             else f"a divisor of the K-scale block {block_n}"
         )
         raise ValueError(f"tiles.block_n: expected {want}, got {step}")
-    _sage_tma_kernel[grid](
-        q8, c, k8, k_scale, v, v_scale if pv_fp8 else k_scale, o,
+    args = (
+        q8, c, k8, k_scale, k_shift, wide_heads, v, v_scale if pv_fp8 else k_scale, o,
         v.stride(0), v.stride(1), v.stride(2),
         shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim, num_m,
+        grid[0],
+    )  # fmt: skip
+    meta = dict(
         MASK=shape.n_k % step != 0,
         CAUSAL=causal,
         UPCAST=upcast,
@@ -316,6 +378,13 @@ def launch_sage_tma_kernel(
         BLOCK_N=step,
         BLOCK_D=block_d,
         K_BLOCK=block_n,
-        num_warps=tiles.num_warps,
-        num_stages=tiles.num_stages,
-    )  # fmt: skip
+    )
+    _sage_tma_kernel[grid](
+        *args, **meta, WIDE_PASS=False, num_warps=tiles.num_warps, num_stages=tiles.num_stages
+    )
+    # Heads with a wide K block, redone applying each key's shift by loops that are not warp-specialized
+    # (the causal tiles: same rows per program, so the same padded Q).
+    wide = tiles_for(True, interpreting())
+    _sage_tma_kernel[strided_grid(grid[0], o.device)](
+        *args, **meta, WIDE_PASS=True, num_warps=wide.num_warps, num_stages=wide.num_stages
+    )

@@ -52,7 +52,6 @@ are bit-identical.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -62,6 +61,7 @@ import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, SUPPORTED_DTYPES
 from kernels.backend import interpreting
+from kernels.launch import sm_count
 from kernels.quant_lowbit import GroupQuantized, check_group, dequantize_groups, quantize_groups
 from kernels.reference import attention_reference
 
@@ -1294,11 +1294,6 @@ def folded(cfg: DecodeConfig) -> bool:
     return cfg.block_m <= 16 if cfg.fold is None else bool(cfg.fold)
 
 
-@functools.lru_cache(maxsize=8)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
 def _config(
     device: torch.device,
     rows: int,
@@ -1318,7 +1313,7 @@ def _config(
         return override if override.block_m else replace(override, block_m=block_m)
     if interpreting():
         return DecodeConfig(block_m=16, block_n=32, num_warps=4, num_stages=1, target_programs=4)
-    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    sms = sm_count(device.index if device.index is not None else torch.cuda.current_device())
     if block_m == 16:
         # Folded kernels (16 rows): 32-key tiles on one warp, 3 stages, 8 programs per SM. One warp
         # holds the whole 16-row tile, so P goes from the score dot to the P.V dot in registers (no

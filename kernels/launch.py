@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -77,10 +78,47 @@ def program_block(NUM_M_BLOCKS, Hq, BLOCK_M: tl.constexpr):
     Query blocks of one (batch, head) are adjacent, so they share K/V in L2, and the block with the most
     keys under a causal mask goes first. ``bh`` is int64: it multiplies whole-head strides.
     """
-    pid = tl.program_id(0)
-    bh = (pid // NUM_M_BLOCKS).to(tl.int64)
-    start_m = (NUM_M_BLOCKS - 1 - pid % NUM_M_BLOCKS) * BLOCK_M
+    return item_block(tl.program_id(0), NUM_M_BLOCKS, Hq, BLOCK_M)
+
+
+@triton.jit
+def item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M: tl.constexpr):
+    """Query block ``item`` of :func:`grid_for`'s order, for a grid that strides over them
+    (:func:`strided_grid`)."""
+    bh = (item // NUM_M_BLOCKS).to(tl.int64)
+    start_m = (NUM_M_BLOCKS - 1 - item % NUM_M_BLOCKS) * BLOCK_M
     return bh, bh // Hq, bh % Hq, start_m
+
+
+# Items of a strided grid whose flags one program loads at once (:func:`wide_items`).
+WIDE_CHUNK = tl.constexpr(64)
+
+
+@triton.jit
+def wide_items(FLAGS, chunk, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, CHUNK: tl.constexpr):
+    """Whether any of this program's ``CHUNK`` items from ``chunk`` on, in a strided grid over
+    ``NUM_ITEMS`` query blocks (:func:`strided_grid`), belongs to a KV head flagged nonzero in the int32
+    ``FLAGS`` (B * Hkv): one vector load, so a program with no flagged head pays one memory round trip
+    per chunk, not one per item."""
+    items = tl.program_id(0) + chunk + tl.arange(0, CHUNK) * tl.num_programs(0)
+    bh = items // NUM_M_BLOCKS
+    bh_kv = (bh // Hq) * (Hq // GROUP) + (bh % Hq) // GROUP
+    return tl.max(tl.load(FLAGS + bh_kv, mask=items < NUM_ITEMS, other=0), axis=0) > 0
+
+
+@functools.lru_cache(maxsize=8)
+def sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def strided_grid(items: int, device: torch.device) -> tuple[int]:
+    """A grid of at most two programs per SM (four in the interpreter) for a launch whose programs
+    stride over ``items`` work items: one that has real work for few of them, where a program per item
+    would cost waves of block launches (about 5 % of a 1k-key call)."""
+    if device.type != "cuda":
+        return (min(items, 4),)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return (min(items, 2 * sm_count(index)),)
 
 
 def make_output(q: torch.Tensor, shape: AttentionShape) -> tuple[torch.Tensor, bool]:

@@ -67,3 +67,39 @@ def test_distribution_within_budget(method, distribution, dtype):
     m = error_metrics(out, emul)
     assert m["rel_l2"] <= tight.max_rel_l2, m
     assert m["worst_row_rel_l2"] <= tight.row_limit, m
+
+
+# Found by `lowbit fuzz --device cuda` on the sage methods forced onto their TMA kernel (docs/perf.md
+# "v14"); every kernel of these methods fails it alike, on the GPU and in the interpreter, each within
+# 2e-4 of its emulation. Pareto-tailed queries against 31 keys: Q's per-token INT8 scale is set by the
+# row's largest element, and that alone (float64, K exact) gives rel-L2 0.59 against the outliers budget
+# 0.5. `int8` (budget 0.65) passes, and `mixed` (fp16 where the quantization error is large) gives 0.018.
+_PARETO_QUERIES = Case(
+    batch=3, hq=2, hkv=2, nq=2, nk=31, head_dim=96, dtype="float16", causal=False, sm_scale=None,
+    distribution="heavy_tailed", seed=3,
+)  # fmt: skip
+_PER_TOKEN_Q_FAILS = (
+    "issue 12 (every method passes lowbit fuzz): Q's per-token INT8 scale on Pareto-tailed rows"
+)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(
+            m,
+            marks=[pytest.mark.xfail(reason=_PER_TOKEN_Q_FAILS, strict=True)]
+            if m in ("int8_qk", "int8_qk_smooth", "sage_fp8", "sage_qk_int8")
+            else [],
+        )
+        for m in sorted(REGISTRY)
+    ],
+)
+def test_pareto_tailed_queries_within_budget(method):
+    q, k, v = _PARETO_QUERIES.make_inputs(DEVICE)
+    out = attention(q, k, v, method=method)
+    spec = REGISTRY[method]
+    tight = spec.emulation_budget_for(q.dtype, _PARETO_QUERIES.family)
+    assert error_metrics(out, spec.emulate(q, k, v, causal=False))["rel_l2"] <= tight.max_rel_l2
+    budget = spec.budget_for(_PARETO_QUERIES.family, q.dtype)
+    assert rel_l2(out, attention_reference(q, k, v)) <= budget.max_rel_l2

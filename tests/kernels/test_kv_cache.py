@@ -120,7 +120,7 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     # more rows keep 128-key tiles of the dequantizing kernel on 4 warps at 2 per SM. An explicit
     # config is taken as given.
     monkeypatch.setattr(kv_cache, "interpreting", lambda: False)
-    monkeypatch.setattr(kv_cache, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(kv_cache, "sm_count", lambda index: 132)
     gpu = torch.device("cuda", 0)
     for rows in (1, 4, 16, 17, 32):
         assert kv_cache._config(gpu, rows, None) == DecodeConfig(16, 32, 1, 3, 1056)

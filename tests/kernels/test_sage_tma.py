@@ -288,3 +288,25 @@ def test_key_steps_shorter_than_the_k_scale_block(monkeypatch):
     monkeypatch.setattr(sage_tma, "tiles_for", lambda causal, interpret: sage_tma.SageTmaTiles(32, 4, 1, 64))
     with pytest.raises(ValueError, match="a divisor of the K-scale block 32, got 64"):
         flash_attention_sage_qk_int8(q, k, v, kernel="tma")
+
+
+def test_forced_tma_specs_keep_their_method_and_run_the_tma_kernel(monkeypatch):
+    """tests/kernels/tma_variants.py: `lowbit fuzz` on the TMA kernel judges it by its method's budgets and
+    emulation, on the head dims that kernel runs."""
+    from kernels import REGISTRY
+    from tests.kernels import tma_variants
+
+    specs = {"sage_qk_int8": tma_variants.SAGE_QK_INT8_TMA, "sage_fp8": tma_variants.SAGE_FP8_TMA}
+    launched = []
+    real = sage.launch_sage_tma
+    monkeypatch.setattr(sage, "launch_sage_tma", lambda *a, **kw: launched.append(1) or real(*a, **kw))
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (seeded_randn(g, 1, 1, 24, 96) for _ in range(3))
+    for method, spec in specs.items():
+        registered = REGISTRY[method]
+        assert spec.budgets == registered.budgets and spec.emulate is registered.emulate
+        assert spec.head_dims == (96, 128)
+        before = len(launched)
+        out = spec.fn(q, k, v, causal=False)
+        assert len(launched) == before + 1
+        assert rel_l2(out, registered.emulate(q, k, v, causal=False)) <= _emulation_tolerance(q.dtype)
