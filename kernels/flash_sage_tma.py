@@ -305,13 +305,16 @@ def quantize_q(
     sm_scale · log2(e)). ``q`` is only read.
     """
     B, H, Nq, D = q.shape
-    num_m = triton.cdiv(Nq, block_m)
-    nq_pad = num_m * block_m
+    nq_pad = triton.cdiv(Nq, block_m) * block_m
+    # Rows per program of this launch: 64 of the attention tile's 128 took 70 us against 89 (B 16, H 32,
+    # 1k queries, head dim 128, H200; the same bits): a 128-row tile held 255 registers on 4 warps.
+    rows = min(block_m, 64)
+    num_rows = nq_pad // rows
     q8 = torch.empty((B * H, nq_pad, block_d), dtype=torch.int8, device=q.device)
     c = torch.empty((B * H, nq_pad), dtype=torch.float32, device=q.device)
-    _quantize_q_kernel[(B * H * num_m,)](
-        q, q8, c, q.stride(0), q.stride(1), q.stride(2), H, Nq, nq_pad, D, qk_scale, num_m,
-        BLOCK_M=block_m, BLOCK_D=block_d,
+    _quantize_q_kernel[(B * H * num_rows,)](
+        q, q8, c, q.stride(0), q.stride(1), q.stride(2), H, Nq, nq_pad, D, qk_scale, num_rows,
+        BLOCK_M=rows, BLOCK_D=block_d,
     )  # fmt: skip
     return q8, c
 

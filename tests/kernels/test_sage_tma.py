@@ -99,18 +99,23 @@ def test_sage_fp8_matches_its_emulation_and_the_pointer_kernel(n_q, n_k, heads, 
     assert rel_l2(out, pointer) <= _emulation_tolerance(dtype)
 
 
-def test_q_quantizer_matches_the_reference_rounding():
-    """INT8 codes and scales of the Q launch are kernels.quant's per-token ones; padding is zero."""
+@pytest.mark.parametrize("block_m", [32, 128])
+def test_q_quantizer_matches_the_reference_rounding(block_m):
+    """INT8 codes and scales of the Q launch are kernels.quant's per-token ones; padding to whole row
+    blocks of the attention tile is zero (the launch itself takes at most 64 rows per program)."""
     g = torch.Generator().manual_seed(4)
     q = seeded_randn(g, 2, 3, 45, 96, scale=3.0)
     q[0, 1, 7] = 0  # an all-zero row: codes 0, factor 0
-    q8, c = quantize_q(q, 32, 128, 0.5)
+    q8, c = quantize_q(q, block_m, 128, 0.5)
     codes, scale = quantize_per_token_reference(q)
-    assert q8.shape == (6, 64, 128) and c.shape == (6, 64)
-    assert torch.equal(q8.view(2, 3, 64, 128)[:, :, :45, :96].cpu(), codes.to(torch.int8).cpu())
-    assert torch.all(q8.view(2, 3, 64, 128)[:, :, 45:] == 0) and torch.all(q8[..., 96:] == 0)
-    torch.testing.assert_close(c.view(2, 3, 64)[:, :, :45].cpu(), (scale.float() * 0.5).cpu(), rtol=0, atol=0)
-    assert c.view(2, 3, 64)[0, 1, 7] == 0
+    pad = -(-45 // block_m) * block_m
+    assert q8.shape == (6, pad, 128) and c.shape == (6, pad)
+    assert torch.equal(q8.view(2, 3, pad, 128)[:, :, :45, :96].cpu(), codes.to(torch.int8).cpu())
+    assert torch.all(q8.view(2, 3, pad, 128)[:, :, 45:] == 0) and torch.all(q8[..., 96:] == 0)
+    torch.testing.assert_close(
+        c.view(2, 3, pad)[:, :, :45].cpu(), (scale.float() * 0.5).cpu(), rtol=0, atol=0
+    )
+    assert torch.all(c.view(2, 3, pad)[:, :, 45:] == 0) and c.view(2, 3, pad)[0, 1, 7] == 0
 
 
 def test_large_logits_pick_the_maximum_exactly():
