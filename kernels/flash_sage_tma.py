@@ -177,7 +177,8 @@ def _sage_tma_kernel(
     # (kernels.flash_sage_fp8.K_WIDE_MIN) with loops that apply each key's shift; the others' blocks cost
     # a load of their head's flag. Triton 3.6 warp-specializes a loop only if it is the kernel's one
     # loop and has no branch, and the branch cost the causal loop 55 registers, so the first launch
-    # ignores the shifts (in a wide head its output is overwritten).
+    # ignores the shifts (in a wide head its output is overwritten); its warp-specialized loop skips a
+    # wide head's key blocks (an empty range: still specialized), the causal one does not (29 registers).
     Hkv = Hq // GROUP
     if WIDE_PASS:
         # A strided grid over the NUM_ITEMS query blocks (kernels.launch.wide_items).
@@ -189,14 +190,14 @@ def _sage_tma_kernel(
                     bh_kv = b * Hkv + h // GROUP
                     if (item < NUM_ITEMS) & (tl.load(WH + bh_kv, mask=item < NUM_ITEMS, other=0) != 0):
                         _sage_tma_program(
-                            Q8, QC, K8, KS, KSH, V, VS, O, stride_vb, stride_vh, stride_vn,
+                            Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_vb, stride_vh, stride_vn,
                             Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,
                             MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
                         )  # fmt: skip
     else:
         bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
         _sage_tma_program(
-            Q8, QC, K8, KS, KSH, V, VS, O, stride_vb, stride_vh, stride_vn,
+            Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_vb, stride_vh, stride_vn,
             Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, b * Hkv + h // GROUP,
             MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
         )  # fmt: skip
@@ -204,7 +205,7 @@ def _sage_tma_kernel(
 
 @triton.jit
 def _sage_tma_program(
-    Q8, QC, K8, KS, KSH, V, VS, O,
+    Q8, QC, K8, KS, KSH, WH, V, VS, O,
     stride_vb, stride_vh, stride_vn,
     Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,
     MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
@@ -276,8 +277,10 @@ def _sage_tma_program(
                 UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
     else:
-        # One loop, no branch in it (see WIDE_PASS). MASK masks the ragged end on every block.
-        for start_n in tl.range(0, Nk, BLOCK_N, warp_specialize=True):
+        # One loop, no branch in it (see WIDE_PASS); a wide head's loop is empty here, the second launch
+        # computes it. MASK masks the ragged end on every block.
+        n_end = tl.where(tl.load(WH + bh_kv) != 0, 0, Nk)
+        for start_n in tl.range(0, n_end, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 0,
                 UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
