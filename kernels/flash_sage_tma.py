@@ -38,9 +38,9 @@ from kernels.launch import (
     LOG2E,
     WIDE_CHUNK,
     grid_for,
-    item_block,
     program_block,
     strided_grid,
+    wide_item,
     wide_items,
 )
 from kernels.quant import round_per_token_int8
@@ -185,10 +185,10 @@ def _sage_tma_kernel(
         for chunk in range(0, NUM_ITEMS, tl.num_programs(0) * WIDE_CHUNK):
             if wide_items(WH, chunk, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, WIDE_CHUNK):
                 for j in range(0, WIDE_CHUNK):
-                    item = tl.program_id(0) + chunk + j * tl.num_programs(0)
-                    bh, b, h, start_m = item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M)
-                    bh_kv = b * Hkv + h // GROUP
-                    if (item < NUM_ITEMS) & (tl.load(WH + bh_kv, mask=item < NUM_ITEMS, other=0) != 0):
+                    run, bh, b, h, start_m, bh_kv = wide_item(
+                        WH, chunk, j, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, BLOCK_M
+                    )
+                    if run:
                         _sage_tma_program(
                             Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_vb, stride_vh, stride_vn,
                             Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,

@@ -106,6 +106,17 @@ def wide_items(FLAGS, chunk, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, CHUNK: tl.const
     return tl.max(tl.load(FLAGS + bh_kv, mask=items < NUM_ITEMS, other=0), axis=0) > 0
 
 
+@triton.jit
+def wide_item(FLAGS, chunk, j, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, BLOCK_M: tl.constexpr):
+    """Item ``j`` of this program's chunk (:func:`wide_items`): ``(run, bh, b, h, start_m, bh_kv)``, ``run``
+    whether it exists and its KV head is flagged."""
+    item = tl.program_id(0) + chunk + j * tl.num_programs(0)
+    bh, b, h, start_m = item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M)
+    bh_kv = b * (Hq // GROUP) + h // GROUP
+    run = (item < NUM_ITEMS) & (tl.load(FLAGS + bh_kv, mask=item < NUM_ITEMS, other=0) != 0)
+    return run, bh, b, h, start_m, bh_kv
+
+
 @functools.lru_cache(maxsize=8)
 def sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
