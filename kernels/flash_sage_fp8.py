@@ -58,7 +58,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import round_per_token_int8
+from kernels.quant import load_round_per_token_int8
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
@@ -73,7 +73,7 @@ _RAW_MASKED = -(2**30)
 # 2^-K_SHIFT_MAX and is negated as the flag. 7 keeps a shifted head dim 256 dot within 2^30. Other blocks
 # (every Gaussian block measured) keep one scale and no shift: their numerics and speed are unchanged.
 K_SHIFT_MAX = tl.constexpr(7)
-K_SHIFT_SCALE = tl.constexpr(2.0**-7)
+K_SHIFT_SCALE = tl.constexpr(2.0**-K_SHIFT_MAX.value)
 K_WIDE_MIN = tl.constexpr(3)
 
 
@@ -440,12 +440,9 @@ def _sage_fp8_program(
 
     # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded with
     # sm_scale * log2(e).
-    q = tl.load(
-        Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
-        mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
-        other=0.0,
-    ).to(tl.float32)
-    q8, q_scale = round_per_token_int8(q)
+    q8, q_scale = load_round_per_token_int8(
+        Q + b * stride_qb + h * stride_qh, stride_qn, offs_m, Nq, offs_d, D
+    )
     c_row = q_scale * qk_scale
 
     k_base = K8 + bh_kv * NK_PAD * BLOCK_D

@@ -43,7 +43,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import round_per_token_int8
+from kernels.quant import load_round_per_token_int8
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
 _RAW_MASKED = tl.constexpr(-(2**30))
@@ -90,12 +90,9 @@ def _quantize_q_kernel(
     h = bh % Hq
     offs_m = (pid % NUM_M_BLOCKS) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    q = tl.load(
-        Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
-        mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
-        other=0.0,
-    ).to(tl.float32)
-    q8, q_scale = round_per_token_int8(q)
+    q8, q_scale = load_round_per_token_int8(
+        Q + b * stride_qb + h * stride_qh, stride_qn, offs_m, Nq, offs_d, D
+    )
     tl.store(Q8 + (bh * NQ_PAD + offs_m[:, None]) * BLOCK_D + offs_d[None, :], q8)
     tl.store(QC + bh * NQ_PAD + offs_m, q_scale * qk_scale)
 

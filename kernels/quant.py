@@ -46,6 +46,19 @@ def round_per_token_int8(x):
 
 
 @triton.jit
+def load_round_per_token_int8(X, stride_row, rows, n_rows, cols, n_cols):
+    """Rows ``rows`` of the (n_rows, n_cols) fp16/bf16 operand at ``X`` (row stride ``stride_row``, unit
+    column stride) read as fp32, zeros past ``n_rows`` and ``n_cols``, then :func:`round_per_token_int8`:
+    the sage kernels' Q tile (the TMA path's Q launch and the pointer kernel's prologue)."""
+    x = tl.load(
+        X + rows[:, None].to(tl.int64) * stride_row + cols[None, :],
+        mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols),
+        other=0.0,
+    ).to(tl.float32)
+    return round_per_token_int8(x)
+
+
+@triton.jit
 def _quantize_per_token_kernel(
     X,
     C,
