@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from hypothesis import strategies as st
 
 from harness.search.metrics import error_metrics
 from tests.conftest import DEVICE
@@ -78,3 +79,19 @@ def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 def max_abs(out: torch.Tensor, ref: torch.Tensor) -> float:
     return error_metrics(out, ref.double())["max_abs"]
+
+
+def tma_shapes(head_dims) -> dict:
+    """Hypothesis strategies for the TMA kernels' tests (``@given(**tma_shapes(dims))``): ragged lengths,
+    GQA, batch, ``head_dims``, dtype, strided (B, N, H, D) views, causal, and a tensor seed."""
+    return dict(
+        n_q=st.integers(1, 70),
+        n_k=st.integers(1, 100),
+        heads=st.sampled_from([(1, 1), (2, 1), (4, 2)]),
+        batch=st.integers(1, 2),
+        head_dim=st.sampled_from(head_dims),
+        bf16=st.booleans(),
+        bnhd=st.booleans(),
+        causal=st.booleans(),
+        seed=st.integers(0, 2**31 - 1),
+    )

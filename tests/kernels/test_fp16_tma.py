@@ -9,27 +9,16 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 import kernels.flash_fp16 as fp16_module
 from kernels.flash_fp16 import flash_attention_fp16
 from kernels.flash_fp16_tma import TMA_HEAD_DIMS, flash_attention_fp16_tma, prefer_tma, tma_eligible
 from kernels.reference import attention_reference
-from tests.kernels.cases import on_device, rel_l2, seeded_randn
+from tests.kernels.cases import on_device, rel_l2, seeded_randn, tma_shapes
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(
-    n_q=st.integers(1, 70),
-    n_k=st.integers(1, 100),
-    heads=st.sampled_from([(1, 1), (2, 1), (4, 2)]),
-    batch=st.integers(1, 2),
-    head_dim=st.sampled_from(TMA_HEAD_DIMS),
-    bf16=st.booleans(),
-    bnhd=st.booleans(),
-    causal=st.booleans(),
-    seed=st.integers(0, 2**31 - 1),
-)
+@given(**tma_shapes(TMA_HEAD_DIMS))
 @example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, causal=False, seed=0)
 @example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, causal=True, seed=1)
 @example(n_q=70, n_k=20, heads=(2, 1), batch=1, head_dim=32, bf16=False, bnhd=False, causal=True, seed=2)

@@ -20,7 +20,7 @@ from kernels.flash_sage_fp8 import flash_attention_sage_fp8, flash_attention_sag
 from kernels.flash_sage_tma import quantize_q
 from kernels.quant import quantize_per_token_reference
 from kernels.reference import attention_reference
-from tests.kernels.cases import on_device, rel_l2, seeded_randn
+from tests.kernels.cases import on_device, rel_l2, seeded_randn, tma_shapes
 
 
 def _emulation_tolerance(dtype: torch.dtype) -> float:
@@ -29,17 +29,7 @@ def _emulation_tolerance(dtype: torch.dtype) -> float:
 
 
 @settings(max_examples=20, deadline=None, derandomize=True)
-@given(
-    n_q=st.integers(1, 70),
-    n_k=st.integers(1, 100),
-    heads=st.sampled_from([(1, 1), (2, 1), (4, 2)]),
-    batch=st.integers(1, 2),
-    head_dim=st.sampled_from([96, 128]),
-    bf16=st.booleans(),
-    bnhd=st.booleans(),
-    causal=st.booleans(),
-    seed=st.integers(0, 2**31 - 1),
-)
+@given(**tma_shapes([96, 128]))
 @example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, causal=False, seed=0)
 @example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, causal=True, seed=1)
 @example(n_q=70, n_k=20, heads=(2, 1), batch=1, head_dim=128, bf16=False, bnhd=False, causal=True, seed=2)
