@@ -191,15 +191,15 @@ def tma_kernel_only(q, k, v, causal):
     qkv = sage.quantize_kv(k, v, cfg, quant_v=False)
     block_m = sage_tma.tiles_for(causal, False).block_m
     qk_scale = shape.sm_scale * sage_tma.LOG2E
-    q8, c = sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale)
+    flags = dict(k_norm=qkv.k_norm, wide_heads=qkv.wide_heads)
+    q8, c = sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale, **flags)
     o = torch.empty_like(q)
     return (
         lambda: sage_tma.launch_sage_tma_kernel(
-            q8, c, v, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, None, o, shape, block_n=cfg.block_n,
-            block_d=cfg.block_d,
-            causal=causal,
+            q, q8, c, v, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, None, o, shape,
+            block_n=cfg.block_n, block_d=cfg.block_d, causal=causal,
         ),
-        lambda: sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale),
+        lambda: sage_tma.quantize_q(q, block_m, cfg.block_d, qk_scale, **flags),
     )  # fmt: skip
 
 

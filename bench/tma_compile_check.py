@@ -35,8 +35,8 @@ INTS = (
     "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "Nk", "D", "NUM_M_BLOCKS",
 )  # fmt: skip
 SAGE_INTS = (
-    "stride_vb", "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "NQ_PAD", "Nk", "NK_PAD", "D", "NUM_M_BLOCKS",
-    "NUM_ITEMS",
+    "stride_qb", "stride_qh", "stride_qn", "stride_vb", "stride_vh", "stride_vn", "Hq", "GROUP", "Nq",
+    "NQ_PAD", "Nk", "NK_PAD", "D", "NUM_M_BLOCKS", "NUM_ITEMS",
 )  # fmt: skip
 # Token strides and per-head offsets are multiples of 16 bytes on every launch (tma_eligible).
 ALIGNED = (
@@ -75,12 +75,14 @@ def compile_sage_variant(
 ) -> dict:
     """The sage methods' TMA kernel at head dim 128 (K scales per 128 keys, as on the GPU):
     ``sage_qk_int8`` (V in ``dtype``) or, with ``pv_fp8``, ``sage_fp8`` (e4m3 V^T). ``wide_pass``: the
-    second launch for heads with a wide K block, on the causal tiles, not warp-specialized."""
+    second launch for flagged heads (a wide K block or noisy queries: the caller's Q in ``dtype``), on its
+    own tiles, not warp-specialized."""
     from kernels import flash_sage_tma as sage_tma
 
-    tiles = sage_tma.SAGE_TMA_TILES[causal or wide_pass]
+    tiles = sage_tma.tiles_for(causal, False, wide_pass=wide_pass)
     v_type = "*fp8e4nv" if pv_fp8 else f"*{dtype}"
     signature = {
+        "Q": f"*{dtype}",
         "Q8": "*i8",
         "QC": "*fp32",
         "K8": "*i8",
@@ -90,18 +92,24 @@ def compile_sage_variant(
         "V": v_type,
         "VS": "*fp32",
     }
-    signature |= {"O": f"*{dtype}"} | {n: "i32" for n in SAGE_INTS}
+    signature |= {"O": f"*{dtype}"} | {n: "i32" for n in SAGE_INTS} | {"qk_scale": "fp32"}
     constexprs = dict(
         MASK=int(ragged), CAUSAL=causal, UPCAST=False, PV_FP8=pv_fp8, FP8=pv_fp8,
         BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n or 128, BLOCK_D=128, K_BLOCK=128, WIDE_PASS=wide_pass,
     )  # fmt: skip
-    aligned = ("Q8", "QC", "K8", "KS", "KSH", "WH", "V", "VS", "O", "stride_vb", "stride_vh", "stride_vn")
+    aligned = (
+        "Q", "Q8", "QC", "K8", "KS", "KSH", "WH", "V", "VS", "O", "stride_qb", "stride_qh", "stride_qn",
+        "stride_vb", "stride_vh", "stride_vn",
+    )  # fmt: skip
     row = _compile(
         sage_tma._sage_tma_kernel, signature, constexprs, aligned, tiles.num_warps, tiles.num_stages
     )
     tile = [tiles.block_m, tiles.block_n or 128, tiles.num_warps, tiles.num_stages]
     name = (f"sage_fp8 {dtype}" if pv_fp8 else f"sage_qk_int8 {dtype}") + (" wide pass" if wide_pass else "")
     row["expect_warp_specialized"] = not (causal or wide_pass)
+    # The second launch holds the caller's 16-bit Q tile: 8-16 bytes of spill on 3 stages, which ran 1.7x
+    # faster than the spill-free single stage on an H200 (kernels.flash_sage_tma.SAGE_TMA_WIDE_TILES).
+    row["spill_allowed"] = 16 if wide_pass else 0
     return {"kernel": name, "causal": causal, "head_dim": 128, "ragged": ragged, "tile": tile} | row
 
 
@@ -145,7 +153,7 @@ def problems(r: dict) -> list[str]:
     if r["warp_specialized"] != expect:
         where = "causal" if r["causal"] else "wide pass"
         out.append("warp specialization lost" if expect else f"warp specialization present ({where})")
-    if r["stack"]:
+    if r["stack"] and r["stack"] > r.get("spill_allowed", 0):
         out.append(f"{r['stack']} bytes of spill stack")
     if r["shared"] > HOPPER_SHARED_BYTES:
         out.append(f"{r['shared']} bytes of shared memory")

@@ -18,6 +18,8 @@ What is replayed, per method:
   (``fp16`` with fp16 inputs: P before its rounding).
 * ``int8``: V per channel in INT8, its scale applied after dividing by the denominator.
 * ``int8_qk_smooth``: K minus its per-head mean over tokens (float32 mean, as the kernel takes it).
+* Q of the INT8 methods: per-token INT8, except in noisy KV heads (``kernels.quant.noisy_heads``), which
+  the kernels compute again with Q as given (:func:`int8_q_values`).
 
 Only torch and ``kernels.quant``'s torch references are needed; nothing is compiled.
 """
@@ -120,6 +122,20 @@ def _per_token(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Ten
     return codes.double() * scale.double()[..., None]
 
 
+def int8_q_values(q, k, *, sm_scale=None, center: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 Q as the INT8 kernels multiply it: per-token INT8 codes times their scales, or ``q`` itself
+    in the KV heads whose rounding would blur their logits (:func:`kernels.quant.noisy_heads` against K's
+    longest token, less ``center``)."""
+    from kernels.quant import longest_token_reference, noisy_heads, quantize_per_token_reference
+
+    codes, scale = quantize_per_token_reference(q)
+    values = codes.double() * scale.double()[..., None]
+    if k.size(2) == 0:
+        return values
+    noisy = noisy_heads(scale, longest_token_reference(k, center), _scale(q, sm_scale) * LOG2E)
+    return torch.where(_expand(noisy, q.shape[1])[:, :, None, None], q.double(), values)
+
+
 def emulate_fp16(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None) -> torch.Tensor:
     """``fp16``: Q, K, V as given; P rounded to the input dtype per key block; fp32 steps made exact. The
     denominator sums P before its rounding for fp16, the rounded P for bf16 (the pointer kernel)."""
@@ -137,13 +153,14 @@ def emulate_fp16(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = 
 
 
 def emulate_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None) -> torch.Tensor:
-    """``int8``: per-token INT8 Q/K, P per block row at (its max)/127, per-channel INT8 V."""
+    """``int8``: per-token INT8 Q/K (Q as given in noisy heads), P per block row at (its max)/127,
+    per-channel INT8 V."""
     from kernels.quant import quantize_per_channel_reference
 
     block_n = block_n or _block_n("int8", q.shape[-1], q.device)
     v_codes, v_scale = quantize_per_channel_reference(v)
     out = _replay(
-        _per_token(q),
+        int8_q_values(q, k, sm_scale=sm_scale),
         _per_token(k),
         v_codes.double(),
         scale=_scale(q, sm_scale),
@@ -157,13 +174,13 @@ def emulate_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = 
 def emulate_int8_qk(
     q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None, smooth_k: bool = False
 ) -> torch.Tensor:
-    """``int8_qk``: per-token INT8 Q/K (K centered first with ``smooth_k``), P rounded to the input
-    dtype per key block, V as given."""
+    """``int8_qk``: per-token INT8 Q/K (K centered first with ``smooth_k``; Q as given in noisy heads), P
+    rounded to the input dtype per key block, V as given."""
     method = "int8_qk_smooth" if smooth_k else "int8_qk"
     block_n = block_n or _block_n(method, q.shape[-1], q.device)
     center = torch.mean(k, dim=2, dtype=torch.float32) if smooth_k and k.size(2) > 0 else None
     return _replay(
-        _per_token(q),
+        int8_q_values(q, k, sm_scale=sm_scale, center=center),
         _per_token(k, center),
         v.double(),
         scale=_scale(q, sm_scale),

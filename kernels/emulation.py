@@ -13,6 +13,7 @@ Only torch is imported at module level; the block size comes from the kernel's c
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -46,14 +47,22 @@ def _causal_valid(cols: torch.Tensor, n_q: int, n_k: int, causal: bool, device) 
     return valid
 
 
-def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int):
-    """K smoothed and INT8 per block of ``block_n`` keys, V e4m3 per channel, as the kernel stores them.
+class SageKV(NamedTuple):
+    """K and V as the sage kernels hold them (:func:`quantize_sage_fp8`); float64 unless said."""
 
-    Returns float64 ``(k_int, k_scale_per_key, v_e4m3, v_scale)``: ``k_int`` (B, H, Nk, D) integers,
-    ``k_scale_per_key`` (B, H, Nk) (each block's scale; in a wide block over each key's power of two
-    2^e, e the most, up to ``K_SHIFT_MAX``, that keeps the key's codes within range), ``v_e4m3`` (B, H, Nk, D)
-    e4m3 values of ``v / v_scale``, ``v_scale`` (B, H, D) = amax / 448.
-    """
+    k_int: torch.Tensor  # (B, H, Nk, D) integers
+    # (B, H, Nk): each block's scale; in a wide block over each key's power of two 2^e, e the most, up to
+    # K_SHIFT_MAX, that keeps the key's codes within range
+    k_scale: torch.Tensor
+    v_e4m3: torch.Tensor  # (B, H, Nk, D) e4m3 values of v / v_scale
+    v_scale: torch.Tensor  # (B, H, D), amax / 448
+    wide_heads: torch.Tensor  # bool (B, H): the head holds a wide block
+    k_norm: torch.Tensor  # float32 (B, H): the L2 norm of the head's longest smoothed key
+
+
+def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int) -> SageKV:
+    """K smoothed and INT8 per block of ``block_n`` keys, V e4m3 per channel, as the kernel stores them,
+    with the per-head facts the kernels' second launch is decided by (:class:`SageKV`)."""
     from kernels.flash_sage_fp8 import K_SHIFT_MAX, K_WIDE_MIN
 
     B, H, Nk, D = k.shape
@@ -72,7 +81,8 @@ def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int):
     xb = amax_key.view(torch.int32)
     e = ((tb >> 23) & 0xFF) - ((xb >> 23) & 0xFF) - ((tb & 0x7FFFFF) < (xb & 0x7FFFFF)).int()
     e = torch.where(amax_key > 0, e.clamp(0, K_SHIFT_MAX.value), 0)
-    e = torch.where((e.amax(dim=3) >= K_WIDE_MIN.value)[..., None], e, 0)
+    wide = e.amax(dim=3) >= K_WIDE_MIN.value
+    e = torch.where(wide[..., None], e, 0)
     pow2 = (e + 127).bitwise_left_shift(23).view(torch.float32)
     k_int = _round_half_away(kp * inv[..., None, None] * pow2[..., None]).clamp(-127, 127)
     k_int = k_int.reshape(B, H, num_n * block_n, D)[:, :, :Nk].double()
@@ -81,18 +91,34 @@ def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int):
     vamax = v.float().abs().amax(dim=2)
     vinv = _true_inverse(vamax, FP8_MAX)
     v_e4m3 = round_e4m3(v.float() * vinv[:, :, None, :])
-    return k_int, k_scale, v_e4m3, (vamax / FP8_MAX).double()
+    k_norm = torch.sqrt((kc * kc).sum(dim=3).amax(dim=2))  # quant.longest_token_reference
+    return SageKV(k_int, k_scale, v_e4m3, (vamax / FP8_MAX).double(), wide.any(dim=2), k_norm)
+
+
+def sage_q(q: torch.Tensor, kv: SageKV, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q as the sage kernels multiply it, ``(values, scales)`` in float64: per-token INT8 codes and their
+    scales, except in a flagged KV head (a wide K block, or a noisy query row: the kernels' fp32 test
+    ``q_scale · scale · k_norm > kernels.quant.Q_NOISE_BOUND``), whose query heads the second launch
+    computes with Q in its input dtype (scale 1). ``scale`` is sm_scale · log2(e)."""
+    from kernels import quant
+
+    q_int, q_scale = quant.quantize_per_token_reference(q)
+    group = q.size(1) // kv.wide_heads.size(1)
+    noisy = quant.noisy_heads(q_scale, kv.k_norm, scale)
+    flagged = (kv.wide_heads | noisy).repeat_interleave(group, 1)[:, :, None]
+    values = torch.where(flagged[..., None], q.double(), q_int.double())
+    return values, torch.where(flagged, torch.ones_like(q_scale, dtype=torch.float64), q_scale.double())
 
 
 def emulate_sage_fp8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = None) -> torch.Tensor:
     """Float64 emulation of ``sage_fp8`` (kernels/flash_sage_fp8.py): same quantizers, same P rounding.
 
-    Q per token INT8; K minus its per-head mean, INT8 per block of ``block_n`` keys (default: the
-    kernel's config for this shape and device); V e4m3 per channel; per key block, with the running
+    Q per token INT8 (in its input dtype in flagged heads, :func:`sage_q`); K minus its per-head mean,
+    INT8 per block of ``block_n`` keys (default: the kernel's config for this shape and device); V e4m3
+    per channel; per key block, with the running
     maximum ``m``: ``p = 2^(s - m + 8)`` summed unrounded into the denominator and rounded to e4m3 for
     P·V; output ``acc · v_scale / l``.
     """
-    from kernels import quant
 
     Hq, D = q.shape[1], q.shape[3]
     Hkv, Nk = k.shape[1], k.shape[2]
@@ -101,31 +127,34 @@ def emulate_sage_fp8(q, k, v, *, causal=False, sm_scale=None, block_n: int | Non
     if block_n is None:
         block_n = _block_n_sage(q, k, True)
     scale = (1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)) * LOG2E
-    q_int, q_scale = quant.quantize_per_token_reference(q)
-    k_int, k_scale, v_e4m3, v_scale = quantize_sage_fp8(k, v, block_n)
+    kv = quantize_sage_fp8(k, v, block_n)
+    q_val, q_scale = sage_q(q, kv, scale)
     group = Hq // Hkv
     acc, l_sum = _sage_replay(
-        q_int, q_scale, k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1),
-        v_e4m3.repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
+        q_val, q_scale, kv.k_int.repeat_interleave(group, 1), kv.k_scale.repeat_interleave(group, 1),
+        kv.v_e4m3.repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
         p_sum=lambda p: p, p_dot=round_e4m3,
     )  # fmt: skip
-    out = acc * v_scale.repeat_interleave(group, 1)[:, :, None, :]
+    out = acc * kv.v_scale.repeat_interleave(group, 1)[:, :, None, :]
     return out / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
 
 
 def dequantize_sage_fp8(q, k, v, *, causal=False, sm_scale=None, pv_fp8=True):
-    """float32 Q, K, V as ``sage_fp8`` sees them (K centered: softmax ignores the per-head mean)."""
+    """float32 Q, K, V as ``sage_fp8`` sees them (K centered: softmax ignores the per-head mean; Q as
+    :func:`sage_q` has it)."""
     from kernels import quant
 
     block_n = _block_n_sage(q, k, pv_fp8)
-    q_int, q_scale = quant.quantize_per_token_reference(q)
     if k.size(2) == 0:
+        q_int, q_scale = quant.quantize_per_token_reference(q)
         return quant.dequantize_per_token(q_int, q_scale), k.float(), v.float()
-    k_int, k_scale, v_e4m3, v_scale = quantize_sage_fp8(k, v, block_n)
+    kv = quantize_sage_fp8(k, v, block_n)
+    scale = (1.0 / math.sqrt(q.size(-1)) if sm_scale is None else float(sm_scale)) * LOG2E
+    q_val, q_scale = sage_q(q, kv, scale)
     return (
-        quant.dequantize_per_token(q_int, q_scale),
-        (k_int * k_scale[..., None]).float(),
-        (v_e4m3 * v_scale[:, :, None, :]).float(),
+        (q_val * q_scale[..., None]).float(),
+        (kv.k_int * kv.k_scale[..., None]).float(),
+        (kv.v_e4m3 * kv.v_scale[:, :, None, :]).float(),
     )
 
 
@@ -141,7 +170,6 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     P is rounded to q's dtype for the dot and enters the denominator unrounded for fp16, rounded for
     bf16, as the kernel does; V is used as given.
     """
-    from kernels import quant
 
     Hq, D = q.shape[1], q.shape[3]
     Hkv, Nk = k.shape[1], k.shape[2]
@@ -150,15 +178,15 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     if block_n is None:
         block_n = _block_n_sage(q, k, False)
     scale = (1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)) * LOG2E
-    q_int, q_scale = quant.quantize_per_token_reference(q)
-    k_int, k_scale, _, _ = quantize_sage_fp8(k, v, block_n)
+    kv = quantize_sage_fp8(k, v, block_n)
+    q_val, q_scale = sage_q(q, kv, scale)
     group = Hq // Hkv
 
     def to_dtype(p: torch.Tensor) -> torch.Tensor:
         return p.float().to(q.dtype).double()
 
     acc, l_sum = _sage_replay(
-        q_int, q_scale, k_int.repeat_interleave(group, 1), k_scale.repeat_interleave(group, 1),
+        q_val, q_scale, kv.k_int.repeat_interleave(group, 1), kv.k_scale.repeat_interleave(group, 1),
         v.double().repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
         p_sum=to_dtype if q.dtype == torch.bfloat16 else (lambda p: p), p_dot=to_dtype,
     )  # fmt: skip
@@ -168,9 +196,10 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
 def _sage_replay(q_int, q_scale, k_int, k_scale, v_val, *, scale, causal, block_n, p_sum, p_dot):
     """The sage kernels' online softmax in float64, key block by key block; returns ``(acc, l)``.
 
-    Logits ``q_int · k_int`` times the per-token Q scale, the per-block K scale and ``scale``; P is
-    ``2^(s - m + 8)`` against the running maximum ``m``; ``p_sum(P)`` enters the denominator and
-    ``p_dot(P)`` multiplies ``v_val`` (the kernels' two roundings of P). K and V carry Q's heads.
+    Logits ``q_int · k_int`` (Q's codes, or its values in flagged heads) times the per-token Q scale,
+    the per-key K scale and ``scale``; P is ``2^(s - m + 8)`` against the running maximum ``m``;
+    ``p_sum(P)`` enters the denominator and ``p_dot(P)`` multiplies ``v_val`` (the kernels' two roundings
+    of P). K and V carry Q's heads.
     """
     B, Hq, Nq, _ = q_int.shape
     Nk, Dv = k_int.shape[2], v_val.shape[3]

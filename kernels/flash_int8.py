@@ -19,6 +19,9 @@ Numerics, following INT-FlashAttention:
   caller's K is never written). Softmax cannot see a per-row constant, and q·mean is constant along
   the row, so the result is unchanged in exact arithmetic while a common offset no longer eats the
   INT8 range of K.
+* A KV head whose per-token INT8 Q would blur its logits (heavy-tailed or huge queries,
+  :data:`kernels.quant.Q_NOISE_MAX`) is flagged by the first launch (after its loop) and computed again by
+  a second launch with Q in its input dtype against the same INT8 K codes (exact in fp16 and bf16).
 
 Rows that see no key (bottom-right causal with Nq > Nk) return zeros.
 """
@@ -31,7 +34,18 @@ import triton.language as tl
 
 from kernels import quant
 from kernels._validate import HEAD_DIMS, AttentionShape, check_attention_inputs, interpreting, upcast_dots
-from kernels.launch import LOG2E, block_config, grid_for, make_output, program_block
+from kernels.launch import (
+    LOG2E,
+    WIDE_CHUNK,
+    block_config,
+    grid_for,
+    make_output,
+    program_block,
+    strided_grid,
+    wide_item,
+    wide_items,
+)
+from kernels.quant import Q_NOISE_BOUND
 
 # 2^-100: below it a block row of P is dropped (see the int8 P quantization below).
 P_FLOOR = tl.constexpr(2.0**-100)
@@ -65,6 +79,7 @@ def _int8_inner(
     V_DTYPE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    Q_FLOAT: tl.constexpr,
 ):
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -77,7 +92,11 @@ def _int8_inner(
             k = tl.load(k_base + k_offs)
             ks = tl.load(ks_base + offs_n)
             v = tl.load(v_base + v_offs, mask=offs_d[None, :] < D, other=0)
-        s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32) * qs[:, None] * ks[None, :]
+        if Q_FLOAT:
+            # A noisy head (second launch): Q in its input dtype, K's codes exact in that dtype.
+            s = tl.dot(q, tl.trans(k.to(q.dtype))) * qs[:, None] * ks[None, :]
+        else:
+            s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32) * qs[:, None] * ks[None, :]
         if MASKED:
             valid = cols[None, :] < Nk
             if CAUSAL:
@@ -123,44 +142,67 @@ def _int8_inner(
 
 # Sizes are not specialized on value 1 / divisibility: fewer compiled variants, and it avoids a
 # ptxas (CUDA 13.0) crash seen on one such variant on the H200.
-@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+@triton.jit(do_not_specialize=["Hq", "Hkv", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS", "NUM_ITEMS"])
 def _flash_int8_kernel(
-    Q8,
-    QS,
-    K8,
-    KS,
-    V,
-    VS,
-    O,
-    stride_vb,
-    stride_vh,
-    stride_vn,
-    stride_vd,
-    Hq,
-    Hkv,
-    GROUP,
-    Nq,
-    Nk,
-    D,
-    qk_scale,
-    NUM_M_BLOCKS,
-    CAUSAL: tl.constexpr,
-    PV_INT8: tl.constexpr,
-    UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    # Q8/K8 are contiguous int8 padded to BLOCK_D columns; QS/KS contiguous fp32 per token.
-    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
-    bh_kv = b * Hkv + h // GROUP
+    Q, Q8, QS, K8, KS, KN, FLAGS, V, VS, O,
+    stride_qb, stride_qh, stride_qn, stride_vb, stride_vh, stride_vn, stride_vd,
+    Hq, Hkv, GROUP, Nq, Nk, D, qk_scale, NUM_M_BLOCKS, NUM_ITEMS,
+    CAUSAL: tl.constexpr, PV_INT8: tl.constexpr, UPCAST: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, NOISY_PASS: tl.constexpr,
+):  # fmt: skip
+    # NOISY_PASS: the second launch, which redoes the query blocks of the KV heads the first one flagged
+    # (kernels.quant.Q_NOISE_MAX) with Q in its input dtype; the others' blocks cost a load of their
+    # head's flag. A strided grid over the NUM_ITEMS query blocks (kernels.launch.wide_items).
+    if NOISY_PASS:
+        for chunk in range(0, NUM_ITEMS, tl.num_programs(0) * WIDE_CHUNK):
+            if wide_items(FLAGS, chunk, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, WIDE_CHUNK):
+                for j in range(0, WIDE_CHUNK):
+                    run, bh, b, h, start_m, bh_kv = wide_item(
+                        FLAGS, chunk, j, NUM_ITEMS, NUM_M_BLOCKS, Hq, GROUP, BLOCK_M
+                    )
+                    if run:
+                        _flash_int8_program(
+                            Q, Q8, QS, K8, KS, KN, FLAGS, V, VS, O, stride_qb, stride_qh, stride_qn,
+                            stride_vb, stride_vh, stride_vn, stride_vd, Hq, Hkv, GROUP, Nq, Nk, D, qk_scale,
+                            bh, b, h, start_m, bh_kv, CAUSAL, PV_INT8, UPCAST, BLOCK_M, BLOCK_N, BLOCK_D,
+                            NOISY_PASS,
+                        )  # fmt: skip
+    else:
+        bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+        _flash_int8_program(
+            Q, Q8, QS, K8, KS, KN, FLAGS, V, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh,
+            stride_vn, stride_vd, Hq, Hkv, GROUP, Nq, Nk, D, qk_scale, bh, b, h, start_m,
+            b * Hkv + h // GROUP, CAUSAL, PV_INT8, UPCAST, BLOCK_M, BLOCK_N, BLOCK_D, NOISY_PASS,
+        )  # fmt: skip
+
+
+@triton.jit
+def _flash_int8_program(
+    Q, Q8, QS, K8, KS, KN, FLAGS, V, VS, O,
+    stride_qb, stride_qh, stride_qn, stride_vb, stride_vh, stride_vn, stride_vd,
+    Hq, Hkv, GROUP, Nq, Nk, D, qk_scale, bh, b, h, start_m, bh_kv,
+    CAUSAL: tl.constexpr, PV_INT8: tl.constexpr, UPCAST: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, NOISY_PASS: tl.constexpr,
+):  # fmt: skip
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
 
-    q_ptrs = Q8 + bh * Nq * BLOCK_D + offs_m[:, None].to(tl.int64) * BLOCK_D + offs_d[None, :]
-    q = tl.load(q_ptrs, mask=offs_m[:, None] < Nq, other=0)
-    qs = tl.load(QS + bh * Nq + offs_m, mask=offs_m < Nq, other=0.0) * qk_scale
+    if NOISY_PASS:
+        # The caller's Q and the row factor sm_scale * log2(e) alone.
+        q = tl.load(
+            Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
+            mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
+            other=0.0,
+        )
+        if UPCAST:
+            q = q.to(tl.float32)
+        qs = tl.full([BLOCK_M], qk_scale, tl.float32)
+    else:
+        # Q8/K8 are contiguous int8 padded to BLOCK_D columns; QS/KS contiguous fp32 per token.
+        q_ptrs = Q8 + bh * Nq * BLOCK_D + offs_m[:, None].to(tl.int64) * BLOCK_D + offs_d[None, :]
+        q = tl.load(q_ptrs, mask=offs_m[:, None] < Nq, other=0)
+        qs = tl.load(QS + bh * Nq + offs_m, mask=offs_m < Nq, other=0.0) * qk_scale
     k_base = K8 + bh_kv * Nk * BLOCK_D
     ks_base = KS + bh_kv * Nk
     v_base = V + b * stride_vb + (h // GROUP) * stride_vh
@@ -182,10 +224,12 @@ def _flash_int8_kernel(
     acc, l_i, m_i, k_base, ks_base, v_base = _int8_inner(
         acc, l_i, m_i, q, qs, k_base, ks_base, v_base, k_offs, v_offs, stride_vn, offs_m, offs_n, offs_d,
         0, full, Nq, Nk, D, False, CAUSAL, PV_INT8, UPCAST, O.dtype.element_ty, BLOCK_N, BLOCK_D,
+        NOISY_PASS,
     )  # fmt: skip
     acc, l_i, m_i, k_base, ks_base, v_base = _int8_inner(
         acc, l_i, m_i, q, qs, k_base, ks_base, v_base, k_offs, v_offs, stride_vn, offs_m, offs_n, offs_d,
         full, hi, Nq, Nk, D, True, CAUSAL, PV_INT8, UPCAST, O.dtype.element_ty, BLOCK_N, BLOCK_D,
+        NOISY_PASS,
     )  # fmt: skip
 
     # Fused dequantization of P·V: P's steps are already in acc and l, V's per-channel scale multiplies
@@ -198,15 +242,23 @@ def _flash_int8_kernel(
         out = acc * inv_l[:, None]
     o_ptrs = O + bh * Nq * D + offs_m[:, None].to(tl.int64) * D + offs_d[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D))
+    if not NOISY_PASS:
+        # A row whose rounding would blur its logits flags its KV head for the second launch, which
+        # overwrites this output there. In the epilogue and relaxed: only the next launch reads the flag,
+        # and an acq_rel atomic in the prologue held back the loop's first loads (int8_qk at 1k keys 6 %
+        # slower on an H200).
+        noisy = tl.max(qs * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
+        tl.atomic_max(FLAGS + bh_kv, 1, mask=noisy, sem="relaxed")
 
 
 def _quantize_qk(
-    q: torch.Tensor, k: torch.Tensor, smooth_k: bool, block_d: int
+    q: torch.Tensor, k: torch.Tensor, smooth_k: bool, block_d: int, k_norm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token INT8 Q and K, zero-padded to ``block_d`` columns so the kernel loads whole rows."""
+    """Per-token INT8 Q and K, zero-padded to ``block_d`` columns so the kernel loads whole rows; each
+    head's longest (centered) key's norm goes to ``k_norm`` (zeros, B x Hkv)."""
     center = torch.mean(k, dim=2, dtype=torch.float32) if smooth_k and k.size(2) > 0 else None
     q8, qs = quant.quantize_per_token(q)
-    k8, ks = quant.quantize_per_token(k, center=center)
+    k8, ks = quant.quantize_per_token(k, center=center, norm_out=k_norm)
     D = q.size(-1)
     if block_d != D:
         q8 = torch.nn.functional.pad(q8, (0, block_d - D))
@@ -229,31 +281,38 @@ def _launch(
     if done:
         return o
     cfg = block_config(method, shape.head_dim, interpreting())
-    q8, qs, k8, ks = _quantize_qk(q, k, smooth_k, cfg.block_d)
+    # The per-head key norms and noisy flags from one zeros launch (all-zero bits are 0.0 in fp32).
+    heads = torch.zeros((2, shape.batch, shape.heads_kv), dtype=torch.int32, device=q.device)
+    k_norm, noisy = heads[0].view(torch.float32), heads[1]
+    q8, qs, k8, ks = _quantize_qk(q, k, smooth_k, cfg.block_d, k_norm)
     if pv_int8:
         v_op, vs = quant.quantize_per_channel(v)
     else:
         v_op, vs = v, qs
     grid, num_m = grid_for(shape, cfg.block_m)
-    _flash_int8_kernel[grid](
-        q8, qs, k8, ks, v_op, vs, o,
-        v_op.stride(0), v_op.stride(1), v_op.stride(2), v_op.stride(3),
-        shape.heads_q, shape.heads_kv, shape.group, shape.n_q, shape.n_k, shape.head_dim,
-        shape.sm_scale * LOG2E, num_m,
-        CAUSAL=causal,
-        PV_INT8=pv_int8,
-        UPCAST=upcast_dots(q),
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_D=cfg.block_d,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-        # No FMA contraction: fused into one FMA, `s * scale - m` rounds differently from the maximum m it
-        # subtracts, so the top key of a row with huge logits could get p = 2^-32 instead of 1 and
-        # vanish in the P cast (rows of zeros; found by the fuzzer on an H200). Costs one extra
-        # multiply per score element.
-        enable_fp_fusion=False,
-    )  # fmt: skip
+    # The second launch redoes the KV heads the first flags as noisy (see _flash_int8_kernel).
+    for noisy_pass in (False, True):
+        _flash_int8_kernel[strided_grid(grid[0], o.device) if noisy_pass else grid](
+            q, q8, qs, k8, ks, k_norm, noisy, v_op, vs, o,
+            q.stride(0), q.stride(1), q.stride(2),
+            v_op.stride(0), v_op.stride(1), v_op.stride(2), v_op.stride(3),
+            shape.heads_q, shape.heads_kv, shape.group, shape.n_q, shape.n_k, shape.head_dim,
+            shape.sm_scale * LOG2E, num_m, grid[0],
+            CAUSAL=causal,
+            PV_INT8=pv_int8,
+            UPCAST=upcast_dots(q),
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_D=cfg.block_d,
+            NOISY_PASS=noisy_pass,
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+            # No FMA contraction: fused into one FMA, `s * scale - m` rounds differently from the maximum m
+            # it subtracts, so the top key of a row with huge logits could get p = 2^-32 instead of 1 and
+            # vanish in the P cast (rows of zeros; found by the fuzzer on an H200). Costs one extra
+            # multiply per score element.
+            enable_fp_fusion=False,
+        )  # fmt: skip
     return o
 
 

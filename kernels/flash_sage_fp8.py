@@ -8,11 +8,15 @@ Numerics (SageAttention-2 style, written for Triton):
   a logit costs one multiply: ``s = raw · c_i`` with ``c_i = q_scale[i] · k_scale[block] · sm_scale ·
   log2(e)`` (softmax runs on ``exp2``).
 * A **wide** block (one key at least 2^``K_WIDE_MIN`` below the block's largest by absmax: heavy-tailed
-  keys) would leave such keys a few codes; there each key's codes carry 2^e (e <= 7) and its raw dot is
-  shifted back onto the block's grid, so the row maximum stays an exact integer. The block's scale is
-  stored negated as the flag. The kernels ignore the shifts in their first launch (no branch in its
-  loop); a second launch redoes only the heads that hold a wide block. Gaussian keys have none.
+  keys) would leave such keys a few codes; there each key's codes carry 2^e (e <= 7), and the dot
+  against them is scaled back by 2^-e. The block's scale is stored negated as the flag. The kernels
+  ignore the shifts in their first launch (no branch in its loop); a second launch redoes only the
+  flagged heads. Gaussian keys have none.
 * Q is quantized per token to INT8 **inside the attention kernel's prologue** (no launch, no HBM copy).
+  Where that rounding would blur a KV head's logits (a **noisy** head, :data:`kernels.quant.Q_NOISE_MAX`:
+  heavy-tailed or huge queries), the first launch's prologue flags the head too. The second
+  launch computes every flagged head with Q in its input dtype (fp16/bf16 dots) against the INT8 K
+  codes times each key's 2^(7 - e), exact in that dtype, and the block scale.
 * The running row maximum is kept from the raw integer dot: per block ``mr = max_j raw_ij`` (exact, an
   int32), the exponent is ``(raw - mr) · c + (mr · c - m)``. The first factor is an exact integer, so
   the key that holds the maximum gets exactly ``exp2(0)`` however the compiler contracts the
@@ -58,20 +62,24 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import load_round_per_token_int8
+from kernels.quant import Q_NOISE_BOUND, load_round_per_token_int8
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
 P_EXP = 8.0
-# Sentinel for masked raw dot values: below any real INT8 dot, shifted (|raw| <= 127 * 127 * 256 < 2^22,
-# times at most 2^K_SHIFT_MAX).
-_RAW_MASKED = -(2**30)
+# Sentinel for masked raw dot values of the first launch: below any real INT8 dot (|raw| <= 127 * 127 *
+# 256 < 2^22).
+_RAW_MASKED = tl.constexpr(-(2**30))
+# The same for the second launch's float dots: below any (|q| <= 65504, codes <= 16256, D <= 256: < 2^38),
+# finite, so a fully masked row's raw - max is 0, not inf - inf, and times a row factor still finite.
+_DOT_MASKED = tl.constexpr(-(2.0**64))
 # A "wide" key block: one whose smallest nonzero key (by absmax) is at least 2^K_WIDE_MIN below its
 # largest, so one block scale would leave that key a few codes (a Pareto-tailed key flattens its block's
 # other scores). In a wide block each key's codes carry 2^e, 0 <= e <= K_SHIFT_MAX, below the block's
-# scale; the kernels shift that block's raw dots left by K_SHIFT_MAX - e, its stored scale carries
-# 2^-K_SHIFT_MAX and is negated as the flag. 7 keeps a shifted head dim 256 dot within 2^30. Other blocks
-# (every Gaussian block measured) keep one scale and no shift: their numerics and speed are unchanged.
+# scale; the second launch multiplies each key's codes by 2^(K_SHIFT_MAX - e), its stored scale carries
+# 2^-K_SHIFT_MAX and is negated as the flag. Codes times 2^7 at most (|c| <= 16256) are exact in fp16
+# and bf16, that launch's dot dtypes. Other blocks (every Gaussian block measured) keep one scale and no
+# shift: their numerics and speed are unchanged.
 K_SHIFT_MAX = tl.constexpr(7)
 K_SHIFT_SCALE = tl.constexpr(2.0**-K_SHIFT_MAX.value)
 K_WIDE_MIN = tl.constexpr(3)
@@ -147,6 +155,7 @@ def _quantize_kv_kernel(
     KS,
     KSH,
     WH,
+    KN,
     VT,
     stride_kb,
     stride_kh,
@@ -184,6 +193,11 @@ def _quantize_kv_kernel(
     ).to(tl.float32)
     center = tl.load(KC + bh * D + offs_d, mask=dmask, other=0.0)
     k = tl.where(mask, k - center[None, :], 0.0)
+    # The head's longest smoothed key (L2), for the noisy-head test (kernels.quant.Q_NOISE_MAX). Compiled
+    # for sm_90a: with V, taken here (197 registers; taken after the stores, 255 and a spill); without V,
+    # after the stores (8 bytes of spill under the 168 cap; taken here, 24).
+    if QUANT_V:
+        norm = tl.sqrt(tl.max(tl.sum(k * k, axis=1), axis=0))
     amax_key = tl.max(tl.abs(k), axis=1)
     amax = tl.max(amax_key, axis=0)
     amax_safe = tl.where(amax > 0, amax, 1.0)
@@ -201,7 +215,11 @@ def _quantize_kv_kernel(
     tl.store(KSH + bh * NK_PAD + offs_n, tl.where(wide, K_SHIFT_MAX - e, 0))
     scale = tl.math.div_rn(amax, amax * 0.0 + 127.0)
     tl.store(KS + bh * NUM_N_BLOCKS + nb, tl.where(wide, -(scale * K_SHIFT_SCALE), scale))
-    tl.atomic_max(WH + bh, 1, mask=wide)
+    if not QUANT_V:
+        norm = tl.sqrt(tl.max(tl.sum(k * k, axis=1), axis=0))
+    # Head facts for later launches only (relaxed: no ordering within this one is needed).
+    tl.atomic_max(WH + bh, 1, mask=wide, sem="relaxed")
+    tl.atomic_max(KN + bh, norm, sem="relaxed")
     if QUANT_V:
         v = tl.load(
             V + b * stride_vb + h * stride_vh + offs_n[:, None].to(tl.int64) * stride_vn + offs_d[None, :],
@@ -227,7 +245,7 @@ def _sage_fp8_inner(
     acc,
     l_i,
     m_i,
-    q8,
+    q_op,
     c_row,
     k_base,
     ks_base,
@@ -258,27 +276,33 @@ def _sage_fp8_inner(
     for start_n in range(lo, hi, BLOCK_N):
         k = tl.load(k_base + k_offs)
         ks = tl.load(ks_base)
-        raw = tl.dot(q8, tl.trans(k), out_dtype=tl.int32)
-        if WIDE:  # noqa: SIM102 (a constexpr: without it the kernel has no branch here)
-            if ks < 0:
-                # A wide block (see K_WIDE_MIN): each key's shift puts its dot on the block's grid.
-                raw = raw << tl.load(sh_base + offs_n)[None, :]
+        if WIDE:
+            # The second launch: q_op is Q in its input dtype, and each key's codes carry its 2^shift (0
+            # outside wide blocks, K_WIDE_MIN), so every dot lands on the block's grid. Codes times 2^7 at
+            # most are exact in fp16 and bf16; the products are exact in the fp32 accumulator.
+            masked = _DOT_MASKED
+            pow2 = ((tl.load(sh_base + offs_n) + 127) << 23).to(tl.float32, bitcast=True)
+            raw = tl.dot(q_op, tl.trans((k.to(tl.float32) * pow2[:, None]).to(q_op.dtype)))
+        else:
+            masked = _RAW_MASKED
+            raw = tl.dot(q_op, tl.trans(k), out_dtype=tl.int32)
         if MASKED:
             cols = start_n + offs_n
             valid = cols[None, :] < Nk
             if CAUSAL:
                 valid = valid & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
-            raw = tl.where(valid, raw, -(2**30))
+            raw = tl.where(valid, raw, masked)
         c = c_row * tl.abs(ks)  # a wide block's scale is negated (its flag)
         mr = tl.max(raw, axis=1)
         bmax = mr.to(tl.float32) * c
         if MASKED:
-            bmax = tl.where(mr > -(2**30), bmax, float("-inf"))
+            bmax = tl.where(mr > masked, bmax, float("-inf"))
         m_new = tl.maximum(m_i, bmax)
         # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_use)
-        # (raw - mr) is an exact integer <= 0, so the row maximum's exponent is exactly `shift`. The block
+        # (raw - mr) is an exact integer <= 0 (in the second launch a float, exactly 0 at the maximum), so
+        # the row maximum's exponent is exactly `shift`. The block
         # that holds the running maximum gets shift = 8 by selection, not by subtracting: the compiler
         # may contract `mr * c - m` into one FMA whose unrounded product differs from the rounded `bmax`
         # by up to half an ulp of the logit (~1e3 at logits ~3e10), which would give exp2 overflow or a
@@ -339,6 +363,7 @@ def _sage_fp8_kernel(
     KS,
     KSH,
     WH,
+    KN,
     VT,
     VS,
     O,
@@ -368,11 +393,11 @@ def _sage_fp8_kernel(
     BLOCK_D: tl.constexpr,
     WIDE_PASS: tl.constexpr,
 ):
-    # WIDE_PASS: the second launch, which redoes the query blocks of heads holding a wide K block
-    # (K_WIDE_MIN) with loops that apply each key's shift; the others' blocks cost a load of their head's
-    # flag. The branch in the loop costs registers the first launch's loop has none to spare for
-    # (it spills at head dim 128), so that launch ignores the shifts (in a wide head its output is
-    # overwritten).
+    # WIDE_PASS: the second launch, which redoes the query blocks of flagged KV heads (a wide K block,
+    # K_WIDE_MIN, or a noisy Q row, quant.Q_NOISE_MAX) with Q in its input dtype and each key's shift
+    # applied; the others' blocks cost a load of their head's flag. Applying the shifts in the first
+    # launch's loop costs registers it has none to spare for (it spills at head dim 128), so that launch
+    # ignores them (in a flagged head its output is overwritten).
     if WIDE_PASS:
         # A strided grid over the NUM_ITEMS query blocks (kernels.launch.wide_items).
         for chunk in range(0, NUM_ITEMS, tl.num_programs(0) * WIDE_CHUNK):
@@ -383,15 +408,16 @@ def _sage_fp8_kernel(
                     )
                     if run:
                         _sage_fp8_program(
-                            Q, K8, KS, KSH, VT, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh,
-                            stride_vn, Hq, Hkv, GROUP, Nq, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m, bh_kv,
+                            Q, K8, KS, KSH, WH, KN, VT, VS, O, stride_qb, stride_qh, stride_qn, stride_vb,
+                            stride_vh, stride_vn, Hq, Hkv, GROUP, Nq, Nk, NK_PAD, D, qk_scale, bh, b, h,
+                            start_m, bh_kv,
                             CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, BLOCK_M, BLOCK_N, BLOCK_D, WIDE_PASS,
                         )  # fmt: skip
     else:
         bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
         _sage_fp8_program(
-            Q, K8, KS, KSH, VT, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh, stride_vn,
-            Hq, Hkv, GROUP, Nq, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m, b * Hkv + h // GROUP,
+            Q, K8, KS, KSH, WH, KN, VT, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh,
+            stride_vn, Hq, Hkv, GROUP, Nq, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m, b * Hkv + h // GROUP,
             CAUSAL, PV_FP8, FP8, UPCAST, TWO_LEVEL, BLOCK_M, BLOCK_N, BLOCK_D, WIDE_PASS,
         )  # fmt: skip
 
@@ -402,6 +428,8 @@ def _sage_fp8_program(
     K8,
     KS,
     KSH,
+    WH,
+    KN,
     VT,
     VS,
     O,
@@ -438,12 +466,27 @@ def _sage_fp8_program(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
 
-    # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded with
-    # sm_scale * log2(e).
-    q8, q_scale = load_round_per_token_int8(
-        Q + b * stride_qb + h * stride_qh, stride_qn, offs_m, Nq, offs_d, D
-    )
-    c_row = q_scale * qk_scale
+    q_rows = Q + b * stride_qb + h * stride_qh
+    if WIDE_PASS:
+        # A wide or noisy head: Q in its input dtype, the row factor sm_scale * log2(e) alone.
+        q_op = tl.load(
+            q_rows + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
+            mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
+            other=0.0,
+        )
+        if UPCAST:
+            q_op = q_op.to(tl.float32)
+        c_row = tl.full([BLOCK_M], qk_scale, tl.float32)
+    else:
+        # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded
+        # with sm_scale * log2(e). A row whose rounding would blur its logits (quant.Q_NOISE_MAX) flags its
+        # KV head for the second launch, which overwrites this launch's output there. Relaxed: only the
+        # next launch reads the flag (an acq_rel atomic here held back the loop's first loads); here, not
+        # after the loop, where the row factors stayed live through it (sage_fp8's spill 16 -> 40 bytes).
+        q_op, q_scale = load_round_per_token_int8(q_rows, stride_qn, offs_m, Nq, offs_d, D)
+        c_row = q_scale * qk_scale
+        noisy = tl.max(c_row * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
+        tl.atomic_max(WH + bh_kv, 1, mask=noisy, sem="relaxed")
 
     k_base = K8 + bh_kv * NK_PAD * BLOCK_D
     ks_base = KS + bh_kv * (NK_PAD // BLOCK_N)
@@ -472,13 +515,13 @@ def _sage_fp8_program(
         full = Nk
     full = (full // BLOCK_N) * BLOCK_N
     acc, l_i, m_i, k_base, ks_base, sh_base, v_base = _sage_fp8_inner(
-        acc, l_i, m_i, q8, c_row, k_base, ks_base, sh_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n,
+        acc, l_i, m_i, q_op, c_row, k_base, ks_base, sh_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n,
         offs_d,
         0, full, Nq, Nk, D, False, CAUSAL, WIDE_PASS, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
         BLOCK_N, BLOCK_D,
     )  # fmt: skip
     acc, l_i, m_i, k_base, ks_base, sh_base, v_base = _sage_fp8_inner(
-        acc, l_i, m_i, q8, c_row, k_base, ks_base, sh_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n,
+        acc, l_i, m_i, q_op, c_row, k_base, ks_base, sh_base, v_base, k_offs, v_offs, v_step, offs_m, offs_n,
         offs_d,
         full, hi, Nq, Nk, D, True, CAUSAL, WIDE_PASS, PV_FP8, FP8, UPCAST, TWO_LEVEL, O.dtype.element_ty,
         BLOCK_N, BLOCK_D,
@@ -504,7 +547,10 @@ class QuantizedKV:
     # and carries 2^-K_SHIFT_MAX.
     k_scale: torch.Tensor
     k_shift: torch.Tensor  # int32 (B, Hkv, Nk_pad), per key K_SHIFT_MAX - e in a wide block, else 0
-    wide_heads: torch.Tensor  # int32 (B, Hkv), 1 where the head holds a wide block, else 0
+    # int32 (B, Hkv): 1 where the head holds a wide block, else 0; the attention kernels' Q side also
+    # sets 1 for a noisy head (kernels.quant.Q_NOISE_MAX), so a QuantizedKV serves one attention call.
+    wide_heads: torch.Tensor
+    k_norm: torch.Tensor  # float32 (B, Hkv), the L2 norm of the head's longest smoothed key
     v_t: torch.Tensor | None  # e4m3 (fp16 in the interpreter) (B, Hkv, BLOCK_D, Nk_pad), V / v_scale
     v_scale: torch.Tensor | None  # float32 (B, Hkv, BLOCK_D), amax / 448 per channel (0 in padding)
 
@@ -538,7 +584,9 @@ def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: b
     k8 = torch.empty((B, H, nk_pad, cfg.block_d), dtype=torch.int8, device=k.device)
     ks = torch.empty((B, H, num_n), dtype=torch.float32, device=k.device)
     ksh = torch.empty((B, H, nk_pad), dtype=torch.int32, device=k.device)
-    wide_heads = torch.zeros((B, H), dtype=torch.int32, device=k.device)
+    # The per-head flags and key norms from one zeros launch (all-zero bits are 0.0 in fp32).
+    heads = torch.zeros((2, B, H), dtype=torch.int32, device=k.device)
+    wide_heads, k_norm = heads[0], heads[1].view(torch.float32)
     if quant_v:
         vamax = torch.linalg.vector_norm(v, ord=float("inf"), dim=2, dtype=torch.float32).contiguous()
         v_dtype = torch.float8_e4m3fn if fp8 else torch.float16
@@ -546,17 +594,17 @@ def quantize_kv(k: torch.Tensor, v: torch.Tensor, cfg: SageConfig, *, quant_v: b
     else:
         vamax, v_t = center, k8
     _quantize_kv_kernel[(num_n * B * H,)](
-        k, v, center, vamax, k8, ks, ksh, wide_heads, v_t,
+        k, v, center, vamax, k8, ks, ksh, wide_heads, k_norm, v_t,
         k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         H, Nk, nk_pad, D, num_n,
         FP8=fp8, QUANT_V=quant_v, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
         **_quantize_kv_options(cfg, quant_v),
     )  # fmt: skip
     if not quant_v:
-        return QuantizedKV(k8, ks, ksh, wide_heads, None, None)
+        return QuantizedKV(k8, ks, ksh, wide_heads, k_norm, None, None)
     v_scale = torch.zeros((B, H, cfg.block_d), dtype=torch.float32, device=k.device)
     v_scale[..., :D] = vamax / FP8_MAX
-    return QuantizedKV(k8, ks, ksh, wide_heads, v_t, v_scale)
+    return QuantizedKV(k8, ks, ksh, wide_heads, k_norm, v_t, v_scale)
 
 
 def launch_attention(
@@ -565,10 +613,10 @@ def launch_attention(
     """The attention launch alone, on K/V already quantized by :func:`quantize_kv` with ``cfg``."""
     grid, num_m = grid_for(shape, cfg.block_m)
     v_op = qkv.v_t if pv_fp8 else v
-    # The second launch redoes the heads with a wide K block (see _sage_fp8_kernel).
+    # The second launch redoes the heads with a wide K block or a noisy Q row (see _sage_fp8_kernel).
     for wide_pass in (False, True):
         _sage_fp8_kernel[strided_grid(grid[0], o.device) if wide_pass else grid](
-            q, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, v_op,
+            q, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, qkv.k_norm, v_op,
             qkv.v_scale if pv_fp8 else qkv.k_scale, o,
             q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
             shape.heads_q, shape.heads_kv, shape.group, shape.n_q, shape.n_k, qkv.k8.size(2), shape.head_dim,
@@ -625,8 +673,8 @@ def _attention(
     qkv = quantize_kv(k, v, cfg, quant_v=pv_fp8)
     if kernel == "tma":
         launch_sage_tma(
-            q, qkv.v_t if pv_fp8 else v, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, qkv.v_scale,
-            o, shape, block_n=cfg.block_n, block_d=cfg.block_d, causal=causal,
+            q, qkv.v_t if pv_fp8 else v, qkv.k8, qkv.k_scale, qkv.k_shift, qkv.wide_heads, qkv.k_norm,
+            qkv.v_scale, o, shape, block_n=cfg.block_n, block_d=cfg.block_d, causal=causal,
         )  # fmt: skip
     else:
         launch_attention(q, v, qkv, o, shape, causal=causal, cfg=cfg, pv_fp8=pv_fp8)

@@ -8,7 +8,8 @@ What changes is how it runs:
 * Q is quantized by a launch of its own (:func:`quantize_q`), with the rounding the pointer kernel's
   prologue uses; Triton 3.6's Hopper warp specialization crashes on work on the Q tile in registers
   before the loop (docs/perf.md "v7"), so the attention kernel reads INT8 Q and its row factors
-  ``c = q_scale · sm_scale · log2(e)`` by TMA.
+  ``c = q_scale · sm_scale · log2(e)`` by TMA. That launch also flags noisy KV heads
+  (:data:`kernels.quant.Q_NOISE_MAX`), which the second launch computes with the caller's Q.
 * K (INT8, smoothed, padded to whole key blocks by :func:`kernels.flash_sage_fp8.quantize_kv`) and V
   (the caller's, one 2-D descriptor per head: rows past Nk read as zeros) arrive by TMA; the output is
   stored by TMA, which clips at Nq and D. Each key block's scale is one scalar load.
@@ -43,10 +44,13 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import load_round_per_token_int8
+from kernels.quant import Q_NOISE_BOUND, load_round_per_token_int8
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
 _RAW_MASKED = tl.constexpr(-(2**30))
+# Masked float dots of the second launch (Q in its input dtype): below any real one (< 2^38), finite, so
+# a fully masked row's raw - max is 0, not inf - inf, and times a row factor still finite.
+_DOT_MASKED = tl.constexpr(-(2.0**64))
 
 
 @dataclass(frozen=True)
@@ -71,15 +75,25 @@ SAGE_TMA_TILES: dict[bool, SageTmaTiles] = {
 SAGE_TMA_BLOCK_D: tuple[int, ...] = (128,)
 
 
-def tiles_for(causal: bool, interpret: bool) -> SageTmaTiles:
-    """The TMA kernel's tiles; small ones (32 rows, one stage) in the CPU interpreter."""
-    return SageTmaTiles(32, 4, 1) if interpret else SAGE_TMA_TILES[causal]
+# The second launch's tiles (flagged heads): the first launch's rows per program (its query-block items),
+# not warp-specialized. It holds the caller's fp16/bf16 Q tile, twice the INT8 one: compiled for sm_90a,
+# sage_qk_int8 spills 8-16 bytes on 2 or 3 stages (255 registers), none on 1 (211-235). On an H200 a
+# call with every head flagged (16k keys) took 12.3 ms on 3 stages against 20.5 on 1, so 3 it is.
+SAGE_TMA_WIDE_TILES = SageTmaTiles(128, 8, 3)
+
+
+def tiles_for(causal: bool, interpret: bool, *, wide_pass: bool = False) -> SageTmaTiles:
+    """The TMA kernel's tiles (``wide_pass``: the second launch's); small ones (32 rows, one stage) in the
+    CPU interpreter."""
+    if interpret:
+        return SageTmaTiles(32, 4, 1)
+    return SAGE_TMA_WIDE_TILES if wide_pass else SAGE_TMA_TILES[causal]
 
 
 @triton.jit
 def _quantize_q_kernel(
-    Q, Q8, QC, stride_qb, stride_qh, stride_qn, Hq, Nq, NQ_PAD, D, qk_scale, NUM_M_BLOCKS,
-    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    Q, Q8, QC, KN, WH, stride_qb, stride_qh, stride_qn, Hq, GROUP, Nq, NQ_PAD, D, qk_scale, NUM_M_BLOCKS,
+    FLAG: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     # One program per (b, h, block of rows). Per-token INT8 with the rounding of
     # kernels.quant.quantize_per_token (and of the pointer kernel's prologue); padded rows and columns
@@ -93,36 +107,45 @@ def _quantize_q_kernel(
     q8, q_scale = load_round_per_token_int8(
         Q + b * stride_qb + h * stride_qh, stride_qn, offs_m, Nq, offs_d, D
     )
+    c = q_scale * qk_scale
     tl.store(Q8 + (bh * NQ_PAD + offs_m[:, None]) * BLOCK_D + offs_d[None, :], q8)
-    tl.store(QC + bh * NQ_PAD + offs_m, q_scale * qk_scale)
+    tl.store(QC + bh * NQ_PAD + offs_m, c)
+    if FLAG:
+        # A row whose rounding would blur its logits flags its KV head (the pointer kernel's test).
+        bh_kv = b * (Hq // GROUP) + h // GROUP
+        noisy = tl.max(c * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
+        tl.atomic_max(WH + bh_kv, 1, mask=noisy, sem="relaxed")
 
 
 @triton.jit
 def _sage_tma_block(
-    acc, l_i, m_i, q8, c_row, dk, dv, KS, KSH, start_n, offs_m, offs_n, Nq, Nk,
+    acc, l_i, m_i, q_op, c_row, dk, dv, KS, KSH, start_n, offs_m, offs_n, Nq, Nk,
     MASK: tl.constexpr, WIDE: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr,
     PV_FP8: tl.constexpr, FP8: tl.constexpr, BLOCK_N: tl.constexpr, K_BLOCK: tl.constexpr,
 ):  # fmt: skip
     # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
-    # WIDE: whether the head may hold wide K blocks (kernels.flash_sage_fp8.K_WIDE_MIN).
+    # WIDE: the second launch (a flagged head): q_op is Q in its input dtype, and each key's codes carry
+    # its 2^shift (0 outside wide blocks), exact in fp16 and bf16, as in the pointer kernel.
     k = dk.load([start_n, 0])
-    raw = tl.dot(q8, k.T, out_dtype=tl.int32)
     ks = tl.load(KS + start_n // K_BLOCK)
-    if WIDE:  # noqa: SIM102 (a constexpr: without it the kernel has no branch here)
-        if ks < 0:
-            # A wide block: each key's shift puts its dot on the block's grid.
-            raw = raw << tl.load(KSH + start_n + offs_n)[None, :]
+    if WIDE:
+        masked = _DOT_MASKED
+        pow2 = ((tl.load(KSH + start_n + offs_n) + 127) << 23).to(tl.float32, bitcast=True)
+        raw = tl.dot(q_op, (k.to(tl.float32) * pow2[:, None]).to(q_op.dtype).T)
+    else:
+        masked = _RAW_MASKED
+        raw = tl.dot(q_op, k.T, out_dtype=tl.int32)
     if MASK == 1:
-        raw = tl.where((start_n + offs_n)[None, :] < Nk, raw, _RAW_MASKED)
+        raw = tl.where((start_n + offs_n)[None, :] < Nk, raw, masked)
     if MASK == 2:
         cols = start_n + offs_n
         valid = (cols[None, :] < Nk) & (cols[None, :] <= offs_m[:, None] + (Nk - Nq))
-        raw = tl.where(valid, raw, _RAW_MASKED)
+        raw = tl.where(valid, raw, masked)
     c = c_row * tl.abs(ks)  # a wide block's scale is negated (its flag)
     mr = tl.max(raw, axis=1)
     bmax = mr.to(tl.float32) * c
     if MASK != 0:
-        bmax = tl.where(mr > _RAW_MASKED, bmax, float("-inf"))
+        bmax = tl.where(mr > masked, bmax, float("-inf"))
     m_new = tl.maximum(m_i, bmax)
     # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
     m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -132,7 +155,7 @@ def _sage_tma_block(
     shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
     x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
     if MASK != 0:
-        x = tl.where(raw > _RAW_MASKED, x, float("-inf"))
+        x = tl.where(raw > masked, x, float("-inf"))
     p = tl.math.exp2(x)
     if PV_FP8:
         # sage_fp8: P (p · 256) rounded to e4m3 against V^T's e4m3 tile (keys contiguous: transposed it
@@ -163,19 +186,20 @@ def _sage_tma_block(
 
 @triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS", "NUM_ITEMS"])
 def _sage_tma_kernel(
-    Q8, QC, K8, KS, KSH, WH, V, VS, O,
-    stride_vb, stride_vh, stride_vn,
-    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, NUM_M_BLOCKS, NUM_ITEMS,
+    Q, Q8, QC, K8, KS, KSH, WH, V, VS, O,
+    stride_qb, stride_qh, stride_qn, stride_vb, stride_vh, stride_vn,
+    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, qk_scale, NUM_M_BLOCKS, NUM_ITEMS,
     MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
     FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     K_BLOCK: tl.constexpr, WIDE_PASS: tl.constexpr,
 ):  # fmt: skip
-    # WIDE_PASS: the second launch, which redoes the query blocks of heads holding a wide K block
-    # (kernels.flash_sage_fp8.K_WIDE_MIN) with loops that apply each key's shift; the others' blocks cost
-    # a load of their head's flag. Triton 3.6 warp-specializes a loop only if it is the kernel's one
-    # loop and has no branch, and the branch cost the causal loop 55 registers, so the first launch
-    # ignores the shifts (in a wide head its output is overwritten); its warp-specialized loop skips a
-    # wide head's key blocks (an empty range: still specialized), the causal one does not (29 registers).
+    # WIDE_PASS: the second launch, which redoes the query blocks of flagged KV heads (a wide K block,
+    # kernels.flash_sage_fp8.K_WIDE_MIN, or a noisy Q row, kernels.quant.Q_NOISE_MAX) with the caller's Q
+    # and loops that apply each key's shift; the others' blocks cost a load of their head's flag. Triton
+    # 3.6 warp-specializes a loop only if it is the kernel's one loop and has no branch, and the branch
+    # cost the causal loop 55 registers, so the first launch ignores the shifts (in a flagged head its
+    # output is overwritten); its warp-specialized loop skips a flagged head's key blocks (an empty
+    # range: still specialized), the causal one does not (29 registers).
     Hkv = Hq // GROUP
     if WIDE_PASS:
         # A strided grid over the NUM_ITEMS query blocks (kernels.launch.wide_items).
@@ -187,24 +211,26 @@ def _sage_tma_kernel(
                     )
                     if run:
                         _sage_tma_program(
-                            Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_vb, stride_vh, stride_vn,
-                            Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,
+                            Q, Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_qb, stride_qh, stride_qn,
+                            stride_vb, stride_vh, stride_vn, Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, qk_scale,
+                            bh, b, h, start_m, bh_kv,
                             MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
                         )  # fmt: skip
     else:
         bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
         _sage_tma_program(
-            Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_vb, stride_vh, stride_vn,
-            Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, b * Hkv + h // GROUP,
+            Q, Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh,
+            stride_vn, Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m,
+            b * Hkv + h // GROUP,
             MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
         )  # fmt: skip
 
 
 @triton.jit
 def _sage_tma_program(
-    Q8, QC, K8, KS, KSH, WH, V, VS, O,
-    stride_vb, stride_vh, stride_vn,
-    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, bh, b, h, start_m, bh_kv,
+    Q, Q8, QC, K8, KS, KSH, WH, V, VS, O,
+    stride_qb, stride_qh, stride_qn, stride_vb, stride_vh, stride_vn,
+    Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m, bh_kv,
     MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr, PV_FP8: tl.constexpr,
     FP8: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     K_BLOCK: tl.constexpr, WIDE_PASS: tl.constexpr,
@@ -212,13 +238,6 @@ def _sage_tma_program(
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
 
-    dq = tl.make_tensor_descriptor(
-        Q8 + bh * NQ_PAD * BLOCK_D,
-        shape=[NQ_PAD, BLOCK_D],
-        strides=[BLOCK_D, 1],
-        block_shape=[BLOCK_M, BLOCK_D],
-    )
-    dc = tl.make_tensor_descriptor(QC + bh * NQ_PAD, shape=[NQ_PAD], strides=[1], block_shape=[BLOCK_M])
     dk = tl.make_tensor_descriptor(
         K8 + bh_kv * NK_PAD * BLOCK_D,
         shape=[NK_PAD, BLOCK_D],
@@ -245,8 +264,28 @@ def _sage_tma_program(
     )
     ks = KS + bh_kv * (NK_PAD // K_BLOCK)
     ksh = KSH + bh_kv * NK_PAD
-    q8 = dq.load([start_m, 0])
-    c_row = dc.load([start_m])
+    if WIDE_PASS:
+        # A flagged head: the caller's Q (not warp-specialized, so a pointer load), the row factor
+        # sm_scale * log2(e) alone.
+        offs_d = tl.arange(0, BLOCK_D)
+        q_op = tl.load(
+            Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
+            mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
+            other=0.0,
+        )
+        if UPCAST:
+            q_op = q_op.to(tl.float32)
+        c_row = tl.full([BLOCK_M], qk_scale, tl.float32)
+    else:
+        dq = tl.make_tensor_descriptor(
+            Q8 + bh * NQ_PAD * BLOCK_D,
+            shape=[NQ_PAD, BLOCK_D],
+            strides=[BLOCK_D, 1],
+            block_shape=[BLOCK_M, BLOCK_D],
+        )
+        dc = tl.make_tensor_descriptor(QC + bh * NQ_PAD, shape=[NQ_PAD], strides=[1], block_shape=[BLOCK_M])
+        q_op = dq.load([start_m, 0])
+        c_row = dc.load([start_m])
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -259,18 +298,18 @@ def _sage_tma_program(
         full = (tl.maximum(tl.minimum(Nk, start_m + Nk - Nq + 1), 0) // BLOCK_N) * BLOCK_N
         for start_n in tl.range(0, full, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 0, WIDE_PASS,
+                acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 0, WIDE_PASS,
                 UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
         for start_n in tl.range(full, hi, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 2, WIDE_PASS,
+                acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 2, WIDE_PASS,
                 UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
     elif WIDE_PASS:
         for start_n in tl.range(0, Nk, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 1,
+                acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 1,
                 UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
     else:
@@ -279,7 +318,7 @@ def _sage_tma_program(
         n_end = tl.where(tl.load(WH + bh_kv) != 0, 0, Nk)
         for start_n in tl.range(0, n_end, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _sage_tma_block(
-                acc, l_i, m_i, q8, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 0,
+                acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 0,
                 UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
             )  # fmt: skip
 
@@ -296,13 +335,21 @@ def _sage_tma_program(
 
 
 def quantize_q(
-    q: torch.Tensor, block_m: int, block_d: int, qk_scale: float
+    q: torch.Tensor,
+    block_m: int,
+    block_d: int,
+    qk_scale: float,
+    *,
+    k_norm: torch.Tensor | None = None,
+    wide_heads: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token INT8 Q for the TMA kernel: ``(q8, c)``.
 
     ``q8``: int8 (B·Hq, Nq_pad, block_d), zero padded to whole ``block_m`` row blocks and ``block_d``
     columns; ``c``: float32 (B·Hq, Nq_pad), ``amax / 127 · qk_scale`` per row (``qk_scale`` is
-    sm_scale · log2(e)). ``q`` is only read.
+    sm_scale · log2(e)). ``q`` is only read. With ``k_norm`` and ``wide_heads`` (a
+    :class:`kernels.flash_sage_fp8.QuantizedKV`'s, B x Hkv) it also sets ``wide_heads`` to 1 for each
+    noisy KV head (:data:`kernels.quant.Q_NOISE_MAX`).
     """
     B, H, Nq, D = q.shape
     nq_pad = triton.cdiv(Nq, block_m) * block_m
@@ -312,39 +359,47 @@ def quantize_q(
     num_rows = nq_pad // rows
     q8 = torch.empty((B * H, nq_pad, block_d), dtype=torch.int8, device=q.device)
     c = torch.empty((B * H, nq_pad), dtype=torch.float32, device=q.device)
+    flag = k_norm is not None and wide_heads is not None
+    group = H // wide_heads.size(1) if flag else 1
     _quantize_q_kernel[(B * H * num_rows,)](
-        q, q8, c, q.stride(0), q.stride(1), q.stride(2), H, Nq, nq_pad, D, qk_scale, num_rows,
-        BLOCK_M=rows, BLOCK_D=block_d,
+        q, q8, c, k_norm if flag else c, wide_heads if flag else c,
+        q.stride(0), q.stride(1), q.stride(2), H, group, Nq, nq_pad, D, qk_scale, num_rows,
+        FLAG=flag, BLOCK_M=rows, BLOCK_D=block_d,
     )  # fmt: skip
     return q8, c
 
 
 def launch_sage_tma(
     q, v, k8: torch.Tensor, k_scale: torch.Tensor, k_shift: torch.Tensor, wide_heads: torch.Tensor,
-    v_scale: torch.Tensor | None, o, shape, *, block_n: int, block_d: int, causal: bool,
+    k_norm: torch.Tensor, v_scale: torch.Tensor | None, o, shape, *, block_n: int, block_d: int,
+    causal: bool,
 ) -> None:  # fmt: skip
-    """Quantize Q (:func:`quantize_q`) and launch the TMA kernel (:func:`launch_sage_tma_kernel`) on K
-    (and V) already quantized by :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per
-    K scale."""
+    """Quantize Q (:func:`quantize_q`, flagging noisy heads in ``wide_heads``) and launch the TMA kernel
+    (:func:`launch_sage_tma_kernel`) on K (and V) already quantized by
+    :func:`kernels.flash_sage_fp8.quantize_kv` with ``block_n`` keys per K scale."""
     tiles = tiles_for(causal, interpreting())
-    q8, c = quantize_q(q, tiles.block_m, block_d, shape.sm_scale * LOG2E)
+    q8, c = quantize_q(
+        q, tiles.block_m, block_d, shape.sm_scale * LOG2E, k_norm=k_norm, wide_heads=wide_heads
+    )
     launch_sage_tma_kernel(
-        q8, c, v, k8, k_scale, k_shift, wide_heads, v_scale, o, shape,
+        q, q8, c, v, k8, k_scale, k_shift, wide_heads, v_scale, o, shape,
         block_n=block_n, block_d=block_d, causal=causal, upcast=upcast_dots(q),
     )  # fmt: skip
 
 
 def launch_sage_tma_kernel(
-    q8, c, v, k8: torch.Tensor, k_scale: torch.Tensor, k_shift: torch.Tensor, wide_heads: torch.Tensor,
+    q, q8, c, v, k8: torch.Tensor, k_scale: torch.Tensor, k_shift: torch.Tensor, wide_heads: torch.Tensor,
     v_scale: torch.Tensor | None, o, shape, *, block_n: int, block_d: int, causal: bool,
     upcast: bool = False,
 ) -> None:  # fmt: skip
     """The attention launch alone, on Q from :func:`quantize_q` (with :func:`tiles_for`'s ``block_m``)
-    and K (and V) from :func:`kernels.flash_sage_fp8.quantize_kv`: ``k8`` (B, Hkv, Nk_pad, block_d) int8,
-    ``k_scale`` (B, Hkv, Nk_pad / block_n) fp32 (negated for a wide block), ``k_shift`` (B, Hkv, Nk_pad)
-    int32 (each key's left shift in a wide block), ``wide_heads`` (B, Hkv) int32 (1 for a head holding a
-    wide block). A second launch of the kernel (``WIDE_PASS``) redoes the heads that hold a wide block;
-    with none it costs a launch of two programs per SM that read the head flags.
+    and K (and V) from :func:`kernels.flash_sage_fp8.quantize_kv`: ``q`` the caller's (B, Hq, Nq, D)
+    Q (read by the second launch), ``k8`` (B, Hkv, Nk_pad, block_d) int8, ``k_scale`` (B, Hkv, Nk_pad /
+    block_n) fp32 (negated for a wide block), ``k_shift`` (B, Hkv, Nk_pad) int32 (each key's left shift
+    in a wide block), ``wide_heads`` (B, Hkv) int32 (1 for a head holding a wide block or, after
+    :func:`quantize_q` with the flags, a noisy one). A second launch of the kernel (``WIDE_PASS``) redoes
+    the flagged heads with ``q`` in its own dtype; with none it costs a launch of two programs per SM
+    that read the head flags.
 
     ``v_scale`` None: ``sage_qk_int8``, ``v`` is the caller's (B, Hkv, Nk, D) V in q's dtype and must
     pass :func:`kernels.flash_fp16_tma.tma_eligible` on a GPU. Else ``sage_fp8``: ``v`` is quantize_kv's
@@ -366,10 +421,10 @@ def launch_sage_tma_kernel(
         )
         raise ValueError(f"tiles.block_n: expected {want}, got {step}")
     args = (
-        q8, c, k8, k_scale, k_shift, wide_heads, v, v_scale if pv_fp8 else k_scale, o,
-        v.stride(0), v.stride(1), v.stride(2),
-        shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim, num_m,
-        grid[0],
+        q, q8, c, k8, k_scale, k_shift, wide_heads, v, v_scale if pv_fp8 else k_scale, o,
+        q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
+        shape.heads_q, shape.group, shape.n_q, q8.size(1), shape.n_k, k8.size(2), shape.head_dim,
+        shape.sm_scale * LOG2E, num_m, grid[0],
     )  # fmt: skip
     meta = dict(
         MASK=shape.n_k % step != 0,
@@ -385,9 +440,9 @@ def launch_sage_tma_kernel(
     _sage_tma_kernel[grid](
         *args, **meta, WIDE_PASS=False, num_warps=tiles.num_warps, num_stages=tiles.num_stages
     )
-    # Heads with a wide K block, redone applying each key's shift by loops that are not warp-specialized
-    # (the causal tiles: same rows per program, so the same padded Q).
-    wide = tiles_for(True, interpreting())
+    # Flagged heads (a wide K block or a noisy Q row), redone with the caller's Q, applying each key's
+    # shift, by loops that are not warp-specialized (same rows per program).
+    wide = tiles_for(causal, interpreting(), wide_pass=True)
     _sage_tma_kernel[strided_grid(grid[0], o.device)](
         *args, **meta, WIDE_PASS=True, num_warps=wide.num_warps, num_stages=wide.num_stages
     )

@@ -26,6 +26,18 @@ import triton.language as tl
 from kernels.backend import interpreting
 
 QMAX = 127.0
+# A KV head whose queries per-token INT8 would blur ("noisy"; every method with per-token INT8 Q):
+# rounding row i to steps of q_scale_i moves each element by up to half a step, uniformly, so a logit
+# against key j moves by about c_i · |k_j| / sqrt(12) in log2 units (c_i = q_scale_i · sm_scale · log2(e),
+# |k_j| the L2 norm of the (smoothed) key). Where the head's largest row factor times its longest key
+# gives more than Q_NOISE_MAX (weights off by a factor ~2^4), the kernels compute that KV head with Q in
+# its input dtype against the same INT8 K codes (a second launch over the flagged heads). In float64
+# emulation, Pareto-tailed queries against 31 keys went from rel-L2 0.59 to 0.04; over the harness's
+# distributions, Gaussian heads measured at most 0.02 and channel-outlier ones (up to 30x) 3.4, so
+# neither is flagged (docs/perf.md "v15"). The kernels test c_i · |k| > Q_NOISE_BOUND in fp32, as
+# :func:`noisy_heads` does.
+Q_NOISE_MAX = 4.0
+Q_NOISE_BOUND = tl.constexpr(Q_NOISE_MAX * 12.0**0.5)
 
 
 @triton.jit
@@ -71,7 +83,9 @@ def _quantize_per_token_kernel(
     N,
     D,
     NUM_T_BLOCKS,
+    KN,
     HAS_CENTER: tl.constexpr,
+    HAS_NORM: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
@@ -94,6 +108,9 @@ def _quantize_per_token_kernel(
     y_ptrs = Y + bh * N * D + offs_t[:, None].to(tl.int64) * D + offs_d[None, :]
     tl.store(y_ptrs, q, mask=mask)
     tl.store(S + bh * N + offs_t, scale, mask=offs_t < N)
+    if HAS_NORM:
+        # The head's longest (centered) token, L2, for the attention kernels' noisy-head test.
+        tl.atomic_max(KN + bh, tl.sqrt(tl.max(tl.sum(x * x, axis=1), axis=0)), sem="relaxed")
 
 
 @triton.jit
@@ -153,12 +170,14 @@ def _check_operand(x: torch.Tensor, name: str) -> None:
 
 
 def quantize_per_token(
-    x: torch.Tensor, center: torch.Tensor | None = None
+    x: torch.Tensor, center: torch.Tensor | None = None, *, norm_out: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize ``x`` (B, H, N, D) to INT8 with one symmetric scale per token.
 
     ``x`` is fp16, bf16 or fp32 with a contiguous last dimension (other strides are free).
     ``center``, if given, is a float32 (B, H, D) tensor subtracted from every token first.
+    ``norm_out``, if given, a contiguous float32 (B, H) tensor of zeros on x's device: each entry is
+    raised to the L2 norm of its head's longest (centered) token, in fp32 (:func:`noisy_heads`).
     Returns ``(x_int8, scale)``: ``x_int8`` contiguous int8 (B, H, N, D) and ``scale`` contiguous
     float32 (B, H, N) with ``x - center ≈ x_int8 * scale[..., None]``.
     """
@@ -173,6 +192,14 @@ def quantize_per_token(
                 f"{center.dtype} {tuple(center.shape)} on {center.device}"
             )
         center = center.contiguous()
+    if norm_out is not None and (
+        norm_out.shape != (B, H) or norm_out.dtype != torch.float32 or norm_out.device != x.device
+        or not norm_out.is_contiguous()
+    ):  # fmt: skip
+        raise ValueError(
+            f"norm_out: expected a contiguous float32 tensor of shape {(B, H)} on {x.device}, got "
+            f"{norm_out.dtype} {tuple(norm_out.shape)} on {norm_out.device}"
+        )
     if y.numel() == 0:
         s.zero_()
         return y, s
@@ -191,7 +218,9 @@ def quantize_per_token(
         N,
         D,
         num_t,
+        norm_out if norm_out is not None else s,
         HAS_CENTER=center is not None,
+        HAS_NORM=norm_out is not None,
         BLOCK_T=block_t,
         BLOCK_D=block_d,
     )
@@ -260,6 +289,28 @@ def quantize_per_token_reference(
     inv = _inverse_scale(amax)
     q = _round_half_away(xf * inv[..., None]).clamp(-QMAX, QMAX)
     return q.to(torch.int8), _scale(amax)
+
+
+def longest_token_reference(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 (B, H): the L2 norm of each head's longest token of ``x`` (B, H, N, D) less ``center``
+    (B, H, D), as the quantizers' ``norm_out`` has it (up to fp32 summation order)."""
+    xf = x.float()
+    if center is not None:
+        xf = xf - center[:, :, None, :]
+    return torch.sqrt((xf * xf).sum(dim=-1).amax(dim=-1))
+
+
+def noisy_heads(q_scale: torch.Tensor, k_norm: torch.Tensor, qk_scale: float) -> torch.Tensor:
+    """bool (B, Hkv): the KV heads whose per-token INT8 Q would blur their logits (:data:`Q_NOISE_MAX`),
+    by the kernels' fp32 test ``q_scale · qk_scale · k_norm > Q_NOISE_BOUND`` on any of their query heads'
+    rows. ``q_scale`` (B, Hq, Nq) float32 per-token scales, ``k_norm`` (B, Hkv) float32
+    (:func:`longest_token_reference`), ``qk_scale`` sm_scale · log2(e)."""
+    B, Hq = q_scale.shape[:2]
+    Hkv = k_norm.size(1)
+    if q_scale.size(2) == 0:
+        return torch.zeros((B, Hkv), dtype=torch.bool, device=q_scale.device)
+    c = q_scale.float() * torch.tensor(qk_scale, dtype=torch.float32, device=q_scale.device)
+    return c.amax(dim=2).reshape(B, Hkv, Hq // Hkv).amax(dim=2) * k_norm.float() > Q_NOISE_BOUND.value
 
 
 def quantize_per_channel_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

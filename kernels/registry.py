@@ -22,21 +22,22 @@ from kernels.spec import DISTRIBUTION_FAMILIES, EMULATION_BUDGETS, ErrorBudget, 
 
 
 def _dequantize_int8(q, k, v, *, causal=False, sm_scale=None):
-    """float32 Q, K, V exactly as the ``int8`` kernel sees them (per-token Q/K, per-channel V)."""
+    """float32 Q, K, V exactly as the ``int8`` kernel sees them (per-token Q/K, per-channel V; Q as given
+    in noisy heads, ``kernels.emulate.int8_q_values``)."""
     from kernels import quant
 
-    q8, qs = quant.quantize_per_token(q)
     k8, ks = quant.quantize_per_token(k)
     v8, vs = quant.quantize_per_channel(v)
     return (
-        quant.dequantize_per_token(q8, qs),
+        emulate.int8_q_values(q, k, sm_scale=sm_scale).float(),
         quant.dequantize_per_token(k8, ks),
         quant.dequantize_per_channel(v8, vs).contiguous(),
     )
 
 
 def _dequantize_int8_qk(q, k, v, *, causal=False, sm_scale=None, smooth_k=False):
-    """float32 Q, K, V as the ``int8_qk`` kernel sees them (V is used unquantized).
+    """float32 Q, K, V as the ``int8_qk`` kernel sees them (V is used unquantized; Q as given in noisy
+    heads).
 
     With ``smooth_k`` the returned K is the centered K the kernel quantizes; attention is the same
     as with the original K because softmax ignores a per-row constant.
@@ -44,9 +45,9 @@ def _dequantize_int8_qk(q, k, v, *, causal=False, sm_scale=None, smooth_k=False)
     from kernels import quant
 
     center = torch.mean(k, dim=2, dtype=torch.float32) if smooth_k and k.size(2) > 0 else None
-    q8, qs = quant.quantize_per_token(q)
     k8, ks = quant.quantize_per_token(k, center=center)
-    return quant.dequantize_per_token(q8, qs), quant.dequantize_per_token(k8, ks), v.float()
+    q_val = emulate.int8_q_values(q, k, sm_scale=sm_scale, center=center)
+    return q_val.float(), quant.dequantize_per_token(k8, ks), v.float()
 
 
 def _dequantize_int8_qk_smooth(q, k, v, *, causal=False, sm_scale=None):

@@ -110,3 +110,41 @@ def test_bad_center_raises():
     x = on_device(torch.zeros(1, 2, 4, 32, dtype=torch.float16))
     with pytest.raises(ValueError, match="center"):
         quant.quantize_per_token(x, center=on_device(torch.zeros(1, 2, 16)))
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_per_token_norm_out_is_each_heads_longest_token(centered):
+    """``norm_out`` holds each head's longest (centered) token's L2 norm, as the torch reference has it up
+    to fp32 summation order; the codes and scales are those of the call without it."""
+    x = _x(3, (2, 3, 45, 96), torch.float16)
+    x[1, 2, 7] *= 40.0  # one long token in one head
+    center = x.float().mean(dim=2) if centered else None
+    norm = on_device(torch.zeros(2, 3))
+    q, s = quant.quantize_per_token(x, center=center, norm_out=norm)
+    q_plain, s_plain = quant.quantize_per_token(x, center=center)
+    assert torch.equal(q, q_plain) and torch.equal(s, s_plain)
+    ref = quant.longest_token_reference(x, center)
+    assert torch.allclose(norm, ref, rtol=1e-6)
+    assert int(norm.argmax()) == 1 * 3 + 2
+
+
+def test_bad_norm_out_raises():
+    x = on_device(torch.zeros(1, 2, 4, 32, dtype=torch.float16))
+    with pytest.raises(ValueError, match=r"norm_out: expected a contiguous float32 tensor of shape \(1, 2\)"):
+        quant.quantize_per_token(x, norm_out=on_device(torch.zeros(2, 1)))
+    with pytest.raises(ValueError, match="norm_out"):
+        quant.quantize_per_token(x, norm_out=on_device(torch.zeros(1, 2, dtype=torch.float64)))
+
+
+def test_noisy_heads_flags_by_the_fp32_product():
+    """A KV head is noisy when any of its query rows' q_scale · qk_scale · k_norm passes Q_NOISE_BOUND
+    (GQA 2: query heads 2 and 3 read KV head 1); the test is on the product, not each factor."""
+    bound = quant.Q_NOISE_BOUND.value
+    q_scale = torch.full((1, 6, 4), 0.5)
+    q_scale[0, 3, 2] = 2.0
+    k_norm = torch.tensor([[bound * 3.0, bound * 1.5, bound * 1.5]])
+    # KV head 0: 0.5 * 3 = 1.5 bounds (every row); head 1: one row at 2.0 * 1.5 = 3; head 2: 0.75.
+    flags = quant.noisy_heads(q_scale, k_norm, 1.0)
+    assert flags.tolist() == [[True, True, False]]
+    assert quant.noisy_heads(q_scale, k_norm, 0.25).tolist() == [[False, False, False]]
+    assert quant.noisy_heads(q_scale[:, :, :0], k_norm, 1.0).tolist() == [[False, False, False]]

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from harness.search.cases import Case as FuzzCase
-from kernels import REGISTRY, attention
+from kernels import REGISTRY, attention, quant
 from kernels.emulation import emulate_sage_fp8, emulate_sage_qk_int8, quantize_sage_fp8, round_e4m3
 from kernels.flash_sage_fp8 import (
     K_SHIFT_MAX,
@@ -27,6 +27,7 @@ from kernels.flash_sage_fp8 import (
 )
 from kernels.flash_sage_fp8 import quantize_kv as sage_quantize_kv
 from kernels.fp8_round import round_e4m3_fp32
+from kernels.launch import LOG2E
 from kernels.reference import attention_reference
 from tests.conftest import DEVICE
 from tests.kernels.cases import BF16, F16, Case, make_case, on_device, rel_l2
@@ -185,10 +186,13 @@ def test_a_wide_block_gives_each_key_its_digits_and_others_keep_one_scale():
     assert torch.all(shift[others] < top)  # scaled up by 2^e, e >= 1
     assert codes[others].abs().amax(dim=1).min() >= 64
     assert scale[0] < 0 and torch.all(scale[1:] > 0) and torch.all(shift[~first] == 0)
-    k_int, k_scale, _, _ = quantize_sage_fp8(k, k, cfg.block_n)
-    assert torch.equal(k_int[0, 0].cpu(), codes.double())
+    kv = quantize_sage_fp8(k, k, cfg.block_n)
+    assert torch.equal(kv.k_int[0, 0].cpu(), codes.double())
     key_scale = scale.abs().double().repeat_interleave(cfg.block_n)[:128] * 2.0 ** shift.double()
-    assert torch.equal(k_scale[0, 0].cpu(), key_scale)
+    assert torch.equal(kv.k_scale[0, 0].cpu(), key_scale)
+    assert kv.wide_heads.tolist() == [[True]] and qkv.wide_heads.tolist() == [[1]]
+    # The longest smoothed key's norm, for the noisy-query test: the quantizer's fp32 sum against torch's.
+    assert torch.allclose(qkv.k_norm.cpu(), kv.k_norm.cpu(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("head_dim", [32, 128])
@@ -215,3 +219,28 @@ def test_heads_with_and_without_wide_blocks_in_one_call(method, causal, kernel):
     run = flash_attention_sage_fp8 if method == "sage_fp8" else flash_attention_sage_qk_int8
     out = run(q, k, v, causal=causal, kernel=kernel)
     assert rel_l2(out, EMULATIONS[method](q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
+
+
+@pytest.mark.parametrize("kernel", ["pointer", "tma"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("method", sorted(EMULATIONS))
+def test_noisy_query_heads_are_computed_with_q_as_given(method, causal, kernel, monkeypatch):
+    """GQA 2, three KV heads; the middle one's queries carry one channel at 1000x (a massive activation),
+    so per-token INT8 rounds their other channels to nothing and the head is noisy
+    (kernels.quant.Q_NOISE_MAX). Every head matches the emulation, and the noisy head is far from the
+    emulation of per-token Q there: the second launch computed it with Q as given."""
+    g = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(1, h, 96, 96, generator=g) for h in (6, 3, 3))
+    q[:, 2:4, :, 0] *= 1000.0
+    q, k, v = (on_device(t.half()) for t in (q, k, v))
+    kv = quantize_sage_fp8(k, v, config_for(96, 96, pv_fp8=method == "sage_fp8").block_n)
+    _, q_scale = quant.quantize_per_token_reference(q)
+    assert quant.noisy_heads(q_scale, kv.k_norm, LOG2E / 96**0.5).cpu().tolist() == [[False, True, False]]
+    run = flash_attention_sage_fp8 if method == "sage_fp8" else flash_attention_sage_qk_int8
+    out = run(q, k, v, causal=causal, kernel=kernel)
+    tol = _emulation_tolerance(q.dtype)
+    assert rel_l2(out, EMULATIONS[method](q, k, v, causal=causal)) <= tol
+    monkeypatch.setattr(quant, "Q_NOISE_BOUND", tl.constexpr(float("inf")))
+    per_token = EMULATIONS[method](q, k, v, causal=causal)
+    assert rel_l2(out[:, 2:4], per_token[:, 2:4]) > 5 * tol
+    assert rel_l2(out[:, :2], per_token[:, :2]) <= tol

@@ -161,7 +161,9 @@ def test_auto_asks_the_dispatch_rule_once_and_follows_it(causal, preferred, monk
     assert len(asked) == 1 and len(launched) == int(preferred)
 
 
-def test_the_interpreter_never_prefers_the_tma_kernel():
+def test_the_interpreter_never_prefers_the_tma_kernel(monkeypatch):
+    # The rule as it runs under TRITON_INTERPRET=1, on any machine (on a GPU this process compiles).
+    monkeypatch.setattr(sage, "interpreting", lambda: True)
     t = on_device(torch.zeros(1, 1, 8, 128, dtype=torch.float16))
     assert not prefer_tma_sage(False, 128, False, _shape(1, 32, 16384, 16384), t, t)
 
@@ -272,16 +274,18 @@ def test_gpu_sage_fp8_tma_matches_its_emulation(n_q, n_k, heads, dtype, causal):
 def test_key_steps_shorter_than_the_k_scale_block(monkeypatch):
     """``sage_qk_int8``: a loop step of half the K-scale block (tiles.block_n) reads each block's scale
     twice, same method. ``sage_fp8`` refuses it: its e4m3 P follows the running maximum of each step."""
-    monkeypatch.setattr(sage_tma, "tiles_for", lambda causal, interpret: sage_tma.SageTmaTiles(32, 4, 1, 16))
     g = torch.Generator().manual_seed(11)
     q, k, v = seeded_randn(g, 1, 2, 40, 128), seeded_randn(g, 1, 1, 77, 128), seeded_randn(g, 1, 1, 77, 128)
+    block = sage.config_for(128, 77, pv_fp8=False).block_n  # 32 in the interpreter, 128 on a GPU
+    step = block // 2
+    monkeypatch.setattr(sage_tma, "tiles_for", lambda *a, **kw: sage_tma.SageTmaTiles(32, 4, 1, step))
     for causal in (False, True):
         out = flash_attention_sage_qk_int8(q, k, v, causal=causal, kernel="tma")
         assert rel_l2(out, emulate_sage_qk_int8(q, k, v, causal=causal)) <= _emulation_tolerance(q.dtype)
-    with pytest.raises(ValueError, match=r"the K-scale block 32 \(sage_fp8\), got 16"):
+    with pytest.raises(ValueError, match=rf"the K-scale block {block} \(sage_fp8\), got {step}"):
         flash_attention_sage_fp8(q, k, v, kernel="tma")
-    monkeypatch.setattr(sage_tma, "tiles_for", lambda causal, interpret: sage_tma.SageTmaTiles(32, 4, 1, 64))
-    with pytest.raises(ValueError, match="a divisor of the K-scale block 32, got 64"):
+    monkeypatch.setattr(sage_tma, "tiles_for", lambda *a, **kw: sage_tma.SageTmaTiles(32, 4, 1, 2 * block))
+    with pytest.raises(ValueError, match=f"a divisor of the K-scale block {block}, got {2 * block}"):
         flash_attention_sage_qk_int8(q, k, v, kernel="tma")
 
 

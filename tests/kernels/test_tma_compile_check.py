@@ -30,9 +30,14 @@ def test_shipped_tiles_are_warp_specialized_exactly_when_not_causal(tmp_path):
         for t in ("fp16", "bf16")
     } | {(f"{m} fp16 wide pass", c, 128) for m in ("sage_qk_int8", "sage_fp8") for c in (False, True)}
     for r in rows:
-        # The second launch for heads with a wide K block has a branch in its loop: never specialized.
-        assert r["warp_specialized"] is not (r["causal"] or r["kernel"].endswith("wide pass"))
-        assert r["stack"] == 0 and r["wgmma"] > 0 and r["tma_loads"] > 0 and r["problems"] == []
+        # The second launch for flagged heads (wide K blocks, noisy queries) has a branch in its loop:
+        # never specialized. It holds the caller's 16-bit Q tile and may spill its allowance (16 bytes on
+        # 3 stages, which measured faster than the spill-free single stage); nothing else may spill.
+        wide_pass = r["kernel"].endswith("wide pass")
+        allowed = 16 if wide_pass else 0
+        assert r["warp_specialized"] is not (r["causal"] or wide_pass)
+        assert r["stack"] <= allowed and r.get("spill_allowed", 0) == allowed
+        assert r["wgmma"] > 0 and r["tma_loads"] > 0 and r["problems"] == []
         assert 0 < r["shared"] <= 232448
 
 
@@ -48,6 +53,9 @@ def test_problems_names_each_broken_promise():
     assert check.problems(wide_pass) == []
     present = ["warp specialization present (wide pass)"]
     assert check.problems(wide_pass | {"warp_specialized": True}) == present
+    # A spill within the row's allowance (the second launch's 16 bytes) passes; past it, it is named.
+    assert check.problems(wide_pass | {"stack": 16, "spill_allowed": 16}) == []
+    assert check.problems(wide_pass | {"stack": 24, "spill_allowed": 16}) == ["24 bytes of spill stack"]
     assert check.problems(good | {"stack": 96, "shared": 262680}) == [
         "96 bytes of spill stack",
         "262680 bytes of shared memory",
