@@ -45,7 +45,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import Q_NOISE_BOUND
+from kernels.quant import Q_NOISE_BOUND, load_q_as_given
 
 # 2^-100: below it a block row of P is dropped (see the int8 P quantization below).
 P_FLOOR = tl.constexpr(2.0**-100)
@@ -190,14 +190,9 @@ def _flash_int8_program(
 
     if NOISY_PASS:
         # The caller's Q and the row factor sm_scale * log2(e) alone.
-        q = tl.load(
-            Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
-            mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
-            other=0.0,
+        q, qs = load_q_as_given(
+            Q + b * stride_qb + h * stride_qh, stride_qn, offs_m, Nq, offs_d, D, qk_scale, UPCAST
         )
-        if UPCAST:
-            q = q.to(tl.float32)
-        qs = tl.full([BLOCK_M], qk_scale, tl.float32)
     else:
         # Q8/K8 are contiguous int8 padded to BLOCK_D columns; QS/KS contiguous fp32 per token.
         q_ptrs = Q8 + bh * Nq * BLOCK_D + offs_m[:, None].to(tl.int64) * BLOCK_D + offs_d[None, :]

@@ -62,7 +62,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import Q_NOISE_BOUND, load_round_per_token_int8
+from kernels.quant import Q_NOISE_BOUND, load_q_as_given, load_round_per_token_int8
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
@@ -469,14 +469,7 @@ def _sage_fp8_program(
     q_rows = Q + b * stride_qb + h * stride_qh
     if WIDE_PASS:
         # A wide or noisy head: Q in its input dtype, the row factor sm_scale * log2(e) alone.
-        q_op = tl.load(
-            q_rows + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
-            mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
-            other=0.0,
-        )
-        if UPCAST:
-            q_op = q_op.to(tl.float32)
-        c_row = tl.full([BLOCK_M], qk_scale, tl.float32)
+        q_op, c_row = load_q_as_given(q_rows, stride_qn, offs_m, Nq, offs_d, D, qk_scale, UPCAST)
     else:
         # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded
         # with sm_scale * log2(e). A row whose rounding would blur its logits (quant.Q_NOISE_MAX) flags its

@@ -44,7 +44,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import Q_NOISE_BOUND, load_round_per_token_int8
+from kernels.quant import Q_NOISE_BOUND, load_q_as_given, load_round_per_token_int8
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
 _RAW_MASKED = tl.constexpr(-(2**30))
@@ -267,15 +267,16 @@ def _sage_tma_program(
     if WIDE_PASS:
         # A flagged head: the caller's Q (not warp-specialized, so a pointer load), the row factor
         # sm_scale * log2(e) alone.
-        offs_d = tl.arange(0, BLOCK_D)
-        q_op = tl.load(
-            Q + b * stride_qb + h * stride_qh + offs_m[:, None].to(tl.int64) * stride_qn + offs_d[None, :],
-            mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D),
-            other=0.0,
+        q_op, c_row = load_q_as_given(
+            Q + b * stride_qb + h * stride_qh,
+            stride_qn,
+            offs_m,
+            Nq,
+            tl.arange(0, BLOCK_D),
+            D,
+            qk_scale,
+            UPCAST,
         )
-        if UPCAST:
-            q_op = q_op.to(tl.float32)
-        c_row = tl.full([BLOCK_M], qk_scale, tl.float32)
     else:
         dq = tl.make_tensor_descriptor(
             Q8 + bh * NQ_PAD * BLOCK_D,

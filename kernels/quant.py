@@ -71,6 +71,22 @@ def load_round_per_token_int8(X, stride_row, rows, n_rows, cols, n_cols):
 
 
 @triton.jit
+def load_q_as_given(X, stride_row, rows, n_rows, cols, n_cols, qk_scale, UPCAST: tl.constexpr):
+    """``(q, c)`` for a noisy or wide head's second launch: rows ``rows`` of the (n_rows, n_cols) operand
+    at ``X`` (row stride ``stride_row``, unit column stride) in its own dtype (fp32 with ``UPCAST``, the
+    interpreter's bf16), zeros past ``n_rows`` and ``n_cols``, and the row factor ``qk_scale`` (sm_scale
+    · log2(e)) for every row, as :func:`load_round_per_token_int8` gives codes and factors."""
+    x = tl.load(
+        X + rows[:, None].to(tl.int64) * stride_row + cols[None, :],
+        mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols),
+        other=0.0,
+    )
+    if UPCAST:
+        x = x.to(tl.float32)
+    return x, tl.full(rows.shape, qk_scale, tl.float32)
+
+
+@triton.jit
 def _quantize_per_token_kernel(
     X,
     C,
