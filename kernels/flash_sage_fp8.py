@@ -301,9 +301,9 @@ def _sage_fp8_inner(
         # A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_use)
-        # (raw - mr) is an exact integer <= 0 (in the second launch a float, exactly 0 at the maximum), so
-        # the row maximum's exponent is exactly `shift`. The block
-        # that holds the running maximum gets shift = 8 by selection, not by subtracting: the compiler
+        # (raw - mr) is an exact integer <= 0 (in the second launch a float, exactly 0 at the maximum),
+        # so the row maximum's exponent is exactly `shift`. The block that holds the running maximum
+        # gets shift = 8 by selection, not by subtracting: the compiler
         # may contract `mr * c - m` into one FMA whose unrounded product differs from the rounded `bmax`
         # by up to half an ulp of the logit (~1e3 at logits ~3e10), which would give exp2 overflow or a
         # vanished maximum. Other blocks are below the maximum by at least half an ulp either way.
@@ -474,8 +474,9 @@ def _sage_fp8_program(
         # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded
         # with sm_scale * log2(e). A row whose rounding would blur its logits (quant.Q_NOISE_MAX) flags its
         # KV head for the second launch, which overwrites this launch's output there. Relaxed: only the
-        # next launch reads the flag (an acq_rel atomic here held back the loop's first loads); here, not
-        # after the loop, where the row factors stayed live through it (sage_fp8's spill 16 -> 40 bytes).
+        # next launch reads the flag (an acq_rel atomic held back the loop's first loads). The test takes
+        # sage_fp8's 64-row tile from 16 to 40 bytes of spill (sm_90a) wherever it sits, after the loop
+        # too: 3-4 % at 1k-4k keys on an H200 (docs/perf.md "v15").
         q_op, q_scale = load_round_per_token_int8(q_rows, stride_qn, offs_m, Nq, offs_d, D)
         c_row = q_scale * qk_scale
         noisy = tl.max(c_row * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
