@@ -81,6 +81,31 @@ def max_abs(out: torch.Tensor, ref: torch.Tensor) -> float:
     return error_metrics(out, ref.double())["max_abs"]
 
 
+def noisy_middle_head_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp16 (q, k, v) on the test device: GQA 2 over three KV heads, head dim 96, 96 tokens; the middle KV
+    head's queries (heads 2 and 3) carry one channel at 1000x (a massive activation), so per-token INT8
+    rounds their other channels to nothing and that head is noisy (kernels.quant.Q_NOISE_MAX)."""
+    g = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(1, h, 96, 96, generator=g) for h in (6, 3, 3))
+    q[:, 2:4, :, 0] *= 1000.0
+    return tuple(on_device(t.half()) for t in (q, k, v))
+
+
+def check_noisy_head_recomputed(out, emulate, tol: float, monkeypatch) -> None:
+    """``out`` (from :func:`noisy_middle_head_inputs`) within ``tol`` of ``emulate()`` everywhere, and, with
+    the emulation's noisy rule switched off (per-token Q everywhere), more than 5 tol away on the noisy
+    head's queries and within tol on the others: the kernel computed that head with Q as given."""
+    import triton.language as tl
+
+    from kernels import quant
+
+    assert rel_l2(out, emulate()) <= tol
+    monkeypatch.setattr(quant, "Q_NOISE_BOUND", tl.constexpr(float("inf")))
+    per_token = emulate()
+    assert rel_l2(out[:, 2:4], per_token[:, 2:4]) > 5 * tol
+    assert rel_l2(out[:, :2], per_token[:, :2]) <= tol
+
+
 def tma_shapes(head_dims) -> dict:
     """Hypothesis strategies for the TMA kernels' tests (``@given(**tma_shapes(dims))``): ragged lengths,
     GQA, batch, ``head_dims``, dtype, strided (B, N, H, D) views, causal, and a tensor seed."""
