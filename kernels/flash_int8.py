@@ -45,7 +45,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import Q_NOISE_BOUND, load_q_as_given
+from kernels.quant import flag_noisy_rows, load_q_as_given
 
 # 2^-100: below it a block row of P is dropped (see the int8 P quantization below).
 P_FLOOR = tl.constexpr(2.0**-100)
@@ -239,11 +239,9 @@ def _flash_int8_program(
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D))
     if not NOISY_PASS:
         # A row whose rounding would blur its logits flags its KV head for the second launch, which
-        # overwrites this output there. In the epilogue and relaxed: only the next launch reads the flag,
-        # and an acq_rel atomic in the prologue held back the loop's first loads (int8_qk at 1k keys 6 %
-        # slower on an H200).
-        noisy = tl.max(qs * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
-        tl.atomic_max(FLAGS + bh_kv, 1, mask=noisy, sem="relaxed")
+        # overwrites this output there. In the epilogue, relaxed: an acq_rel atomic in the prologue held
+        # back the loop's first loads (int8_qk at 1k keys 6 % slower on an H200).
+        flag_noisy_rows(FLAGS, KN, bh_kv, qs)
 
 
 def _quantize_qk(

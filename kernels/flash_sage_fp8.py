@@ -62,7 +62,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import Q_NOISE_BOUND, load_q_as_given, load_round_per_token_int8
+from kernels.quant import flag_noisy_rows, load_q_as_given, load_round_per_token_int8
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
@@ -473,14 +473,12 @@ def _sage_fp8_program(
     else:
         # Prologue: per-token INT8 Q (the rounding of kernels.quant.quantize_per_token), scale folded
         # with sm_scale * log2(e). A row whose rounding would blur its logits (quant.Q_NOISE_MAX) flags its
-        # KV head for the second launch, which overwrites this launch's output there. Relaxed: only the
-        # next launch reads the flag (an acq_rel atomic held back the loop's first loads). The test takes
+        # KV head for the second launch, which overwrites this launch's output there. The test takes
         # sage_fp8's 64-row tile from 16 to 40 bytes of spill (sm_90a) wherever it sits, after the loop
         # too: 3-4 % at 1k-4k keys on an H200 (docs/perf.md "v15").
         q_op, q_scale = load_round_per_token_int8(q_rows, stride_qn, offs_m, Nq, offs_d, D)
         c_row = q_scale * qk_scale
-        noisy = tl.max(c_row * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
-        tl.atomic_max(WH + bh_kv, 1, mask=noisy, sem="relaxed")
+        flag_noisy_rows(WH, KN, bh_kv, c_row)
 
     k_base = K8 + bh_kv * NK_PAD * BLOCK_D
     ks_base = KS + bh_kv * (NK_PAD // BLOCK_N)

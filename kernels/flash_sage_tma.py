@@ -44,7 +44,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import Q_NOISE_BOUND, load_q_as_given, load_round_per_token_int8
+from kernels.quant import flag_noisy_rows, load_q_as_given, load_round_per_token_int8
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
 _RAW_MASKED = tl.constexpr(-(2**30))
@@ -112,9 +112,7 @@ def _quantize_q_kernel(
     tl.store(QC + bh * NQ_PAD + offs_m, c)
     if FLAG:
         # A row whose rounding would blur its logits flags its KV head (the pointer kernel's test).
-        bh_kv = b * (Hq // GROUP) + h // GROUP
-        noisy = tl.max(c * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
-        tl.atomic_max(WH + bh_kv, 1, mask=noisy, sem="relaxed")
+        flag_noisy_rows(WH, KN, b * (Hq // GROUP) + h // GROUP, c)
 
 
 @triton.jit

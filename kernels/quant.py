@@ -71,6 +71,16 @@ def load_round_per_token_int8(X, stride_row, rows, n_rows, cols, n_cols):
 
 
 @triton.jit
+def flag_noisy_rows(FLAGS, KN, bh_kv, c):
+    """Raise the int32 ``FLAGS[bh_kv]`` to 1 if some row factor ``c`` (q_scale · sm_scale · log2(e)) times
+    the KV head's longest key ``KN[bh_kv]`` passes :data:`Q_NOISE_BOUND`: the fp32 test
+    :func:`noisy_heads` replays. Relaxed: only a later launch reads the flag, and an acq_rel atomic (the
+    default) held back the first loads of the loop after it."""
+    noisy = tl.max(c * tl.load(KN + bh_kv), axis=0) > Q_NOISE_BOUND
+    tl.atomic_max(FLAGS + bh_kv, 1, mask=noisy, sem="relaxed")
+
+
+@triton.jit
 def load_q_as_given(X, stride_row, rows, n_rows, cols, n_cols, qk_scale, UPCAST: tl.constexpr):
     """``(q, c)`` for a noisy or wide head's second launch: rows ``rows`` of the (n_rows, n_cols) operand
     at ``X`` (row stride ``stride_row``, unit column stride) in its own dtype (fp32 with ``UPCAST``, the
