@@ -64,6 +64,7 @@ def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int) -> SageKV:
     """K smoothed and INT8 per block of ``block_n`` keys, V e4m3 per channel, as the kernel stores them,
     with the per-head facts the kernels' second launch is decided by (:class:`SageKV`)."""
     from kernels.flash_sage_fp8 import K_SHIFT_MAX, K_WIDE_MIN
+    from kernels.quant import longest_token_reference
 
     B, H, Nk, D = k.shape
     kc = k.float() - torch.mean(k, dim=2, dtype=torch.float32)[:, :, None, :]
@@ -91,7 +92,7 @@ def quantize_sage_fp8(k: torch.Tensor, v: torch.Tensor, block_n: int) -> SageKV:
     vamax = v.float().abs().amax(dim=2)
     vinv = _true_inverse(vamax, FP8_MAX)
     v_e4m3 = round_e4m3(v.float() * vinv[:, :, None, :])
-    k_norm = torch.sqrt((kc * kc).sum(dim=3).amax(dim=2))  # quant.longest_token_reference
+    k_norm = longest_token_reference(kc)
     return SageKV(k_int, k_scale, v_e4m3, (vamax / FP8_MAX).double(), wide.any(dim=2), k_norm)
 
 
