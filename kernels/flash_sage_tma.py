@@ -18,7 +18,9 @@ What changes is how it runs:
   full key blocks, then the masked diagonal band.
 * Exponent: per block, ``mr = max_j raw_ij`` (an exact int32) and ``x = (raw - mr) · c + shift``, as in
   the pointer kernel, so the key holding the maximum gets exactly ``exp2(shift)`` whatever the
-  compiler contracts; FP fusion stays on.
+  compiler contracts; FP fusion stays on. The warp-specialized (non-causal) loop forms it as one FMA,
+  ``raw · c + (shift - mr · c)``: in the heads that launch computes for good the logits are bounded
+  (:data:`kernels.quant.UNFLAGGED_LOGIT_MAX`), and flagged heads are redone with the exact form.
 
 Device-side descriptors need a scratch allocation per launch
 (:func:`kernels.flash_fp16_tma._ensure_allocator`).
@@ -120,10 +122,15 @@ def _sage_tma_block(
     acc, l_i, m_i, q_op, c_row, dk, dv, KS, KSH, start_n, offs_m, offs_n, Nq, Nk,
     MASK: tl.constexpr, WIDE: tl.constexpr, UPCAST: tl.constexpr, P_DTYPE: tl.constexpr,
     PV_FP8: tl.constexpr, FP8: tl.constexpr, BLOCK_N: tl.constexpr, K_BLOCK: tl.constexpr,
+    FMA_EXP: tl.constexpr,
 ):  # fmt: skip
     # One key block of the online softmax. MASK: 0 none, 1 the ragged end, 2 bottom-right causal.
     # WIDE: the second launch (a flagged head): q_op is Q in its input dtype, and each key's codes carry
     # its 2^shift (0 outside wide blocks), exact in fp16 and bf16, as in the pointer kernel.
+    # FMA_EXP (the warp-specialized loop): the first launch forms the exponent as one FMA, raw * c +
+    # (shift - bmax), off by at most 2^-9 at the maximum (kernels.quant.UNFLAGGED_LOGIT_MAX): non-causal
+    # 16k keys 3 % (sage_qk_int8) and 8 % (sage_fp8) faster on an H200; the causal loops ran 1-4 % slower
+    # with it and keep the exact form (docs/perf.md "v16").
     k = dk.load([start_n, 0])
     ks = tl.load(KS + start_n // K_BLOCK)
     if WIDE:
@@ -151,7 +158,10 @@ def _sage_tma_block(
     # The block holding the running maximum gets shift 8 by selection (see the pointer kernel): P is
     # p · 256, as the emulation has it; the epilogue's division by l cancels the factor.
     shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
-    x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
+    if FMA_EXP and not WIDE:
+        x = raw.to(tl.float32) * c[:, None] + (shift - bmax)[:, None]
+    else:
+        x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
     if MASK != 0:
         x = tl.where(raw > masked, x, float("-inf"))
     p = tl.math.exp2(x)
@@ -298,18 +308,18 @@ def _sage_tma_program(
         for start_n in tl.range(0, full, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 0, WIDE_PASS,
-                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK, False,
             )  # fmt: skip
         for start_n in tl.range(full, hi, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, 2, WIDE_PASS,
-                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK, False,
             )  # fmt: skip
     elif WIDE_PASS:
         for start_n in tl.range(0, Nk, BLOCK_N):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 1,
-                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK, False,
             )  # fmt: skip
     else:
         # One loop, no branch in it (see WIDE_PASS); a wide head's loop is empty here, the second launch
@@ -318,7 +328,7 @@ def _sage_tma_program(
         for start_n in tl.range(0, n_end, BLOCK_N, warp_specialize=True):
             acc, l_i, m_i = _sage_tma_block(
                 acc, l_i, m_i, q_op, c_row, dk, dv, ks, ksh, start_n, offs_m, offs_n, Nq, Nk, MASK, 0,
-                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK,
+                UPCAST, p_dtype, PV_FP8, FP8, BLOCK_N, K_BLOCK, True,
             )  # fmt: skip
 
     inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)

@@ -38,6 +38,15 @@ QMAX = 127.0
 # :func:`noisy_heads` does.
 Q_NOISE_MAX = 4.0
 Q_NOISE_BOUND = tl.constexpr(Q_NOISE_MAX * 12.0**0.5)
+# What that test bounds: in a head it does not flag, no logit of the INT8 methods with per-block K scales
+# reaches 2^15 in log2 units. |q8_i| <= 127 sqrt(D); a dequantized key is within sqrt(D) / 2 steps of the
+# (smoothed) key, a step at most 1/127 of the longest key |k|, so at most (1 + sqrt(D) / 254) |k|; and
+# c_i · |k| <= Q_NOISE_BOUND. So |raw · c| <= 127 sqrt(D) (1 + sqrt(D) / 254) · Q_NOISE_BOUND, 29,930 at
+# head dim 256. There an fp32 ulp is at most 2^-9, so a first launch may form the exponent as one FMA,
+# raw · c + (shift - mr · c): at the row maximum it is off by at most 2^-9 (weights by 0.14 %, the same
+# factor for every key of the block), never overflowing or vanishing. Flagged heads, whose logits may be
+# huge, are redone by the second launch with the exact form (raw - mr) · c + shift.
+UNFLAGGED_LOGIT_MAX = 2.0**15
 
 
 @triton.jit

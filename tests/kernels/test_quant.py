@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import quant
 from tests.kernels.cases import on_device
@@ -148,3 +150,54 @@ def test_noisy_heads_flags_by_the_fp32_product():
     assert flags.tolist() == [[True, True, False]]
     assert quant.noisy_heads(q_scale, k_norm, 0.25).tolist() == [[False, False, False]]
     assert quant.noisy_heads(q_scale[:, :, :0], k_norm, 1.0).tolist() == [[False, False, False]]
+
+
+def test_unflagged_logit_bound_covers_every_head_dim():
+    """UNFLAGGED_LOGIT_MAX is above the bound the comment derives, at every supported head dim."""
+    from kernels._validate import HEAD_DIMS
+
+    for d in HEAD_DIMS:
+        bound = 127 * d**0.5 * (1 + d**0.5 / 254) * quant.Q_NOISE_BOUND.value
+        assert bound < quant.UNFLAGGED_LOGIT_MAX, d
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    head_dim=st.sampled_from([32, 64, 128, 256]),
+    margin=st.floats(0.9, 1.1),
+    n_k=st.integers(2, 70),
+    seed=st.integers(0, 2**16),
+)
+def test_heads_the_noisy_rule_leaves_have_bounded_logits(head_dim, margin, n_k, seed):
+    """The largest logits the sage methods can meet, in float64: queries of equal magnitudes aligned
+    with the longest key (|q8| = 127 sqrt(D)), scaled so the noisy test sits at ``margin`` of its bound.
+    In every head the rule leaves to the first launch, |raw · c| stays below UNFLAGGED_LOGIT_MAX, where
+    that launch's one-FMA exponent is safe; heads past the bound are flagged."""
+    from kernels.emulation import quantize_sage_fp8, sage_q
+
+    g = torch.Generator().manual_seed(seed)
+    d = head_dim
+    # Keys within 2^3 of each other by absmax (no wide block, kernels.flash_sage_fp8.K_WIDE_MIN), the
+    # longest of equal magnitudes, so its codes are all +-127 too.
+    k = torch.randn(1, 2, n_k, d, generator=g) * 12.0
+    sign = torch.where(torch.rand(2, d, generator=g) < 0.5, -1.0, 1.0)
+    k[0, :, 0] = sign * 40.0
+    kv = quantize_sage_fp8(k.half(), k.half(), 32)
+    sm = d**-0.5
+    scale = sm * 1.4426950408889634
+    # c · |k| = (a / 127) · scale · k_norm = margin · Q_NOISE_BOUND
+    a = margin * quant.Q_NOISE_BOUND.value * 127 / (scale * kv.k_norm[0].double())
+    q = (sign[:, None, :] * a[:, None, None]).expand(2, 3, d).reshape(1, 2, 3, d).half()
+    values, scales = sage_q(q, kv, scale)
+    logits = values @ kv.k_int.transpose(-1, -2) * scales[..., None] * kv.k_scale[:, :, None, :] * scale
+    flagged = kv.wide_heads | quant.noisy_heads(quant.quantize_per_token_reference(q)[1], kv.k_norm, scale)
+    unflagged = ~flagged[0]
+    if margin < 0.999:
+        assert unflagged.all()
+    if margin > 1.001:
+        assert flagged.all()
+    worst = logits[0][unflagged].abs().amax().item() if unflagged.any() else 0.0
+    assert worst < quant.UNFLAGGED_LOGIT_MAX
+    if unflagged.any():
+        # The inputs reach the regime the bound is about (94-98 % of it at margin 1).
+        assert worst > 0.8 * margin * 127 * d**0.5 * quant.Q_NOISE_BOUND.value

@@ -120,6 +120,44 @@ def test_large_logits_pick_the_maximum_exactly():
     assert torch.equal(out, v[0, 0, winner[0, 0]].unsqueeze(0).unsqueeze(0))
 
 
+@pytest.mark.parametrize("method", ["sage_qk_int8", "sage_fp8"])
+@pytest.mark.parametrize("kernel", ["tma", "pointer"])
+def test_logits_at_the_noisy_bound_match_the_emulation(method, kernel):
+    """Logits near the largest a head the noisy rule leaves can have (kernels.quant.UNFLAGGED_LOGIT_MAX),
+    two tied keys in different K blocks: the first launch's one-FMA exponent (non-causal TMA loop, and
+    sage_fp8's pointer kernel) gives each block its own rounding of the offset, which must not move
+    the weights beyond the emulation's tolerance."""
+    from kernels import quant
+    from kernels.emulation import quantize_sage_fp8
+
+    g = torch.Generator().manual_seed(11)
+    d = 128
+    pv_fp8 = method == "sage_fp8"
+    bn = sage.config_for(d, 80, pv_fp8=pv_fp8).block_n
+    n_k = 2 * bn + 5
+    # The tie, one key in each of the first two blocks, of equal magnitudes (codes all +-127) and the
+    # largest elements of their blocks (equal block scales), the other keys within 2^3 of them (no wide
+    # block).
+    k = torch.randn(1, 1, n_k, d, generator=g) * 6.0
+    sign = torch.where(torch.rand(d, generator=g) < 0.5, -1.0, 1.0)
+    k[0, 0, 0] = k[0, 0, bn] = sign * 40.0
+    kv = quantize_sage_fp8(k.half(), k.half(), bn)
+    scale = d**-0.5 * 1.4426950408889634
+    a = 0.95 * quant.Q_NOISE_BOUND.value * 127 / (scale * float(kv.k_norm))
+    q = sign * a + torch.randn(1, 2, 16, d, generator=g) * (0.005 * a)
+    q, k, v = on_device(q.half()), on_device(k.half()), seeded_randn(g, 1, 1, n_k, d)
+    q_scale = quant.quantize_per_token_reference(q)[1].cpu()
+    assert not kv.wide_heads.any() and not quant.noisy_heads(q_scale, kv.k_norm, scale).any()
+    attend = flash_attention_sage_fp8 if pv_fp8 else flash_attention_sage_qk_int8
+    emulate = emulate_sage_fp8 if pv_fp8 else emulate_sage_qk_int8
+    out = attend(q, k, v, kernel=kernel)
+    emu = emulate(q, k, v)
+    tie = ((v[0, 0, 0] + v[0, 0, bn]) / 2).float()
+    # The tie shares the weight (up to P's rounding, and V's to e4m3 for sage_fp8).
+    assert rel_l2(emu[0, :, :1], tie.expand(2, 1, d)) < (5e-2 if pv_fp8 else 5e-3)
+    assert rel_l2(out, emu) <= _emulation_tolerance(torch.float16)
+
+
 def sage_dequantized(q, k, v):
     from kernels.emulation import dequantize_sage_qk_int8
 
