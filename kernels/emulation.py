@@ -131,7 +131,7 @@ def emulate_sage_fp8(q, k, v, *, causal=False, sm_scale=None, block_n: int | Non
     kv = quantize_sage_fp8(k, v, block_n)
     q_val, q_scale = sage_q(q, kv, scale)
     group = Hq // Hkv
-    acc, l_sum = _sage_replay(
+    acc, l_sum = sage_replay(
         q_val, q_scale, kv.k_int.repeat_interleave(group, 1), kv.k_scale.repeat_interleave(group, 1),
         kv.v_e4m3.repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
         p_sum=lambda p: p, p_dot=round_e4m3,
@@ -186,7 +186,7 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     def to_dtype(p: torch.Tensor) -> torch.Tensor:
         return p.float().to(q.dtype).double()
 
-    acc, l_sum = _sage_replay(
+    acc, l_sum = sage_replay(
         q_val, q_scale, kv.k_int.repeat_interleave(group, 1), kv.k_scale.repeat_interleave(group, 1),
         v.double().repeat_interleave(group, 1), scale=scale, causal=causal, block_n=block_n,
         p_sum=to_dtype if q.dtype == torch.bfloat16 else (lambda p: p), p_dot=to_dtype,
@@ -194,7 +194,7 @@ def emulate_sage_qk_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int |
     return acc / torch.where(l_sum > 0, l_sum, torch.ones_like(l_sum))
 
 
-def _sage_replay(q_int, q_scale, k_int, k_scale, v_val, *, scale, causal, block_n, p_sum, p_dot):
+def sage_replay(q_int, q_scale, k_int, k_scale, v_val, *, scale, causal, block_n, p_sum, p_dot):
     """The sage kernels' online softmax in float64, key block by key block; returns ``(acc, l)``.
 
     Logits ``q_int · k_int`` (Q's codes, or its values in flagged heads) times the per-token Q scale,
