@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 HOPPER_SHARED_BYTES = 232448
 INTS = (
     "stride_qb", "stride_qh", "stride_qn", "stride_kb", "stride_kh", "stride_kn", "stride_vb",
-    "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "Nk", "D", "NUM_M_BLOCKS",
+    "stride_vh", "stride_vn", "Hq", "GROUP", "Nq", "Nk", "D", "NUM_M_BLOCKS", "NUM_ITEMS",
 )  # fmt: skip
 SAGE_INTS = (
     "stride_qb", "stride_qh", "stride_qn", "stride_vb", "stride_vh", "stride_vn", "Hq", "GROUP", "Nq",

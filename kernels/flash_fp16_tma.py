@@ -9,7 +9,8 @@ on sm_90 GPUs where it was measured faster (:func:`prefer_tma`) and the operands
   data); the output is stored by TMA, which clips at Nq and D.
 * Non-causal: ``tl.range(..., warp_specialize=True)``. Triton 3.6's Hopper pass splits the program into
   one producer warp group (TMA loads) and two consumer groups of 64 query rows each, which trade
-  registers with ``setmaxnreg``; one group's softmax overlaps the other's MMAs.
+  registers with ``setmaxnreg``; one group's softmax overlaps the other's MMAs. These launches are
+  persistent: one program per SM walks the query blocks (the specialized key loop nested in that walk).
 * Causal: the same pass miscompiled the row-dependent mask on an H200 (wrong rows; the interpreter
   was right), so causal launches are not warp-specialized: 8 warps, full key blocks then the masked
   diagonal band in a second loop, TMA loads pipelined over 3 stages.
@@ -31,7 +32,7 @@ import triton
 import triton.language as tl
 
 from kernels._validate import check_attention_inputs, interpreting, upcast_dots
-from kernels.launch import LOG2E, BlockConfig, grid_for, make_output, program_block
+from kernels.launch import LOG2E, BlockConfig, grid_for, item_block, make_output, program_block, strided_grid
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) per (causal, padded head dim); none for head dim 256, whose
 # tiles do not fit in shared memory (its launches use the pointer kernel). Non-causal: num_warps is the
@@ -111,36 +112,45 @@ def _fp16_tma_block(
     return acc, l_i, m_new
 
 
-@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS"])
+@triton.jit(do_not_specialize=["Hq", "GROUP", "Nq", "Nk", "NUM_M_BLOCKS", "NUM_ITEMS"])
 def _flash_fp16_tma_kernel(
-    Q,
-    K,
-    V,
-    O,
-    stride_qb,
-    stride_qh,
-    stride_qn,
-    stride_kb,
-    stride_kh,
-    stride_kn,
-    stride_vb,
-    stride_vh,
-    stride_vn,
-    Hq,
-    GROUP,
-    Nq,
-    Nk,
-    D,
-    qk_scale,
-    NUM_M_BLOCKS,
-    MASK: tl.constexpr,
-    CAUSAL: tl.constexpr,
-    UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+    Q, K, V, O,
+    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
+    Hq, GROUP, Nq, Nk, D, qk_scale, NUM_M_BLOCKS, NUM_ITEMS,
+    MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    if CAUSAL:
+        bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
+        _fp16_tma_program(
+            Q, K, V, O, stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb,
+            stride_vh, stride_vn, Hq, GROUP, Nq, Nk, D, qk_scale, bh, b, h, start_m,
+            MASK, CAUSAL, UPCAST, BLOCK_M, BLOCK_N, BLOCK_D,
+        )  # fmt: skip
+    else:
+        # Persistent: one program per SM walks the NUM_ITEMS query blocks (a head's blocks adjacent, so
+        # they share K/V in L2). The warp-specialized key loop nested in this one compiles as the only
+        # specialized loop; the next block's start overlaps this one's end instead of waiting for a new
+        # program. On an H200, head dim 128: 1.13x at B 16 / 1k keys, 1.07x at B 4 / 4k, 1.01x at 16k
+        # (docs/perf.md "v16").
+        for item in tl.range(tl.program_id(0), NUM_ITEMS, tl.num_programs(0)):
+            bh, b, h, start_m = item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M)
+            _fp16_tma_program(
+                Q, K, V, O, stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb,
+                stride_vh, stride_vn, Hq, GROUP, Nq, Nk, D, qk_scale, bh, b, h, start_m,
+                MASK, CAUSAL, UPCAST, BLOCK_M, BLOCK_N, BLOCK_D,
+            )  # fmt: skip
+
+
+@triton.jit
+def _fp16_tma_program(
+    Q, K, V, O,
+    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
+    Hq, GROUP, Nq, Nk, D, qk_scale, bh, b, h, start_m,
+    MASK: tl.constexpr, CAUSAL: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    # One query block of one (batch, head).
     h_kv = h // GROUP
     offs_n = tl.arange(0, BLOCK_N)
 
@@ -217,13 +227,15 @@ def launch_fp16_tma(q, k, v, o, shape, *, cfg: BlockConfig, causal: bool = False
     """Launch the TMA kernel; ``q``, ``k``, ``v``, ``o`` must pass :func:`tma_eligible`."""
     _ensure_allocator()
     grid, num_m = grid_for(shape, cfg.block_m)
-    _flash_fp16_tma_kernel[grid](
+    # Non-causal launches are persistent: one program per SM (two measured 1-2 % slower on an H200).
+    launch_grid = grid if causal else strided_grid(grid[0], q.device, per_sm=1)
+    _flash_fp16_tma_kernel[launch_grid](
         q, k, v, o,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         shape.heads_q, shape.group, shape.n_q, shape.n_k, shape.head_dim,
-        shape.sm_scale * LOG2E, num_m,
+        shape.sm_scale * LOG2E, num_m, grid[0],
         MASK=shape.n_k % cfg.block_n != 0,
         CAUSAL=causal,
         UPCAST=upcast_dots(q),

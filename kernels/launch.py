@@ -122,14 +122,14 @@ def sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def strided_grid(items: int, device: torch.device) -> tuple[int]:
-    """A grid of at most two programs per SM (four in the interpreter) for a launch whose programs
+def strided_grid(items: int, device: torch.device, per_sm: int = 2) -> tuple[int]:
+    """A grid of at most ``per_sm`` programs per SM (four in the interpreter) for a launch whose programs
     stride over ``items`` work items: one that has real work for few of them, where a program per item
-    would cost waves of block launches (about 5 % of a 1k-key call)."""
+    would cost waves of block launches (about 5 % of a 1k-key call), or a persistent kernel."""
     if device.type != "cuda":
         return (min(items, 4),)
     index = device.index if device.index is not None else torch.cuda.current_device()
-    return (min(items, 2 * sm_count(index)),)
+    return (min(items, per_sm * sm_count(index)),)
 
 
 def make_output(q: torch.Tensor, shape: AttentionShape) -> tuple[torch.Tensor, bool]:

@@ -22,6 +22,8 @@ from tests.kernels.cases import on_device, rel_l2, seeded_randn, tma_shapes
 @example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, causal=False, seed=0)
 @example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, causal=True, seed=1)
 @example(n_q=70, n_k=20, heads=(2, 1), batch=1, head_dim=32, bf16=False, bnhd=False, causal=True, seed=2)
+# Non-causal launches are persistent: 24 query blocks walked by the interpreter's 4 programs, 6 each.
+@example(n_q=70, n_k=50, heads=(4, 2), batch=2, head_dim=64, bf16=False, bnhd=True, causal=False, seed=3)
 def test_matches_fp32_and_the_pointer_kernel(n_q, n_k, heads, batch, head_dim, bf16, bnhd, causal, seed):
     """Ragged ends (rows past Nq / Nk read as zeros by TMA), GQA, strided views, D padded to a power of 2,
     bottom-right causal (rows that see no key are zero)."""
