@@ -41,6 +41,7 @@ from kernels.launch import (
     LOG2E,
     WIDE_CHUNK,
     grid_for,
+    item_block,
     program_block,
     strided_grid,
     wide_item,
@@ -73,6 +74,11 @@ SAGE_TMA_TILES: dict[bool, SageTmaTiles] = {
     False: SageTmaTiles(128, 4, 2),
     True: SageTmaTiles(128, 8, 3),
 }
+# Non-causal first launches walk the query blocks on one program per SM. On an H200 (head dim 128):
+# 1.14-1.16x at B 16 / 1k keys, 1.04-1.05x at B 4 / 4k, 1.08-1.09x at B 8 / 2k, 1.02x at B 2 / 8k, and
+# sage_qk_int8 the same at 16k; but sage_fp8 at 16k keys ran 2 % slower than with a program per block
+# (704 against 719-733), so from there it keeps one (docs/perf.md "v16").
+FP8_PERSISTENT_MAX_KEYS = 16384
 # Padded head dims the TMA kernel runs: where it was measured faster than the pointer kernel.
 SAGE_TMA_BLOCK_D: tuple[int, ...] = (128,)
 
@@ -224,7 +230,7 @@ def _sage_tma_kernel(
                             bh, b, h, start_m, bh_kv,
                             MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
                         )  # fmt: skip
-    else:
+    elif CAUSAL:
         bh, b, h, start_m = program_block(NUM_M_BLOCKS, Hq, BLOCK_M)
         _sage_tma_program(
             Q, Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_qb, stride_qh, stride_qn, stride_vb, stride_vh,
@@ -232,6 +238,17 @@ def _sage_tma_kernel(
             b * Hkv + h // GROUP,
             MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
         )  # fmt: skip
+    else:
+        # Persistent, as the fp16 TMA kernel (kernels.flash_fp16_tma): one program per SM walks the
+        # NUM_ITEMS query blocks, the warp-specialized key loop nested in the walk (docs/perf.md "v16").
+        for item in tl.range(tl.program_id(0), NUM_ITEMS, tl.num_programs(0)):
+            bh, b, h, start_m = item_block(item, NUM_M_BLOCKS, Hq, BLOCK_M)
+            _sage_tma_program(
+                Q, Q8, QC, K8, KS, KSH, WH, V, VS, O, stride_qb, stride_qh, stride_qn, stride_vb,
+                stride_vh, stride_vn, Hq, GROUP, Nq, NQ_PAD, Nk, NK_PAD, D, qk_scale, bh, b, h, start_m,
+                b * Hkv + h // GROUP,
+                MASK, CAUSAL, UPCAST, PV_FP8, FP8, BLOCK_M, BLOCK_N, BLOCK_D, K_BLOCK, WIDE_PASS,
+            )  # fmt: skip
 
 
 @triton.jit
@@ -446,7 +463,11 @@ def launch_sage_tma_kernel(
         BLOCK_D=block_d,
         K_BLOCK=block_n,
     )
-    _sage_tma_kernel[grid](
+    # Non-causal first launches are persistent, one program per SM walking the query blocks, except
+    # sage_fp8's from FP8_PERSISTENT_MAX_KEYS keys (a program per block: each program's loop runs once).
+    persistent = not causal and not (pv_fp8 and shape.n_k >= FP8_PERSISTENT_MAX_KEYS)
+    first = strided_grid(grid[0], o.device, per_sm=1) if persistent else grid
+    _sage_tma_kernel[first](
         *args, **meta, WIDE_PASS=False, num_warps=tiles.num_warps, num_stages=tiles.num_stages
     )
     # Flagged heads (a wide K block or a noisy Q row), redone with the caller's Q, applying each key's

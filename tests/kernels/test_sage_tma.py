@@ -33,6 +33,8 @@ def _emulation_tolerance(dtype: torch.dtype) -> float:
 @example(n_q=1, n_k=33, heads=(2, 1), batch=1, head_dim=96, bf16=False, bnhd=False, causal=False, seed=0)
 @example(n_q=64, n_k=64, heads=(1, 1), batch=2, head_dim=128, bf16=True, bnhd=True, causal=True, seed=1)
 @example(n_q=70, n_k=20, heads=(2, 1), batch=1, head_dim=128, bf16=False, bnhd=False, causal=True, seed=2)
+# Non-causal first launches are persistent: 24 query blocks walked by the interpreter's 4 programs.
+@example(n_q=70, n_k=50, heads=(4, 2), batch=2, head_dim=128, bf16=False, bnhd=True, causal=False, seed=3)
 def test_matches_its_emulation_and_the_pointer_kernel(
     n_q, n_k, heads, batch, head_dim, bf16, bnhd, causal, seed
 ):
