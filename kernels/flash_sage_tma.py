@@ -14,8 +14,9 @@ What changes is how it runs:
   (the caller's, one 2-D descriptor per head: rows past Nk read as zeros) arrive by TMA; the output is
   stored by TMA, which clips at Nq and D. Each key block's scale is one scalar load.
 * Non-causal: ``tl.range(..., warp_specialize=True)``: one producer warp group and two consumer groups
-  of 64 query rows. Causal: not warp-specialized (the pass miscompiles row-dependent masks, "v7"):
-  full key blocks, then the masked diagonal band.
+  of 64 query rows; the first launch is persistent (one program per SM walks the query blocks), except
+  ``sage_fp8``'s from :data:`FP8_PERSISTENT_MAX_KEYS` keys. Causal: not warp-specialized (the pass
+  miscompiles row-dependent masks, "v7"): full key blocks, then the masked diagonal band.
 * Exponent: per block, ``mr = max_j raw_ij`` (an exact int32) and ``x = (raw - mr) · c + shift``, as in
   the pointer kernel, so the key holding the maximum gets exactly ``exp2(shift)`` whatever the
   compiler contracts; FP fusion stays on. The warp-specialized (non-causal) loop forms it as one FMA,
