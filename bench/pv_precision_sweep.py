@@ -39,15 +39,11 @@ HEAD_DIM = 128
 
 
 def _round_p(levels: int):
-    """P per block row at steps of its largest weight / ``levels`` (round half up), zero rows kept."""
-    import torch
+    """P per block row at steps of its largest weight / ``levels`` (round half up), as the ``int8`` kernel
+    rounds it with 127 (:func:`kernels.emulate.round_p_per_block_row`)."""
+    from kernels.emulate import round_p_per_block_row
 
-    def rounded(p):
-        top = p.amax(dim=-1, keepdim=True)
-        step = torch.where(top > 0, top / levels, torch.ones_like(top))
-        return torch.floor(p / step + 0.5) * step
-
-    return rounded
+    return lambda p: round_p_per_block_row(p, levels)
 
 
 def _int8_v(v, per_block: bool):

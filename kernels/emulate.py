@@ -105,13 +105,14 @@ def _to_dtype(dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda p: p.to(dtype).double()
 
 
-def _int8_p(p: torch.Tensor) -> torch.Tensor:
-    # Per block row (one query, one key block) at steps of that row's largest weight / 127, round half up:
-    # the codes 0..127 the kernel multiplies with V, times the step its numerator and denominator share.
-    # A block row whose best weight is at most 2^-100 (kernels.flash_int8.P_FLOOR) contributes zeros.
+def round_p_per_block_row(p: torch.Tensor, levels: int = 127) -> torch.Tensor:
+    """P per block row (one query, one key block) at steps of that row's largest weight / ``levels``,
+    round half up: with 127, the codes 0..127 the ``int8`` kernel multiplies with V, times the step its
+    numerator and denominator share. A block row whose best weight is at most 2^-100
+    (kernels.flash_int8.P_FLOOR) contributes zeros."""
     top = p.amax(dim=-1, keepdim=True)
     keep = top > 2.0**-100
-    step = torch.where(keep, top, 1.0) / 127.0
+    step = torch.where(keep, top, 1.0) / levels
     return torch.where(keep, torch.floor(p / step + 0.5) * step, 0.0)
 
 
@@ -166,7 +167,7 @@ def emulate_int8(q, k, v, *, causal=False, sm_scale=None, block_n: int | None = 
         scale=_scale(q, sm_scale),
         causal=causal,
         block_n=block_n,
-        round_p=_int8_p,
+        round_p=round_p_per_block_row,
     )
     return out * _expand(v_scale.double(), q.shape[1])[:, :, None, :]
 
