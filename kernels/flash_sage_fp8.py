@@ -64,7 +64,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import flag_noisy_rows, load_q_as_given, load_round_per_token_int8
+from kernels.quant import flag_noisy_rows, load_q_as_given, load_round_per_token_int8, sage_exponent
 
 FP8_MAX = 448.0
 # P is produced as p * 2^P_EXP (exact: a shift of the exp2 argument).
@@ -310,13 +310,9 @@ def _sage_fp8_inner(
         # by up to half an ulp of the logit (~1e3 at logits ~3e10), which would give exp2 overflow or a
         # vanished maximum. Other blocks are below the maximum by at least half an ulp either way.
         shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
-        if PV_FP8 and not WIDE:
-            # sage_fp8's first launch: one FMA, raw * c + (shift - bmax), off by at most 2^-9 at the
-            # maximum (kernels.quant.UNFLAGGED_LOGIT_MAX); 2-3 % faster on an H200, while
-            # sage_qk_int8's pointer kernel ran 1-2 % slower with it (docs/perf.md "v16").
-            x = raw.to(tl.float32) * c[:, None] + (shift - bmax)[:, None]
-        else:
-            x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
+        # sage_fp8's first launch forms it as one FMA (kernels.quant.sage_exponent): 2-3 % faster on an
+        # H200, while sage_qk_int8's pointer kernel ran 1-2 % slower with it (docs/perf.md "v16").
+        x = sage_exponent(raw, mr, bmax, c, shift, PV_FP8 and not WIDE)
         if MASKED:
             x = tl.where(valid, x, float("-inf"))
         p = tl.math.exp2(x)

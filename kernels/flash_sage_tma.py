@@ -48,7 +48,7 @@ from kernels.launch import (
     wide_item,
     wide_items,
 )
-from kernels.quant import flag_noisy_rows, load_q_as_given, load_round_per_token_int8
+from kernels.quant import flag_noisy_rows, load_q_as_given, load_round_per_token_int8, sage_exponent
 
 # Masked raw dot values: below any real INT8 dot (|raw| <= 127 * 127 * 256 < 2^22).
 _RAW_MASKED = tl.constexpr(-(2**30))
@@ -165,10 +165,7 @@ def _sage_tma_block(
     # The block holding the running maximum gets shift 8 by selection (see the pointer kernel): P is
     # p · 256, as the emulation has it; the epilogue's division by l cancels the factor.
     shift = tl.where(bmax >= m_use, 0.0, bmax - m_use) + 8.0
-    if FMA_EXP and not WIDE:
-        x = raw.to(tl.float32) * c[:, None] + (shift - bmax)[:, None]
-    else:
-        x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
+    x = sage_exponent(raw, mr, bmax, c, shift, FMA_EXP and not WIDE)
     if MASK != 0:
         x = tl.where(raw > masked, x, float("-inf"))
     p = tl.math.exp2(x)

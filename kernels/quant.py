@@ -50,6 +50,20 @@ UNFLAGGED_LOGIT_MAX = 2.0**15
 
 
 @triton.jit
+def sage_exponent(raw, mr, bmax, c, shift, ONE_FMA: tl.constexpr):
+    """The sage kernels' exp2 argument for a key block: ``raw`` the (BLOCK_M, BLOCK_N) dots, ``mr`` their
+    row maxima, ``bmax`` = ``mr · c``, ``c`` the row factors, ``shift`` the block's offset. Exact form
+    ``(raw - mr) · c + shift`` (exactly ``shift`` at the maximum however the compiler contracts), or with
+    ``ONE_FMA`` ``raw · c + (shift - bmax)``, off by at most 2^-9 at the maximum in heads whose logits
+    stay below :data:`UNFLAGGED_LOGIT_MAX` (a first launch's, never a flagged head's)."""
+    if ONE_FMA:
+        x = raw.to(tl.float32) * c[:, None] + (shift - bmax)[:, None]
+    else:
+        x = (raw - mr[:, None]).to(tl.float32) * c[:, None] + shift[:, None]
+    return x
+
+
+@triton.jit
 def round_per_token_int8(x):
     """Symmetric INT8 per row of the fp32 tile ``x``: ``(codes, scale)``, int8 codes and fp32
     ``amax / 127`` with ``x ≈ codes * scale[:, None]``. The rounding every per-token INT8 quantizer of
