@@ -79,6 +79,7 @@ def count(
     fusion: bool = False,
     kernel: str = "_decode_kv_kernel",
     halves: bool = False,
+    block_m: int = 16,
 ) -> dict:
     """Compile one variant and return its instruction counts, registers and stack bytes."""
     import triton
@@ -97,7 +98,7 @@ def count(
     # Constexprs the variants define; each variant takes those its signature names.
     candidates = dict(
         CAUSAL=False, BITS=bits, HALF=head_dim // 2, GSIZE=group, NG=head_dim // group,
-        NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=16, BLOCK_N=block_n,
+        NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_H=head_dim // 2, ASM=True, WORDS=True, HALVES=halves, PDL=False,
     )  # fmt: skip
     # The folded kernel's metadata pointers: int32 (scale, offset) words where the module says so
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("modules", nargs="*", default=[str(ROOT / "kernels" / "kv_cache.py")])
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 4], choices=(4, 8))
     parser.add_argument("--block-n", type=int, default=128)
+    parser.add_argument("--block-m", type=int, default=16, help="rows per program (BLOCK_M)")
     parser.add_argument("--num-warps", type=int, default=4)
     parser.add_argument("--num-stages", type=int, default=2)
     parser.add_argument(
@@ -180,6 +182,7 @@ def main(argv=None) -> int:
                 args.fusion,
                 args.kernel,
                 halves=args.halves,
+                block_m=args.block_m,
             )
             results.append(r)
             top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])

@@ -22,8 +22,9 @@ The kernels: one program per (batch, KV head, block of rows, split of the keys).
 (query head of the GQA group, query) pair, so a K/V tile is loaded once for all the query heads that
 share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` and ``.copies``):
 
-- folded (16-row tiles, taken by default for up to 32 rows per KV head, e.g. Nq = 1 with up to 32 query
-  heads per KV head, the common decode step; 17-32 rows take two programs, docs/perf.md "v11"):
+- folded (16-row tiles, taken by default for up to 16 rows per KV head, e.g. Nq = 1 with up to 16 query
+  heads per KV head, the common decode step; and for 17-32 rows, in two programs, where the
+  dequantizing kernel cannot take fp16 FMAs, docs/perf.md "v11" and "v17"):
   the packed codes are unpacked and turned into exact centred integers with a logic op and an add (no
   int-to-float conversions; on a GPU with fp16, two codes per PRMT/LOP3 in inline PTX) and fed to the
   tensor-core dots; K's scales and offsets are applied to the scores of each group's dot, V's scales
@@ -39,10 +40,14 @@ share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` a
   the codes as int32 words (where a word tile is a dot of at least 16: D >= 128 at 4 bits, 64 at 8), runs
   the softmax on the real rows only, rescales its accumulators only when a row's maximum grows by more
   than 2^LAZY_LOG2, and reads Q (and writes its partial sums) as whole rows.
-- dequantizing (more rows): every code becomes ``code · scale + offset`` in fp32, rounded to q's dtype,
-  before the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with
-  GQA 4: 64 rows, where the folded kernel was 1.35-1.8x slower on an H200, and four 16-row programs of
-  it 1.5-3.1x; docs/perf.md).
+- dequantizing (more rows): every code becomes ``code · scale + offset``, rounded to q's dtype, before
+  the dots. Its work grows with the codes, so it wins once a tile has many rows (Nq = 16 with GQA 4:
+  64 rows, where the folded kernel was 1.35-1.8x slower on an H200, and four 16-row programs of it
+  1.5-3.1x; docs/perf.md). On an fp16 cache whose scales and offsets are fp16 values
+  (``QuantizedKV.fp16_meta``) it takes packed PTX: a LOP3 or PRMT, an HADD2 and an HFMA2 per two codes,
+  one rounding of the same exact value as the fp32 path, so the same bits, at 1.09-1.40x its speed; it
+  then also takes 17-32 rows, in one 64-row program (docs/perf.md "v17"). Elsewhere (bf16, or scales
+  below fp16's normal range) it converts and multiplies in fp32.
 
 The online softmax is fp32. Each split writes its unnormalized partial sum, maximum and denominator;
 a second small kernel merges the splits (on sm_90+ launched as a programmatic dependent of the first,
@@ -103,6 +108,11 @@ class QuantizedKV:
     max_length: int
     dtype: torch.dtype
     smooth_k: bool
+    # Every scale and offset of K and V is exactly an fp16 value (and the cache is fp16): the
+    # dequantizing kernel may then form ``code · scale + offset`` with one fp16 FMA, rounded once
+    # like the fp32 path (see ``_dequant_halves``). False for bf16 caches and for groups whose scale
+    # is below fp16's range (|values| ~1e-4 at 8 bits), which keep the fp32 path.
+    fp16_meta: bool = False
 
     @property
     def bits(self) -> int:
@@ -195,7 +205,14 @@ def quantize_kv(
     qk = quantize_groups(kf, bits=bits, group=group, center=center)
     qv = quantize_groups(vf, bits=bits, group=D // 2)
     max_length = int(lens.max()) if B else 0
-    return QuantizedKV(qk, qv, lens, max_length, k.dtype, smooth_k)
+    fp16_meta = k.dtype == torch.float16 and all(_exact_in_fp16(m) for m in (qk.meta, qv.meta))
+    return QuantizedKV(qk, qv, lens, max_length, k.dtype, smooth_k, fp16_meta)
+
+
+def _exact_in_fp16(meta: torch.Tensor) -> bool:
+    """Whether every bf16 value of ``meta`` is exactly an fp16 value (no overflow, no lost bits)."""
+    f = meta.float()
+    return bool(torch.equal(f, f.half().float()))
 
 
 @triton.jit
@@ -204,6 +221,62 @@ def _to_bfloat16_rne(x):
     bits = x.to(tl.uint32, bitcast=True)
     bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
     return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _dequant_f16_nibbles(c, s_lo, z_lo, s_hi, z_hi):
+    """Packed bytes as fp16 ``lo · s_lo + z_lo`` and ``hi · s_hi + z_hi`` (lo, hi the nibbles): per two
+    codes one LOP3 makes ``1024 + lo`` (``64 + hi`` under the exponent of 64, the nibble in place), one
+    HADD2 leaves the exact code and one HFMA2 rounds ``code · s + z`` once."""
+    return tl.inline_asm_elementwise(
+        asm="""{
+        .reg .b32 t0, t1, a, k_lo, k_hi;
+        mov.b32 k_lo, 0x64006400;
+        mov.b32 k_hi, 0x54005400;
+        prmt.b32 t0, $4, 0, 0x4140;
+        prmt.b32 t1, $4, 0, 0x4342;
+        lop3.b32 a, t0, 0x000f000f, 0x64006400, 0xea;
+        sub.rn.f16x2 a, a, k_lo;
+        fma.rn.f16x2 $0, a, $5, $7;
+        lop3.b32 a, t1, 0x000f000f, 0x64006400, 0xea;
+        sub.rn.f16x2 a, a, k_lo;
+        fma.rn.f16x2 $1, a, $6, $8;
+        lop3.b32 a, t0, 0x00f000f0, 0x54005400, 0xea;
+        sub.rn.f16x2 a, a, k_hi;
+        fma.rn.f16x2 $2, a, $9, $11;
+        lop3.b32 a, t1, 0x00f000f0, 0x54005400, 0xea;
+        sub.rn.f16x2 a, a, k_hi;
+        fma.rn.f16x2 $3, a, $10, $12;
+        }""",
+        constraints="=r,=r,=r,=r,r,r,r,r,r,r,r,r,r",
+        args=[c, s_lo, z_lo, s_hi, z_hi],
+        dtype=(tl.float16, tl.float16),
+        is_pure=True,
+        pack=4,
+    )
+
+
+@triton.jit
+def _dequant_f16_bytes(c, s, z):
+    """Byte codes as fp16 ``code · s + z``: a PRMT per two codes places them under the exponent of
+    1024, one HADD2 leaves the exact code and one HFMA2 rounds ``code · s + z`` once."""
+    return tl.inline_asm_elementwise(
+        asm="""{
+        .reg .b32 a, k;
+        mov.b32 k, 0x64006400;
+        prmt.b32 a, $2, 0x64646464, 0x4140;
+        sub.rn.f16x2 a, a, k;
+        fma.rn.f16x2 $0, a, $3, $5;
+        prmt.b32 a, $2, 0x64646464, 0x4342;
+        sub.rn.f16x2 a, a, k;
+        fma.rn.f16x2 $1, a, $4, $6;
+        }""",
+        constraints="=r,=r,r,r,r,r,r",
+        args=[c, s, z],
+        dtype=tl.float16,
+        is_pure=True,
+        pack=4,
+    )
 
 
 @triton.jit
@@ -222,6 +295,7 @@ def _dequant_halves(
     BLOCK_H: tl.constexpr,
     MATH_DTYPE: tl.constexpr = tl.float32,
     ROUND_BF16: tl.constexpr = False,
+    PACKED: tl.constexpr = False,
 ):
     """Tokens ``cols`` of a group-quantized tensor as two (BLOCK_N, BLOCK_H) tiles: channels [0, D/2)
     and [D/2, D), dequantized (code · scale + offset in ``MATH_DTYPE``) and rounded to ``OUT_DTYPE``.
@@ -253,9 +327,24 @@ def _dequant_halves(
     m_hi = tl.load(m_ptrs + 2 * GPH, mask=mmask, other=0.0).to(MATH_DTYPE)
     s_lo, z_lo = tl.split(tl.reshape(m_lo, (BLOCK_N, GPH_P, 2)))
     s_hi, z_hi = tl.split(tl.reshape(m_hi, (BLOCK_N, GPH_P, 2)))
-    # One scale and offset per group of GSIZE channels, broadcast over the group in registers.
-    x_lo = tl.reshape(c_lo.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_lo[:, :, None] + z_lo[:, :, None]
-    x_hi = tl.reshape(c_hi.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_hi[:, :, None] + z_hi[:, :, None]
+    if PACKED:
+        # fp16 on a GPU: packed conversions and one fp16 FMA per two codes (no I2F, no F2F). The
+        # scales and offsets are exact fp16 values (QuantizedKV.fp16_meta), so the FMA rounds the exact
+        # code * scale + offset once, as rounding the fp32 path's (exact) result to fp16 does.
+        G3: tl.constexpr = (BLOCK_N, GPH_P, GSIZE)
+        fs_lo = tl.broadcast_to(s_lo.to(tl.float16)[:, :, None], G3)
+        fz_lo = tl.broadcast_to(z_lo.to(tl.float16)[:, :, None], G3)
+        fs_hi = tl.broadcast_to(s_hi.to(tl.float16)[:, :, None], G3)
+        fz_hi = tl.broadcast_to(z_hi.to(tl.float16)[:, :, None], G3)
+        if BITS == 4:
+            x_lo, x_hi = _dequant_f16_nibbles(tl.reshape(packed, G3), fs_lo, fz_lo, fs_hi, fz_hi)
+        else:
+            x_lo = _dequant_f16_bytes(tl.reshape(c_lo, G3), fs_lo, fz_lo)
+            x_hi = _dequant_f16_bytes(tl.reshape(c_hi, G3), fs_hi, fz_hi)
+    else:
+        # One scale and offset per group of GSIZE channels, broadcast over the group in registers.
+        x_lo = tl.reshape(c_lo.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_lo[:, :, None] + z_lo[:, :, None]
+        x_hi = tl.reshape(c_hi.to(MATH_DTYPE), (BLOCK_N, GPH_P, GSIZE)) * s_hi[:, :, None] + z_hi[:, :, None]
     x_lo = tl.reshape(x_lo, (BLOCK_N, BLOCK_H))
     x_hi = tl.reshape(x_hi, (BLOCK_N, BLOCK_H))
     if ROUND_BF16:
@@ -1092,6 +1181,7 @@ def _decode_kv_dequant_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    PACKED: tl.constexpr = False,
     PDL: tl.constexpr = False,
 ):
     if PDL:
@@ -1129,14 +1219,14 @@ def _decode_kv_dequant_kernel(
         cols = start + offs_n
         n_ok = cols < hi
         k_lo, k_hi = _dequant_halves(
-            kc, km, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H
+            kc, km, cols, offs_h, n_ok, BITS, HALF, GSIZE, NG, DOT_DTYPE, BLOCK_N, BLOCK_H, PACKED=PACKED
         )
         s = tl.dot(q_lo, tl.trans(k_lo)) + tl.dot(q_hi, tl.trans(k_hi))
         m_new, alpha, p = _softmax_step(s * qk_scale, m_i, cols, n_ok, qi, shift, CAUSAL)
         p = p.to(DOT_DTYPE)
         # V: one (scale, offset) per half of D and token, a "group" as wide as the padded half.
         v_lo, v_hi = _dequant_halves(
-            vc, vm, cols, offs_h, n_ok, BITS, HALF, BLOCK_H, 2, DOT_DTYPE, BLOCK_N, BLOCK_H
+            vc, vm, cols, offs_h, n_ok, BITS, HALF, BLOCK_H, 2, DOT_DTYPE, BLOCK_N, BLOCK_H, PACKED=PACKED
         )
         # The denominator sums the rounded P the dots see, so numerator and denominator agree.
         l_i = l_i * alpha + tl.sum(p.to(tl.float32), axis=1)
@@ -1234,7 +1324,8 @@ class DecodeConfig:
     None leaves it to the compiler. Capping the folded kernel at 168 or 128 to fit more programs per
     SM spilled and lost on an H200 (docs/perf.md).
     ``ptx``: on a GPU, the folded kernel turns fp16 codes into centred integers with packed inline-PTX
-    conversions (1.05-1.14x on an H200); False runs the portable path the interpreter runs. Both give
+    conversions (1.05-1.14x on an H200), and the dequantizing kernel dequantizes with fp16 FMAs where
+    the cache's ``fp16_meta`` allows; False runs the portable paths the interpreter runs. Both give
     the same dot operands, so the same output bits.
     ``copies``: the folded kernel's tile holds every row once per group of K, or at 4 bits once per
     group of a half of D (see ``_decode_kv_copies_kernel``). None: wherever the rows of a KV head fit
@@ -1301,6 +1392,7 @@ def _config(
     head_keys: int = 1 << 23,
     bits: int = 4,
     head_dim: int = 128,
+    packed: bool = False,
 ) -> DecodeConfig:
     # Rows per program: every (query head, query) pair of a KV head in one tile where it fits, so the
     # cache is read once; at least 16 (the smallest dot). Up to 32 rows take two 16-row programs of
@@ -1309,6 +1401,11 @@ def _config(
     # the time of one 32-row dequantizing program at 32k and 128k keys, both widths (docs/perf.md "v11");
     # at 64 rows it took 2.3-3.1x.
     block_m = 16 if rows <= 32 else min(64, triton.next_power_of_2(rows))
+    # With fp16 FMAs (``packed``: an fp16 cache whose metadata fp16 holds exactly) one 64-row program
+    # of the dequantizing kernel beat those two at 17-32 rows per KV head: 1.02-1.23x at 4k-128k keys
+    # on an H200, except 0.95-0.98x at 32k keys with one KV head (docs/perf.md "v17").
+    if packed and rows > 16:
+        block_m = 64
     if override is not None:
         return override if override.block_m else replace(override, block_m=block_m)
     if interpreting():
@@ -1398,7 +1495,9 @@ def decode_attention(
     # Every row is written by the merge kernel (zeros where no key is seen).
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
-    cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits, D)
+    # fp16 FMAs in the dequantizing kernel, where the cache's metadata fp16 holds exactly.
+    packed = cache.fp16_meta and not interpreting()
+    cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits, D, packed)
     fold = folded(cfg)
     n_groups = D // cache.k.group
     # The copies kernel reads K's and V's codes as int32 words where a word tile is a dot of at least 16.
@@ -1449,6 +1548,7 @@ def decode_attention(
         UPCAST=interpreting() and q.dtype == torch.bfloat16,
         # Inline PTX cannot run in the interpreter, which takes the portable path to the same values.
         **({"ASM": cfg.ptx and not interpreting()} if fold else {}),
+        **({} if fold else {"PACKED": packed and cfg.ptx}),
         **({"WORDS": words, "HALVES": halves} if copies else {}),
         PDL=pdl,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),

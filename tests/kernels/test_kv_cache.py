@@ -143,6 +143,11 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     assert kv_cache._config(gpu, 9, None, 1 << 30, 8, 128) == DecodeConfig(16, 32, 1, 3, 1056)
     assert kv_cache._config(gpu, 64, None) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 33, None) == DecodeConfig(64, 128, 4, 2, 264)
+    # An fp16 cache whose metadata fp16 holds exactly (fp16 FMAs in the dequantizing kernel): 17-32
+    # rows take one 64-row program of it instead of two folded ones; 16 or fewer stay folded.
+    for rows in (17, 24, 32, 33):
+        assert kv_cache._config(gpu, rows, None, 1 << 20, 4, 128, True) == DecodeConfig(64, 128, 4, 2, 264)
+    assert kv_cache._config(gpu, 16, None, 1 << 20, 4, 128, True) == DecodeConfig(16, 32, 1, 3, 1056)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
     assert kv_cache._config(gpu, 4, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
     assert kv_cache._config(gpu, 32, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
@@ -161,6 +166,43 @@ def test_ptx_conversions_give_the_portable_paths_bits(bits):
     plain = decode_attention(q, cache, causal=True, config=DecodeConfig(**tile, ptx=False))
     assert torch.equal(fast, plain)
     assert rel_l2(fast, decode_emulate(q, cache, causal=True)) <= EMULATION[F16]
+
+
+def test_cache_says_whether_fp16_holds_its_metadata():
+    # The dequantizing kernel's fp16 FMAs need every bf16 scale and offset to be an fp16 value: true of
+    # ordinary fp16 caches; not of bf16 caches, nor of 8-bit groups so narrow that their scale is below
+    # fp16's normal range (~1e-4 values: scales ~2e-6, where fp16 keeps only a few bits).
+    _, k, v = _qkv(41, 1, 2, 2, 1, 64, 128, F16)
+    assert quantize_kv(k, v, bits=4).fp16_meta and quantize_kv(k, v, bits=8).fp16_meta
+    assert not quantize_kv(k.to(BF16), v.to(BF16), bits=4).fp16_meta
+    tiny = (k.float() * 1e-4).half()
+    assert quantize_kv(tiny, v, bits=4).fp16_meta
+    assert not quantize_kv(tiny, v, bits=8).fp16_meta
+    assert not quantize_kv(k, (v.float() * 1e-4).half(), bits=8).fp16_meta
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("d", [64, 96, 128, 256])
+def test_fp16_fmas_give_the_fp32_paths_bits(bits, d):
+    # The dequantizing kernel forms code * scale + offset with one fp16 FMA where the cache's metadata
+    # is exact in fp16, against the fp32 multiply-add rounded to fp16 of the portable path: one rounding
+    # of the same exact value, so the same bits on Gaussian caches (a ragged batch, 17-64 rows).
+    q, k, v = _qkv(51 + d, 2, 8, 2, 6, 600, d, F16, k_offset=0.5)
+    cache = quantize_kv(k, v, bits=bits, lengths=on_device(torch.tensor([600, 377])))
+    assert cache.fp16_meta
+    tile = dict(block_m=64, block_n=128, num_warps=4, num_stages=2, target_programs=32, fold=False)
+    for causal in (False, True):
+        fast = decode_attention(q, cache, causal=causal, config=DecodeConfig(**tile))
+        plain = decode_attention(q, cache, causal=causal, config=DecodeConfig(**tile, ptx=False))
+        assert torch.equal(fast, plain)
+        assert rel_l2(fast, decode_emulate(q, cache, causal=causal)) <= EMULATION[F16]
+    # A cache whose metadata fp16 cannot hold keeps the fp32 path even where the PTX paths are asked
+    # for (its scales below 2^-17 would lose bits as fp16 values).
+    small = quantize_kv(k, (v.float() * 1e-4).half(), bits=8)
+    assert not small.fp16_meta
+    fast = decode_attention(q, small, config=DecodeConfig(**tile))
+    assert torch.equal(fast, decode_attention(q, small, config=DecodeConfig(**tile, ptx=False)))
 
 
 def test_copies_asked_where_rows_do_not_fit_is_refused():
