@@ -45,7 +45,7 @@ share it. Three kernels, picked by the rows per program (``DecodeConfig.fold`` a
   64 rows, where the folded kernel was 1.35-1.8x slower on an H200, and four 16-row programs of it
   1.5-3.1x; docs/perf.md). On an fp16 cache whose scales and offsets are fp16 values
   (``QuantizedKV.fp16_meta``) it takes packed PTX: a LOP3 or PRMT, an HADD2 and an HFMA2 per two codes,
-  one rounding of the same exact value as the fp32 path, so the same bits, at 1.09-1.40x its speed; it
+  one rounding of the same exact value as the fp32 path, so the same bits, at 1.09-1.53x its speed; it
   then also takes 17-32 rows, in one 64-row program (docs/perf.md "v17"). Elsewhere (bf16, or scales
   below fp16's normal range) it converts and multiplies in fp32.
 
@@ -1404,7 +1404,7 @@ def _config(
     # With fp16 FMAs (``packed``: an fp16 cache whose metadata fp16 holds exactly) one 64-row program
     # of the dequantizing kernel beat those two at 17-32 rows per KV head: 1.02-1.23x at 4k-128k keys
     # on an H200, except 0.95-0.98x at 32k keys with one KV head (docs/perf.md "v17").
-    if packed and rows > 16:
+    if packed and rows > 16 and (override is None or override.fold is not True):
         block_m = 64
     if override is not None:
         return override if override.block_m else replace(override, block_m=block_m)
@@ -1496,7 +1496,7 @@ def decode_attention(
     out = q.new_empty((B, Hq, Nq, D))
     group = Hq // Hkv
     # fp16 FMAs in the dequantizing kernel, where the cache's metadata fp16 holds exactly.
-    packed = cache.fp16_meta and not interpreting()
+    packed = cache.fp16_meta and not interpreting() and (config is None or config.ptx)
     cfg = _config(q.device, group * Nq, config, B * Hkv * cache.max_length, cache.bits, D, packed)
     fold = folded(cfg)
     n_groups = D // cache.k.group
@@ -1548,7 +1548,7 @@ def decode_attention(
         UPCAST=interpreting() and q.dtype == torch.bfloat16,
         # Inline PTX cannot run in the interpreter, which takes the portable path to the same values.
         **({"ASM": cfg.ptx and not interpreting()} if fold else {}),
-        **({} if fold else {"PACKED": packed and cfg.ptx}),
+        **({} if fold else {"PACKED": packed}),
         **({"WORDS": words, "HALVES": halves} if copies else {}),
         PDL=pdl,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=triton.next_power_of_2(D // 2),

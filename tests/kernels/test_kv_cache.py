@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -148,6 +150,9 @@ def test_gpu_default_tiles_by_rows(monkeypatch):
     for rows in (17, 24, 32, 33):
         assert kv_cache._config(gpu, rows, None, 1 << 20, 4, 128, True) == DecodeConfig(64, 128, 4, 2, 264)
     assert kv_cache._config(gpu, 16, None, 1 << 20, 4, 128, True) == DecodeConfig(16, 32, 1, 3, 1056)
+    # Asked for the folded kernel, they keep its 16-row blocks.
+    folded_16 = DecodeConfig(0, 32, 1, 3, 100, fold=True)
+    assert kv_cache._config(gpu, 24, folded_16, 1 << 20, 4, 128, True) == replace(folded_16, block_m=16)
     mine = DecodeConfig(0, 32, 2, 2, 100, max_registers=168)
     assert kv_cache._config(gpu, 4, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
     assert kv_cache._config(gpu, 32, mine) == DecodeConfig(16, 32, 2, 2, 100, max_registers=168)
