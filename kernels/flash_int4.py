@@ -30,6 +30,7 @@ import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, AttentionShape, check_attention_inputs, upcast_dots
 from kernels.backend import interpreting
+from kernels.group_quant import quantize_groups_fused
 from kernels.kv_cache import _dequant_halves, default_kv_group
 from kernels.launch import program_block
 from kernels.quant_lowbit import GroupQuantized, dequantize_groups, quantize_groups
@@ -140,14 +141,17 @@ def _q8_group(head_dim: int) -> int:
 
 
 def quantize_qk(
-    q: torch.Tensor, k: torch.Tensor, *, q_bits: int, smooth_k: bool
+    q: torch.Tensor, k: torch.Tensor, *, q_bits: int, smooth_k: bool, fused: bool = False
 ) -> tuple[GroupQuantized, GroupQuantized]:
-    """Q and K as the INT4 kernels store them (see the module doc); inputs are only read."""
+    """Q and K as the INT4 kernels store them (see the module doc); inputs are only read. ``fused``:
+    with :func:`kernels.group_quant.quantize_groups_fused` (one kernel per operand, the same bits) instead
+    of the torch reference, which the emulations keep."""
     D = q.size(-1)
+    quantize = quantize_groups_fused if fused else quantize_groups
     q_group = default_kv_group(D, 4) if q_bits == 4 else _q8_group(D)
-    qq = quantize_groups(q, bits=q_bits, group=q_group, symmetric=q_bits == 8)
+    qq = quantize(q, bits=q_bits, group=q_group, symmetric=q_bits == 8)
     center = k.float().mean(dim=2, keepdim=True) if smooth_k and k.size(2) > 0 else None
-    qk = quantize_groups(k, bits=4, group=default_kv_group(D, 4), center=center)
+    qk = quantize(k, bits=4, group=default_kv_group(D, 4), center=center)
     return qq, qk
 
 
@@ -158,7 +162,7 @@ def _launch(q, k, v, shape: AttentionShape, *, causal: bool, q_bits: int, smooth
         return out
     if s.n_k == 0:
         return out.zero_()
-    qq, qk = quantize_qk(q, k, q_bits=q_bits, smooth_k=smooth_k)
+    qq, qk = quantize_qk(q, k, q_bits=q_bits, smooth_k=smooth_k, fused=True)
     block_d = triton.next_power_of_2(s.head_dim)
     if interpreting():
         # Fewer, larger tiles: the interpreter's cost is per numpy operation more than per element.

@@ -30,6 +30,7 @@ import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, check_attention_inputs, upcast_dots
 from kernels.backend import interpreting
+from kernels.group_quant import quantize_groups_fused
 from kernels.kv_cache import _dequant_halves, default_kv_group
 from kernels.launch import program_block
 from kernels.quant_lowbit import GroupQuantized, dequantize_groups, quantize_groups
@@ -79,14 +80,17 @@ def _widths(term4: torch.Tensor, term8: torch.Tensor) -> torch.Tensor:
     return torch.where(term4 <= limit, 4, bits).to(torch.int32)
 
 
-def _quantize_all(q: torch.Tensor, k: torch.Tensor):
+def _quantize_all(q: torch.Tensor, k: torch.Tensor, fused: bool = False):
+    """Q and K at 4 and 8 bits (K smoothed), and the smoothed K in fp32. ``fused``: one Triton kernel
+    per quantization (:mod:`kernels.group_quant`, the same bits) instead of the torch reference."""
     D = q.size(-1)
+    quantize = quantize_groups_fused if fused else quantize_groups
     g4, g8 = default_kv_group(D, 4), default_kv_group(D, 8)
     center = k.float().mean(dim=2, keepdim=True) if k.size(2) > 0 else None
     kc = k.float() - center if center is not None else k.float()
-    q4, q8 = quantize_groups(q, bits=4, group=g4), quantize_groups(q, bits=8, group=g8)
-    k4 = quantize_groups(k, bits=4, group=g4, center=center)
-    k8 = quantize_groups(k, bits=8, group=g8, center=center)
+    q4, q8 = quantize(q, bits=4, group=g4), quantize(q, bits=8, group=g8)
+    k4 = quantize(k, bits=4, group=g4, center=center)
+    k8 = quantize(k, bits=8, group=g8, center=center)
     return q4, q8, k4, k8, kc
 
 
@@ -281,7 +285,7 @@ def flash_attention_mixed(
         return out
     if s.n_k == 0:
         return out.zero_()
-    quantized = _quantize_all(q, k)
+    quantized = _quantize_all(q, k, fused=True)
     q4, q8, k4, k8, _ = quantized
     if plan is None:
         plan = mixed_plan(q, k, sm_scale, _quantized=quantized)

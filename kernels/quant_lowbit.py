@@ -22,9 +22,10 @@ One layout serves the INT4 attention methods and the low-bit KV cache:
   the two contiguous half tiles ``[0, D/2)`` and ``[D/2, D)`` with a mask and a shift (no interleaving
   shuffle), and splits every dot over D into two dots over D/2. Any even D works (96 included).
 
-Everything here is plain torch: quantizing runs once per call (prefill) or once per cache, not in the
-attention loop. ``center`` (K smoothing) is subtracted in fp32 from a copy; the caller's tensor is read
-only.
+Everything here is plain torch, the reference: quantizing runs once per call (prefill) or once per
+cache, not in the attention loop; the prefill methods launch :mod:`kernels.group_quant`, the same
+bits in one kernel per operand. ``center`` (K smoothing) is subtracted in fp32 from a copy; the
+caller's tensor is read only.
 """
 
 from __future__ import annotations
@@ -100,21 +101,28 @@ def quantize_groups(
     xf = x.float() if center is None else x.float() - center.float()
     xg = xf.reshape(*xf.shape[:-1], D // group, group)
     top = (1 << bits) - 1
+    # Divisions by tensors, not Python scalars: on CUDA torch divides by a scalar as a multiply by its
+    # reciprocal (rounded twice), on the CPU it divides; a tensor divisor is a correctly rounded division
+    # on both, as in kernels.group_quant.
     if symmetric:
         half = 1 << (bits - 1)
-        scale = _round_meta(xg.abs().amax(dim=-1) / (half - 1), up=True)
+        amax = xg.abs().amax(dim=-1)
+        scale = _round_meta(amax / torch.full_like(amax, half - 1), up=True)
         # -half * scale is exact in bf16 (a power-of-two multiple).
         offset = (-half * scale.float()).to(META_DTYPE)
     else:
         lo, hi = xg.aminmax(dim=-1)
         offset = _round_meta(lo, up=False)
-        scale = _round_meta((hi - offset.float()) / top, up=True)
+        span = hi - offset.float()
+        scale = _round_meta(span / torch.full_like(span, top), up=True)
     s = scale.float()[..., None]
     inv = torch.where(s > 0, 1.0 / torch.where(s > 0, s, 1.0), 0.0)
     codes = torch.round((xg - offset.float()[..., None]) * inv)
     codes = codes.clamp(0, top).to(torch.uint8).reshape(xf.shape)
     if bits == 4:
-        codes = pack_int4(codes)
+        # Codes are in 0..15 by construction: pack without pack_int4's check (a host sync).
+        half_d = D // 2
+        codes = codes[..., :half_d] | (codes[..., half_d:] << 4)
     return GroupQuantized(codes.contiguous(), torch.stack([scale, offset], dim=-1), bits, group, D)
 
 
