@@ -91,7 +91,9 @@ def _quantize_groups_kernel(
     h_ok = offs_h < HALF
     valid = t_ok[:, None] & h_ok[None, :]
     GPH: tl.constexpr = HALF // G
-    GPH_P: tl.constexpr = BLOCK_H // G
+    # A group as wide as the half (V of the KV cache; D = 96 makes it 48) spans the padded half tile.
+    G_TILE: tl.constexpr = BLOCK_H if G == HALF else G
+    GPH_P: tl.constexpr = BLOCK_H // G_TILE
     x_ptrs = X + b * stride_xb + h * stride_xh + offs_t[:, None].to(tl.int64) * stride_xn + offs_h[None, :]
     # fp32 throughout: exact for fp16/bf16 inputs, and the interpreter keeps bf16 as raw bits.
     x_lo = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
@@ -99,8 +101,8 @@ def _quantize_groups_kernel(
     if HAS_CENTER:
         x_lo = x_lo - tl.load(C + bh * 2 * HALF + offs_h, mask=h_ok, other=0.0)[None, :]
         x_hi = x_hi - tl.load(C + bh * 2 * HALF + HALF + offs_h, mask=h_ok, other=0.0)[None, :]
-    c_lo, s_lo, z_lo = _quantize_half(x_lo, valid, BITS, SYMMETRIC, BLOCK_T, GPH_P, G)
-    c_hi, s_hi, z_hi = _quantize_half(x_hi, valid, BITS, SYMMETRIC, BLOCK_T, GPH_P, G)
+    c_lo, s_lo, z_lo = _quantize_half(x_lo, valid, BITS, SYMMETRIC, BLOCK_T, GPH_P, G_TILE)
+    c_hi, s_hi, z_hi = _quantize_half(x_hi, valid, BITS, SYMMETRIC, BLOCK_T, GPH_P, G_TILE)
     row = bh * N + offs_t.to(tl.int64)
     if BITS == 4:
         packed = c_lo.to(tl.uint8) | (c_hi.to(tl.uint8) << 4)
@@ -129,8 +131,8 @@ def quantize_groups_fused(
     center: torch.Tensor | None = None,
 ) -> GroupQuantized:
     """:func:`kernels.quant_lowbit.quantize_groups` of a (B, H, N, D) fp16/bf16/fp32 tensor (last dim
-    contiguous) in one kernel, bit-identical. ``group`` a power of two dividing D/2 (every group in one
-    half of D); ``center`` None or an fp32 (B, H, 1, D) tensor subtracted first (K smoothing)."""
+    contiguous) in one kernel, bit-identical. ``group`` D/2 or a power of two dividing it (every group in
+    one half of D); ``center`` None or an fp32 (B, H, 1, D) tensor subtracted first (K smoothing)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x: expected a 4-d tensor (B, H, N, D), got {getattr(x, 'shape', x)!r}")
     if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
@@ -139,8 +141,10 @@ def quantize_groups_fused(
         raise ValueError(f"x: expected the last dimension to be contiguous (stride 1), got {x.stride()}")
     B, H, N, D = x.shape
     check_group(D, group, bits)
-    if (D // 2) % group or group & (group - 1):
-        raise ValueError(f"group: expected a power of two dividing half the head dim ({D // 2}), got {group}")
+    if group != D // 2 and ((D // 2) % group or group & (group - 1)):
+        raise ValueError(
+            f"group: expected half the head dim ({D // 2}) or a power of two dividing it, got {group}"
+        )
     if center is not None and (
         center.shape != (B, H, 1, D) or center.dtype != torch.float32 or center.device != x.device
     ):

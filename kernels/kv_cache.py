@@ -66,8 +66,9 @@ import triton.language as tl
 
 from kernels._validate import HEAD_DIMS, SUPPORTED_DTYPES
 from kernels.backend import interpreting
+from kernels.group_quant import quantize_groups_fused
 from kernels.launch import sm_count
-from kernels.quant_lowbit import GroupQuantized, check_group, dequantize_groups, quantize_groups
+from kernels.quant_lowbit import GroupQuantized, check_group, dequantize_groups
 from kernels.reference import attention_reference
 
 LOG2E = math.log2(math.e)
@@ -198,12 +199,13 @@ def quantize_kv(
     filled = (torch.arange(N, device=k.device)[None, :] < lens[:, None].long())[:, None, :, None]
     kf = torch.where(filled, k.float(), 0.0)
     vf = torch.where(filled, v.float(), 0.0)
-    center = None
     if smooth_k:
         count = lens.clamp(min=1).float()[:, None, None, None]
-        center = torch.where(filled, kf.sum(dim=2, keepdim=True) / count, 0.0)
-    qk = quantize_groups(kf, bits=bits, group=group, center=center)
-    qv = quantize_groups(vf, bits=bits, group=D // 2)
+        # Filled tokens less the mean; the rest stay zeros.
+        kf = torch.where(filled, kf - kf.sum(dim=2, keepdim=True) / count, 0.0)
+    # One fused kernel per operand, bit-identical to kernels.quant_lowbit.quantize_groups.
+    qk = quantize_groups_fused(kf, bits=bits, group=group)
+    qv = quantize_groups_fused(vf, bits=bits, group=D // 2)
     max_length = int(lens.max()) if B else 0
     fp16_meta = k.dtype == torch.float16 and all(_exact_in_fp16(m) for m in (qk.meta, qv.meta))
     return QuantizedKV(qk, qv, lens, max_length, k.dtype, smooth_k, fp16_meta)

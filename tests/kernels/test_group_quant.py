@@ -46,15 +46,18 @@ def _both(x, **kw):
     seed=st.integers(0, 2**31 - 1),
 )
 # Tokens spanning 2^-16 .. 2^14 (fp16 subnormals to near its limit), ragged token tiles, D = 96's padded
-# halves, the 8-bit symmetric group of a whole half at D = 256.
+# halves (and its 48-channel group, a whole half), the 8-bit symmetric group of a whole half at D = 256.
 @example(d=96, bits=4, symmetric=False, dtype="fp16", smooth=True, n=37, log2_scale=-16, seed=1)
+@example(d=96, bits=8, symmetric=False, dtype="bf16", smooth=False, n=23, log2_scale=0, seed=3)
 @example(d=256, bits=8, symmetric=True, dtype="bf16", smooth=False, n=17, log2_scale=14, seed=2)
 def test_fused_quantizer_gives_the_references_bits(d, bits, symmetric, dtype, smooth, n, log2_scale, seed):
     g = torch.Generator().manual_seed(seed)
     spread = torch.rand(2, 2, n, 1, generator=g) * 8 - 4
     x = (torch.randn(2, 2, n, d, generator=g) * (spread + log2_scale).exp2()).clamp(-6e4, 6e4)
     x = on_device(x.to(DTYPES[dtype]))
-    group = (d // 2) & -(d // 2) if symmetric else default_kv_group(d, bits)
+    # The methods' groups: Q's 8-bit symmetric one per power-of-two part of a half, K's 4-/8-bit ones,
+    # and the KV cache's V, one group per half (48 channels at D = 96).
+    group = (d // 2) & -(d // 2) if symmetric else default_kv_group(d, bits) if seed % 3 else d // 2
     center = x.float().mean(dim=2, keepdim=True) if smooth and not symmetric else None
     ref, fused = _both(x, bits=bits, group=group, symmetric=symmetric, center=center)
     assert _same(ref, fused)
@@ -92,7 +95,7 @@ def test_bad_input_raises_clear_errors():
         quantize_groups_fused(x.double(), bits=4, group=32)
     with pytest.raises(ValueError, match="contiguous"):
         quantize_groups_fused(x.transpose(2, 3), bits=4, group=2)
-    with pytest.raises(ValueError, match="dividing half the head dim"):
+    with pytest.raises(ValueError, match="half the head dim"):
         quantize_groups_fused(x, bits=4, group=64)
     with pytest.raises(ValueError, match="center"):
         quantize_groups_fused(x, bits=4, group=32, center=x.float())
@@ -109,7 +112,7 @@ from kernels.group_quant import _quantize_groups_kernel as fn
 sig = {n: "i32" for n in ("stride_xb", "stride_xh", "stride_xn", "H", "N", "NUM_T_BLOCKS")}
 sig.update(X="*fp16", C="*fp32", CODES="*u8", META="*bf16")
 VARIANTS = ((4, False, True, 64, 32), (4, True, False, 48, 16), (8, True, False, 64, 64),
-            (8, False, True, 128, 64))
+            (8, False, True, 128, 64), (8, False, False, 48, 48))
 for bits, symmetric, center, half, g in VARIANTS:
     values = dict(HAS_CENTER=center, BITS=bits, SYMMETRIC=symmetric, HALF=half, G=g, BLOCK_T=32,
                   BLOCK_H=triton.next_power_of_2(half))
