@@ -9,6 +9,8 @@ halves, in one pass. Every step is the torch reference's, in the same order and 
 differences, correctly rounded divisions (``div_rn``), codes rounded half to even. The launch turns
 FP contraction off, so no multiply and add are fused into one rounding the reference does not make.
 The torch function stays the reference (the emulations use it); tests hold the two bit-identical.
+``kernels.kv_cache.quantize_kv`` takes this kernel too (a cache is quantized once, but a long one took
+milliseconds of torch).
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ One layout serves the INT4 attention methods and the low-bit KV cache:
   shuffle), and splits every dot over D into two dots over D/2. Any even D works (96 included).
 
 Everything here is plain torch, the reference: quantizing runs once per call (prefill) or once per
-cache, not in the attention loop; the prefill methods launch :mod:`kernels.group_quant`, the same
-bits in one kernel per operand. ``center`` (K smoothing) is subtracted in fp32 from a copy; the
-caller's tensor is read only.
+cache, not in the attention loop; the INT4 prefill methods and ``quantize_kv`` launch
+:mod:`kernels.group_quant`, the same bits in one kernel per operand. ``center`` (K smoothing) is
+subtracted in fp32 from a copy; the caller's tensor is read only.
 """
 
 from __future__ import annotations
