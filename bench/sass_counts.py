@@ -8,7 +8,8 @@ sm_90a with Triton's bundled ptxas (fp16, D = 128; the tile from the options: BL
 2 stages unless given), with 16-byte alignment of the pointers as the runtime specializes them, and
 prints the instruction mix from ``cuobjdump -sass`` plus registers and stack, and the instructions of
 the main loop (one BLOCK_N step), also without its first forward branch's block (the copies kernel's
-lazy rescale, taken rarely). ``--halves`` compiles the copies kernel's copy per group of a half of D.
+lazy rescale, taken rarely). ``--halves`` compiles the copies kernel's copy per group of a half of D;
+``--fp32-dequant`` the dequantizing kernel's fp32 path instead of its fp16 FMAs.
 The conversions (I2F, I2FP, F2FP) issue at a quarter of the FP32 rate on Hopper; docs/perf.md reads
 these counts, e.g. ``--kernel _decode_kv_copies_kernel --bits 4 --block-n 32 --num-warps 1
 --num-stages 3 --fusion`` for the shipped Nq = 1 tile.
@@ -80,6 +81,7 @@ def count(
     kernel: str = "_decode_kv_kernel",
     halves: bool = False,
     block_m: int = 16,
+    packed: bool = True,
 ) -> dict:
     """Compile one variant and return its instruction counts, registers and stack bytes."""
     import triton
@@ -99,7 +101,7 @@ def count(
     candidates = dict(
         CAUSAL=False, BITS=bits, HALF=head_dim // 2, GSIZE=group, NG=head_dim // group,
         NG_P=head_dim // group, UPCAST=False, LOW_MATH=False, BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_H=head_dim // 2, ASM=True, WORDS=True, HALVES=halves, PDL=False,
+        BLOCK_H=head_dim // 2, ASM=True, WORDS=True, HALVES=halves, PDL=False, PACKED=packed,
     )  # fmt: skip
     # The folded kernel's metadata pointers: int32 (scale, offset) words where the module says so
     # (kernels/kv_cache.py's FOLDED_META), bf16 in variants written before that.
@@ -151,6 +153,11 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 4], choices=(4, 8))
     parser.add_argument("--block-n", type=int, default=128)
     parser.add_argument("--block-m", type=int, default=16, help="rows per program (BLOCK_M)")
+    parser.add_argument(
+        "--fp32-dequant",
+        action="store_true",
+        help="the dequantizing kernel's fp32 path (bf16 caches; the default is its fp16 FMAs)",
+    )
     parser.add_argument("--num-warps", type=int, default=4)
     parser.add_argument("--num-stages", type=int, default=2)
     parser.add_argument(
@@ -183,6 +190,7 @@ def main(argv=None) -> int:
                 args.kernel,
                 halves=args.halves,
                 block_m=args.block_m,
+                packed=not args.fp32_dequant,
             )
             results.append(r)
             top = " ".join(f"{op}:{n}" for op, n in list(r["ops"].items())[:10])

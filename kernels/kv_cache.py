@@ -305,6 +305,8 @@ def _dequant_halves(
     ``ROUND_BF16``: round to bfloat16 values first. The interpreter path of bf16 inputs runs its dots in
     float32 (``OUT_DTYPE``) and must round where the GPU's bf16 dots do; by hand, because the
     interpreter's own float32 -> bfloat16 cast truncates instead of rounding to nearest.
+    ``PACKED`` (fp16 ``OUT_DTYPE`` on a GPU, metadata whose bf16 values are fp16 values): one packed
+    fp16 FMA per two codes instead of the ``MATH_DTYPE`` path, the same rounded values.
     """
     # Bytes per token: D/2 packed nibbles at 4 bits, D codes at 8 bits. BLOCK_H is D/2 rounded up to
     # a power of two (D = 96); the padding columns and groups load as zeros.
@@ -330,7 +332,8 @@ def _dequant_halves(
     s_lo, z_lo = tl.split(tl.reshape(m_lo, (BLOCK_N, GPH_P, 2)))
     s_hi, z_hi = tl.split(tl.reshape(m_hi, (BLOCK_N, GPH_P, 2)))
     if PACKED:
-        # fp16 on a GPU: packed conversions and one fp16 FMA per two codes (no I2F, no F2F). The
+        tl.static_assert(tl.float16 == OUT_DTYPE, "PACKED dequantizes to fp16 only")
+        # fp16 on a GPU: packed conversions and one fp16 FMA per two codes (no per-code I2F or F2F). The
         # scales and offsets are exact fp16 values (QuantizedKV.fp16_meta), so the FMA rounds the exact
         # code * scale + offset once, as rounding the fp32 path's (exact) result to fp16 does.
         G3: tl.constexpr = (BLOCK_N, GPH_P, GSIZE)

@@ -85,3 +85,19 @@ def test_importing_it_leaves_the_interpreter_on():
     module = load_script("bench/sass_counts.py")
     assert dict(os.environ) == before  # an in-process import must not switch this worker off it
     assert callable(module.count) and callable(module.main)
+
+
+def test_fp16_fmas_take_the_conversions_out_of_the_dequantizing_loop(tmp_path):
+    # The dequantizing kernel on an fp16 cache forms code * scale + offset with packed fp16 FMAs: the
+    # fp32 path's per-code integer-to-float conversions and fp32 multiply-adds leave the loop (2681 ->
+    # 1925 instructions per 128-key step at 32 rows, sm_90a, Triton 3.6; docs/perf.md "v17").
+    counts = {}
+    for flag in ([], ["--fp32-dequant"]):
+        out = tmp_path / f"dequant{len(flag)}.json"
+        args = ["--kernel", "_decode_kv_dequant_kernel", "--bits", "4", "--block-m", "32", "--json", str(out)]
+        proc = _run(tmp_path, *args, *flag)
+        assert proc.returncode == 0, proc.stderr
+        (counts[bool(flag)],) = json.loads(out.read_text())
+    fp16, fp32 = counts[False], counts[True]
+    assert fp16["ops"].get("HFMA2", 0) > 0 and fp32["ops"].get("HFMA2", 0) == 0
+    assert fp16["loop"] < fp32["loop"] and fp16["conversions"] < fp32["conversions"]
