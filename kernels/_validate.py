@@ -111,3 +111,14 @@ def check_attention_inputs(
             f"got device {q.device}"
         )
     return AttentionShape(B, Hq, Hkv, Nq, Nk, D, scale)
+
+
+def check_quantizer_operand(x: torch.Tensor, name: str) -> None:
+    """ValueError unless ``x`` is a 4-d (B, H, N, D) fp16, bf16 or fp32 tensor with a contiguous last
+    dimension: what the Triton quantizers (``kernels.quant``, ``kernels.group_quant``) read."""
+    if x.dim() != 4:
+        raise ValueError(f"{name}: expected a 4-d tensor (B, H, N, D), got shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"{name}: expected dtype float16, bfloat16 or float32, got {x.dtype}")
+    if x.size(-1) > 1 and x.stride(-1) != 1:
+        raise ValueError(f"{name}: expected the last dimension to be contiguous (stride 1), got {x.stride()}")

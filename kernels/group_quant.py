@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._validate import check_quantizer_operand
 from kernels.backend import interpreting
 from kernels.quant_lowbit import META_DTYPE, GroupQuantized, check_group
 
@@ -135,12 +136,7 @@ def quantize_groups_fused(
     """:func:`kernels.quant_lowbit.quantize_groups` of a (B, H, N, D) fp16/bf16/fp32 tensor (last dim
     contiguous) in one kernel, bit-identical. ``group`` D/2 or a power of two dividing it (every group in
     one half of D); ``center`` None or an fp32 (B, H, 1, D) tensor subtracted first (K smoothing)."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x: expected a 4-d tensor (B, H, N, D), got {getattr(x, 'shape', x)!r}")
-    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise ValueError(f"x: expected dtype float16, bfloat16 or float32, got {x.dtype}")
-    if x.size(-1) > 1 and x.stride(-1) != 1:
-        raise ValueError(f"x: expected the last dimension to be contiguous (stride 1), got {x.stride()}")
+    check_quantizer_operand(x, "x")
     B, H, N, D = x.shape
     check_group(D, group, bits)
     if group != D // 2 and ((D // 2) % group or group & (group - 1)):

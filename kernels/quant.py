@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._validate import check_quantizer_operand
 from kernels.backend import interpreting
 
 QMAX = 127.0
@@ -209,15 +210,6 @@ def _quantize_per_channel_kernel(
     )
 
 
-def _check_operand(x: torch.Tensor, name: str) -> None:
-    if x.dim() != 4:
-        raise ValueError(f"{name}: expected a 4-d tensor (B, H, N, D), got shape {tuple(x.shape)}")
-    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise ValueError(f"{name}: expected dtype float16, bfloat16 or float32, got {x.dtype}")
-    if x.size(-1) > 1 and x.stride(-1) != 1:
-        raise ValueError(f"{name}: expected the last dimension to be contiguous (stride 1), got {x.stride()}")
-
-
 def quantize_per_token(
     x: torch.Tensor, center: torch.Tensor | None = None, *, norm_out: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +222,7 @@ def quantize_per_token(
     Returns ``(x_int8, scale)``: ``x_int8`` contiguous int8 (B, H, N, D) and ``scale`` contiguous
     float32 (B, H, N) with ``x - center ≈ x_int8 * scale[..., None]``.
     """
-    _check_operand(x, "x")
+    check_quantizer_operand(x, "x")
     B, H, N, D = x.shape
     y = torch.empty((B, H, N, D), dtype=torch.int8, device=x.device)
     s = torch.empty((B, H, N), dtype=torch.float32, device=x.device)
@@ -283,7 +275,7 @@ def quantize_per_channel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     contiguous storage (token index contiguous, ``x_int8.stride(2) == 1``); ``scale`` is contiguous
     float32 (B, H, D) with ``x ≈ x_int8 * scale[:, :, None, :]``.
     """
-    _check_operand(x, "x")
+    check_quantizer_operand(x, "x")
     B, H, N, D = x.shape
     y_t = torch.empty((B, H, D, N), dtype=torch.int8, device=x.device)
     s = torch.empty((B, H, D), dtype=torch.float32, device=x.device)
